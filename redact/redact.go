@@ -5,6 +5,8 @@
 package redact
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"regexp"
 	"strings"
 )
@@ -28,3 +30,16 @@ func String(s string) string {
 	}
 	return s
 }
+
+// Fingerprint is how a token or a key appears in logs, audit records and
+// admin views: the first 16 hex digits of its SHA-256. It identifies the
+// secret without revealing it.
+func Fingerprint(secret string) string {
+	if secret == "" {
+		return ""
+	}
+	return FingerprintOf(sha256.Sum256([]byte(secret)))
+}
+
+// FingerprintOf is the fingerprint of a secret whose SHA-256 is sum.
+func FingerprintOf(sum [sha256.Size]byte) string { return hex.EncodeToString(sum[:8]) }

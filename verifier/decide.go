@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/hissuno/widgetauth/events"
+	"github.com/hissuno/widgetauth/redact"
 )
 
 // Key is one secret key of a project. Secret is the raw HMAC key: the whole
@@ -105,7 +106,7 @@ func (d *Decider) Decide(p *Project, req Request, now time.Time) Decision {
 	var sum [sha256.Size]byte
 	if req.Token != "" {
 		sum = sha256.Sum256([]byte(req.Token))
-		dec.TokenFingerprint = fingerprintOf(sum)
+		dec.TokenFingerprint = redact.FingerprintOf(sum)
 	}
 	if p == nil {
 		return dec.refuse(fmt.Errorf("%w: no project has id %q", ErrUnknownProject, clip(req.ProjectID)))
@@ -196,4 +197,39 @@ func clip(s string) string {
 		return s
 	}
 	return s[:max] + "…"
+}
+
+// Message explains a refusal to an integrator in one sentence, with what to
+// do about it. It never quotes the token.
+func (dec Decision) Message() string {
+	switch dec.Reason {
+	case "":
+		return ""
+	case events.ReasonUnknownProject:
+		return "no project has this projectId; check the projectId you pass to the widget"
+	case events.ReasonOriginMissing:
+		return "the request has no Origin and this project allows only listed origins; load the widget from an allowed site"
+	case events.ReasonTokenRequired:
+		return "this project requires a widget token; mint one on your backend and pass it as widgetToken"
+	case events.ReasonTokenExpired:
+		return fmt.Sprintf("the token expired: the server time %s is %d s past its exp (%d s of clock skew allowed); fetch a fresh token from your backend",
+			dec.ServerTime.UTC().Format(time.RFC3339), dec.SkewSeconds, int(Leeway/time.Second))
+	case events.ReasonTokenNotYetValid:
+		return fmt.Sprintf("the token is not valid yet: the server time %s is %d s before its iat or nbf (%d s of clock skew allowed); check your backend's clock",
+			dec.ServerTime.UTC().Format(time.RFC3339), dec.SkewSeconds, int(Leeway/time.Second))
+	case events.ReasonTokenAlgNotAllowed:
+		return "only HS256 tokens are accepted; sign with algorithm HS256 and your project's secret key"
+	case events.ReasonTokenBadSignature:
+		return "the token's signature does not verify with the project's current key; if the key was rotated, mint tokens with the new key"
+	case events.ReasonTokenMissingExp:
+		return "the token has no exp claim; set an expiry (expiresIn: '24h')"
+	case events.ReasonTokenTooLarge:
+		return fmt.Sprintf("the token is over %d bytes; keep userMetadata small", MaxTokenBytes)
+	case events.ReasonTokenRevoked:
+		return "this user's tokens issued before a revocation are refused; mint a new token (with iat)"
+	}
+	if dec.Err != nil {
+		return redact.String(dec.Err.Error())
+	}
+	return string(dec.Reason)
 }

@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/netip"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -113,6 +114,23 @@ func ParsePatterns(list []string) ([]Pattern, error) {
 			return nil, err
 		}
 		out = append(out, p)
+	}
+	return out, nil
+}
+
+// CanonicalPatterns validates an allowed-origins list and returns it in
+// canonical form (Pattern.String), without duplicates. The error names the
+// first bad pattern.
+func CanonicalPatterns(list []string) ([]string, error) {
+	patterns, err := ParsePatterns(list)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]string, 0, len(patterns))
+	for _, p := range patterns {
+		if s := p.String(); !slices.Contains(out, s) {
+			out = append(out, s)
+		}
 	}
 	return out, nil
 }

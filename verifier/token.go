@@ -2,8 +2,6 @@ package verifier
 
 import (
 	"bytes"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -53,15 +51,8 @@ func BearerToken(header string) (token string, ok bool) {
 }
 
 // Fingerprint is how a token appears in logs and audit records: the first 16
-// hex digits of its SHA-256. It identifies a token without revealing it.
-func Fingerprint(token string) string {
-	if token == "" {
-		return ""
-	}
-	return fingerprintOf(sha256.Sum256([]byte(token)))
-}
-
-func fingerprintOf(sum [sha256.Size]byte) string { return hex.EncodeToString(sum[:8]) }
+// hex digits of its SHA-256 (redact.Fingerprint).
+func Fingerprint(token string) string { return redact.Fingerprint(token) }
 
 // claims are a widget token's claims. Only the claims Hissuno reads are
 // decoded; unknown claims are ignored. userId and userMetadata decode

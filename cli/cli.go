@@ -1,0 +1,93 @@
+// Package cli is the `hissuno` command line: the roles (dev, ingress,
+// verifier, rotator, auditor), the admin commands (project …), token minting
+// and the audit queries. cmd/hissuno only calls Main.
+//
+// Every error goes to stderr, scrubbed of secret keys and tokens, and says
+// what to do next; a failing command exits non-zero.
+package cli
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/hissuno/widgetauth/redact"
+)
+
+// Env is what a command runs with: its output streams and a context that
+// ends on SIGINT or SIGTERM.
+type Env struct {
+	Ctx    context.Context
+	Stdin  io.Reader
+	Stdout io.Writer
+	Stderr io.Writer
+}
+
+type command struct {
+	name    string
+	summary string
+	run     func(env Env, args []string) error
+}
+
+func commands() []command {
+	return []command{
+		{"dev", "run everything in one process: embedded NATS, all roles, ClickHouse when installed", runDev},
+		{"ingress", "run the HTTP ingress role", runIngress},
+		{"verifier", "run a verifier role", runVerifier},
+		{"rotator", "run the rotator role", runRotator},
+		{"project", "create, get, update, rotate a project's key, revoke a user's tokens", runProject},
+		{"token", "mint a widget token, as a customer's backend does", runToken},
+	}
+}
+
+// Main runs the command line and returns the exit code.
+func Main(args []string) int {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	return Run(Env{Ctx: ctx, Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr}, args)
+}
+
+// Run runs one command line (without the program name).
+func Run(env Env, args []string) int {
+	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
+		usage(env.Stdout)
+		if len(args) == 0 {
+			return 2
+		}
+		return 0
+	}
+	for _, c := range commands() {
+		if c.name != args[0] {
+			continue
+		}
+		err := c.run(env, args[1:])
+		switch {
+		case err == nil:
+			return 0
+		case errors.Is(err, flag.ErrHelp):
+			return 0
+		case errors.Is(err, errUsage):
+			return 2
+		}
+		fmt.Fprintf(env.Stderr, "hissuno %s: %s\n", c.name, redact.String(err.Error()))
+		return 1
+	}
+	fmt.Fprintf(env.Stderr, "hissuno: unknown command %q; run `hissuno help` for the list\n", args[0])
+	return 2
+}
+
+func usage(w io.Writer) {
+	fmt.Fprintln(w, "hissuno: widget authentication for the Hissuno support widget")
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "commands:")
+	for _, c := range commands() {
+		fmt.Fprintf(w, "  %-9s %s\n", c.name, c.summary)
+	}
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "run `hissuno COMMAND --help` for a command's flags")
+}

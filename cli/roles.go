@@ -1,0 +1,211 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+
+	"github.com/hissuno/widgetauth/bus"
+	"github.com/hissuno/widgetauth/health"
+	"github.com/hissuno/widgetauth/ingress"
+	"github.com/hissuno/widgetauth/rotator"
+	"github.com/hissuno/widgetauth/verifier"
+)
+
+// roleFlags are the flags every production role takes.
+type roleFlags struct {
+	nats          natsFlags
+	log           logFlags
+	instance      string
+	metricsListen string
+	topo          topologyFlags
+}
+
+func (r *roleFlags) register(fs *flag.FlagSet, role string) {
+	r.nats.register(fs)
+	r.log.register(fs, "json")
+	fs.StringVar(&r.instance, "instance", getenv("HISSUNO_INSTANCE", ""), "this instance's name in logs, decisions and discovery; default: "+role+"-HOST-RANDOM [HISSUNO_INSTANCE]")
+	fs.StringVar(&r.metricsListen, "metrics-listen", getenv("HISSUNO_METRICS_LISTEN", "127.0.0.1:9090"), "address of /healthz, /readyz and /metrics; empty disables [HISSUNO_METRICS_LISTEN]")
+	r.topo.register(fs)
+}
+
+// topologyFlags size the streams a role creates or updates at start.
+type topologyFlags struct{ t bus.Topology }
+
+func (f *topologyFlags) register(fs *flag.FlagSet) {
+	fs.IntVar(&f.t.Replicas, "replicas", envInt("HISSUNO_REPLICAS", 1), "replicas of every stream and the projects bucket (3 on a three-node cluster) [HISSUNO_REPLICAS]")
+	fs.DurationVar(&f.t.DecisionsMaxAge, "decisions-max-age", envDuration("HISSUNO_DECISIONS_MAX_AGE", 30*24*time.Hour), "how long decisions stay in JetStream: the longest auditor outage without loss [HISSUNO_DECISIONS_MAX_AGE]")
+	fs.Int64Var(&f.t.DecisionsMaxBytes, "decisions-max-bytes", int64(envInt("HISSUNO_DECISIONS_MAX_BYTES", 8<<30)), "size bound of the decisions stream; when full, new decisions are refused (503), never old ones dropped [HISSUNO_DECISIONS_MAX_BYTES]")
+}
+
+// connectRole connects a role to NATS and makes sure the streams exist.
+func connectRole(ctx context.Context, f *roleFlags, role string, log zerolog.Logger) (*nats.Conn, error) {
+	cfg := f.nats.cfg
+	cfg.Name = "hissuno-" + role
+	nc, err := bus.Connect(cfg, log)
+	if err != nil {
+		return nil, err
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		nc.Close()
+		return nil, fmt.Errorf("jetstream: %w", err)
+	}
+	if err := ensureStreams(ctx, js, f.topo.t, log); err != nil {
+		nc.Close()
+		return nil, err
+	}
+	return nc, nil
+}
+
+// ensureStreams creates or updates the topology; a role whose NATS user may
+// not do that uses the existing streams.
+func ensureStreams(ctx context.Context, js jetstream.JetStream, t bus.Topology, log zerolog.Logger) error {
+	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	err := bus.Ensure(ctx, js, t)
+	if err == nil {
+		return nil
+	}
+	if cerr := bus.Check(ctx, js); cerr != nil {
+		return fmt.Errorf("streams: %w (and they do not exist yet: %v); start `hissuno dev`, or a role whose NATS user may create streams, first", err, cerr)
+	}
+	log.Warn().Err(err).Msg("could not create or update the streams; using the existing ones")
+	return nil
+}
+
+// serveHealth serves /healthz, /readyz and /metrics until ctx ends.
+func serveHealth(ctx context.Context, addr string, checks *health.Checks, log zerolog.Logger) error {
+	if addr == "" {
+		return nil
+	}
+	mux := http.NewServeMux()
+	health.Mount(mux, checks, nil)
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("metrics listen on %s: %w (use --metrics-listen)", addr, err)
+	}
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(sctx)
+	}()
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error().Err(err).Msg("health server stopped")
+		}
+	}()
+	log.Info().Str("listen", ln.Addr().String()).Msg("serving /healthz, /readyz, /metrics")
+	return nil
+}
+
+func runIngress(env Env, args []string) error {
+	var f roleFlags
+	fs := newFlags("ingress", "hissuno ingress [flags]", env.Stderr)
+	f.register(fs, "ingress")
+	listen := fs.String("listen", getenv("HISSUNO_LISTEN", "127.0.0.1:8080"), "HTTP address of the widget API, /healthz, /readyz and /metrics [HISSUNO_LISTEN]")
+	deadline := fs.Duration("deadline", envDuration("HISSUNO_DEADLINE", 3*time.Second), "how long a request waits for a verifier before it gets 503 [HISSUNO_DEADLINE]")
+	if _, err := parse(fs, args); err != nil {
+		return err
+	}
+	log, err := f.log.logger(env.Stderr)
+	if err != nil {
+		return err
+	}
+	nc, err := connectRole(env.Ctx, &f, "ingress", log)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	in, err := ingress.New(ingress.Config{NATS: nc, Listen: *listen, Instance: f.instance, Deadline: *deadline}, log)
+	if err != nil {
+		return err
+	}
+	return in.Run(env.Ctx)
+}
+
+func runVerifier(env Env, args []string) error {
+	var f roleFlags
+	var mk masterKeyFlags
+	fs := newFlags("verifier", "hissuno verifier [flags]", env.Stderr)
+	f.register(fs, "verifier")
+	mk.register(fs)
+	concurrency := fs.Int("concurrency", envInt("HISSUNO_CONCURRENCY", 256), "attempts decided at once [HISSUNO_CONCURRENCY]")
+	if _, err := parse(fs, args); err != nil {
+		return err
+	}
+	log, err := f.log.logger(env.Stderr)
+	if err != nil {
+		return err
+	}
+	sealer, err := mk.sealer()
+	if err != nil {
+		return err
+	}
+	nc, err := connectRole(env.Ctx, &f, "verifier", log)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	v, err := verifier.New(verifier.Config{NATS: nc, Sealer: sealer, Instance: f.instance, Concurrency: *concurrency}, log)
+	if err != nil {
+		return err
+	}
+	checks := &health.Checks{}
+	checks.Add("nats", health.NATSConnected(nc))
+	checks.Add("projects", func(context.Context) error {
+		if v.Ready() {
+			return nil
+		}
+		return errors.New("project view not complete yet")
+	})
+	if err := serveHealth(env.Ctx, f.metricsListen, checks, log); err != nil {
+		return err
+	}
+	return v.Run(env.Ctx)
+}
+
+func runRotator(env Env, args []string) error {
+	var f roleFlags
+	var mk masterKeyFlags
+	fs := newFlags("rotator", "hissuno rotator [flags]", env.Stderr)
+	f.register(fs, "rotator")
+	mk.register(fs)
+	confirm := fs.Duration("confirm-timeout", envDuration("HISSUNO_CONFIRM_TIMEOUT", 3*time.Second), "how long a rotation waits for each verifier's confirmation [HISSUNO_CONFIRM_TIMEOUT]")
+	if _, err := parse(fs, args); err != nil {
+		return err
+	}
+	log, err := f.log.logger(env.Stderr)
+	if err != nil {
+		return err
+	}
+	sealer, err := mk.sealer()
+	if err != nil {
+		return err
+	}
+	nc, err := connectRole(env.Ctx, &f, "rotator", log)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	r, err := rotator.New(rotator.Config{NATS: nc, Sealer: sealer, Instance: f.instance, ConfirmTimeout: *confirm}, log)
+	if err != nil {
+		return err
+	}
+	checks := &health.Checks{}
+	checks.Add("nats", health.NATSConnected(nc))
+	if err := serveHealth(env.Ctx, f.metricsListen, checks, log); err != nil {
+		return err
+	}
+	return r.Run(env.Ctx)
+}

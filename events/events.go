@@ -1,0 +1,282 @@
+package events
+
+import "time"
+
+// Attempt is one widget connection attempt, published by an ingress to
+// SubjectAttempts. Its JSON Schema is public (schemas/attempt.schema.json):
+// other ingresses may publish attempts themselves.
+type Attempt struct {
+	// SchemaVersion is SchemaVersion.
+	SchemaVersion int `json:"schemaVersion"`
+	// AttemptID identifies the attempt; it is also the Nats-Msg-Id, so a
+	// retried publish is stored once, and the decision's id derives from it.
+	AttemptID string `json:"attemptId"`
+	// ProjectID is the projectId the widget sent.
+	ProjectID string `json:"projectId"`
+	// Origin is the request's Origin header, verbatim; empty when none.
+	Origin string `json:"origin,omitempty"`
+	// WidgetToken is the widget token, from the body or an Authorization
+	// Bearer header. It never leaves the attempts stream: decisions carry
+	// only its fingerprint.
+	WidgetToken string `json:"widgetToken,omitempty"`
+	// UserID and UserMetadata are what the client claims.
+	UserID       string            `json:"userId,omitempty"`
+	UserMetadata map[string]string `json:"userMetadata,omitempty"`
+	// ReceivedAt is when the ingress received the request.
+	ReceivedAt time.Time `json:"receivedAt"`
+	// Deadline is when the ingress stops waiting: an attempt decided later
+	// is still recorded but not replied to.
+	Deadline time.Time `json:"deadline"`
+	// ReplyTo is the core-NATS subject the verifier replies on; empty when
+	// nobody waits.
+	ReplyTo string `json:"replyTo,omitempty"`
+	// Ingress names the ingress instance.
+	Ingress string `json:"ingress,omitempty"`
+	// ClientIP and UserAgent describe the browser, for the audit.
+	ClientIP  string `json:"clientIp,omitempty"`
+	UserAgent string `json:"userAgent,omitempty"`
+}
+
+// Decision is a verifier's decision on one attempt, published to
+// SubjectDecisions before the reply and recorded by the auditor. The reply
+// to the ingress is the same JSON.
+type Decision struct {
+	// SchemaVersion is SchemaVersion.
+	SchemaVersion int `json:"schemaVersion"`
+	// DecisionID identifies the decision; derived from the attempt id, so a
+	// redelivered attempt cannot record a second decision.
+	DecisionID string `json:"decisionId"`
+	// AttemptID is the attempt decided.
+	AttemptID string `json:"attemptId"`
+	// Time is when the decision was made, by the verifier's clock.
+	Time time.Time `json:"time"`
+	// ReceivedAt is when the ingress received the attempt.
+	ReceivedAt time.Time `json:"receivedAt"`
+	// ProjectID is the projectId the widget sent (known or not).
+	ProjectID string `json:"projectId"`
+	// Decision is accept, unauthorized or origin_blocked.
+	Decision Outcome `json:"decision"`
+	// Reason is the refusal code; empty for an accept.
+	Reason Reason `json:"reason"`
+	// Message explains the refusal in words, for integrators.
+	Message string `json:"message,omitempty"`
+	// Session is authenticated or anonymous for an accept.
+	Session Session `json:"session"`
+	// UserID is the token's userId (authenticated) or the client's
+	// (anonymous, unverified).
+	UserID string `json:"userId"`
+	// UserVerified is true when UserID comes from a verified token.
+	UserVerified bool `json:"userVerified"`
+	// UserMetadata is the token's (authenticated) or the client's.
+	UserMetadata map[string]string `json:"userMetadata,omitempty"`
+	// ClaimedUserID is the client's userId when a verified token said
+	// otherwise; never used as the identity.
+	ClaimedUserID string `json:"claimedUserId"`
+	// Origin is the request's Origin header, verbatim.
+	Origin string `json:"origin"`
+	// TokenFingerprint is the first 16 hex digits of the token's SHA-256.
+	TokenFingerprint string `json:"tokenFingerprint"`
+	// KeyVersion is the version of the key that verified the token.
+	KeyVersion int `json:"keyVersion"`
+	// SkewSeconds is, for token_expired and token_not_yet_valid, how far the
+	// server's clock is past exp or before nbf/iat.
+	SkewSeconds int64 `json:"skewSeconds,omitempty"`
+	// LeewaySeconds is the clock skew the verifier allows.
+	LeewaySeconds int64 `json:"leewaySeconds,omitempty"`
+	// Verifier names the verifier instance that decided.
+	Verifier string `json:"verifier"`
+	// Ingress names the ingress instance that received the attempt.
+	Ingress string `json:"ingress,omitempty"`
+	// LatencyMicros is the time from ReceivedAt to Time.
+	LatencyMicros int64 `json:"latencyMicros"`
+	// ClientIP and UserAgent describe the browser.
+	ClientIP  string `json:"clientIp,omitempty"`
+	UserAgent string `json:"userAgent,omitempty"`
+}
+
+// DecisionIDFor is the id of the decision on an attempt.
+func DecisionIDFor(attemptID string) string { return "dec_" + attemptID }
+
+// CommandKind names an admin command; it ends the command's subject.
+type CommandKind string
+
+// The admin commands the rotator handles.
+const (
+	CommandCreateProject CommandKind = "project.create"
+	CommandUpdateProject CommandKind = "project.update"
+	CommandRotateKey     CommandKind = "project.rotate"
+	CommandRevokeUser    CommandKind = "project.revoke_user"
+)
+
+// Subject is the subject a command of this kind is published on.
+func (k CommandKind) Subject() string { return SubjectCommandPrefix + string(k) }
+
+// Command is an admin command, published by `hissuno project …` to the admin
+// stream and handled by the rotator. Which fields matter depends on Kind.
+// It never carries a key: keys are made by the rotator.
+type Command struct {
+	// SchemaVersion is SchemaVersion.
+	SchemaVersion int `json:"schemaVersion"`
+	// CommandID identifies the command; it is the Nats-Msg-Id, and the
+	// rotator applies a command id once, however often it is delivered.
+	CommandID string `json:"commandId"`
+	// Kind is what the command asks for.
+	Kind CommandKind `json:"kind"`
+	// Actor is who asked (the admin's user@host, or what --actor says).
+	Actor string `json:"actor"`
+	// IssuedAt is when the admin asked.
+	IssuedAt time.Time `json:"issuedAt"`
+	// ProjectID is the project; for create, the id chosen for it.
+	ProjectID string `json:"projectId"`
+	// Name is the project's name (create).
+	Name string `json:"name,omitempty"`
+	// RequireToken sets the requireToken switch (create; update when set).
+	RequireToken *bool `json:"requireToken,omitempty"`
+	// Origins replaces the allowed-origins list (create; update when set).
+	Origins []string `json:"origins,omitempty"`
+	// ClearOrigins empties the allowed-origins list (update).
+	ClearOrigins bool `json:"clearOrigins,omitempty"`
+	// GraceSeconds keeps the previous key verifying this long after a
+	// rotation, by server time (rotate).
+	GraceSeconds int64 `json:"graceSeconds,omitempty"`
+	// UserID is the user whose tokens are revoked (revoke-user).
+	UserID string `json:"userId,omitempty"`
+}
+
+// CommandResult is the rotator's answer to a command, sent to the
+// command's Hissuno-Reply-To inbox only (core NATS, never stored). It is the
+// one message that carries a secret key: the key made by create or rotate,
+// shown to the admin once.
+type CommandResult struct {
+	// CommandID is the command answered.
+	CommandID string `json:"commandId"`
+	// Error says why the command failed; empty on success.
+	Error string `json:"error,omitempty"`
+	// Project is the project after the command.
+	Project *ProjectView `json:"project,omitempty"`
+	// SecretKey is the new key (create, rotate); empty when the command was
+	// a redelivery of one already applied.
+	SecretKey string `json:"secretKey,omitempty"`
+	// AlreadyApplied is true when the command id had been applied before.
+	AlreadyApplied bool `json:"alreadyApplied,omitempty"`
+	// Confirmed lists the verifiers that confirmed they hold the change.
+	Confirmed []string `json:"confirmed,omitempty"`
+	// Unconfirmed lists the live verifiers that did not confirm in time; each
+	// refuses to decide for the project until it has caught up.
+	Unconfirmed []string `json:"unconfirmed,omitempty"`
+}
+
+// ProjectView is a project as admins see it: settings and key versions,
+// never a key.
+type ProjectView struct {
+	ProjectID    string    `json:"projectId"`
+	Name         string    `json:"name"`
+	RequireToken bool      `json:"requireToken"`
+	Origins      []string  `json:"origins"`
+	KeyVersion   int       `json:"keyVersion"`
+	Keys         []KeyView `json:"keys"`
+	RevokedUsers int       `json:"revokedUsers"`
+	CreatedAt    time.Time `json:"createdAt"`
+	UpdatedAt    time.Time `json:"updatedAt"`
+	Revision     uint64    `json:"revision"`
+}
+
+// KeyView describes one key without revealing it.
+type KeyView struct {
+	Version     int        `json:"version"`
+	Fingerprint string     `json:"fingerprint"`
+	CreatedAt   time.Time  `json:"createdAt"`
+	ValidUntil  *time.Time `json:"validUntil,omitempty"`
+}
+
+// AdminEventKind names an admin event; it ends the event's subject.
+type AdminEventKind string
+
+// The admin events the rotator records.
+const (
+	AdminProjectCreated AdminEventKind = "project.created"
+	AdminProjectUpdated AdminEventKind = "project.updated"
+	AdminKeyRotated     AdminEventKind = "key.rotated"
+	AdminUserRevoked    AdminEventKind = "user.revoked"
+)
+
+// Subject is the subject an admin event of this kind is published on.
+func (k AdminEventKind) Subject() string { return SubjectAdminEventPrefix + string(k) }
+
+// AdminEvent records what an admin command changed: who, when, what, and
+// key versions and fingerprints, never a key. The auditor stores it.
+type AdminEvent struct {
+	// SchemaVersion is SchemaVersion.
+	SchemaVersion int `json:"schemaVersion"`
+	// EventID identifies the event (the Nats-Msg-Id); derived from the
+	// command id.
+	EventID string `json:"eventId"`
+	// CommandID is the command that caused it.
+	CommandID string `json:"commandId"`
+	// Kind is what happened.
+	Kind AdminEventKind `json:"kind"`
+	// Actor is who asked.
+	Actor string `json:"actor"`
+	// Time is when the rotator applied it.
+	Time time.Time `json:"time"`
+	// ProjectID is the project.
+	ProjectID string `json:"projectId"`
+	// Name, RequireToken and Origins are the settings after the change
+	// (created, updated).
+	Name         string   `json:"name,omitempty"`
+	RequireToken *bool    `json:"requireToken,omitempty"`
+	Origins      []string `json:"origins,omitempty"`
+	// KeyVersion is the current key version after the change.
+	KeyVersion int `json:"keyVersion"`
+	// PreviousKeyVersion is the key version a rotation retired.
+	PreviousKeyVersion int `json:"previousKeyVersion,omitempty"`
+	// KeyFingerprint identifies the new key (created, rotated).
+	KeyFingerprint string `json:"keyFingerprint,omitempty"`
+	// GraceSeconds is how long the previous key keeps verifying (rotated).
+	GraceSeconds int64 `json:"graceSeconds,omitempty"`
+	// GraceUntil is when the previous key stops verifying (rotated).
+	GraceUntil *time.Time `json:"graceUntil,omitempty"`
+	// UserID is the revoked user (user.revoked).
+	UserID string `json:"userId,omitempty"`
+	// RevokedBefore is the revocation time (user.revoked).
+	RevokedBefore *time.Time `json:"revokedBefore,omitempty"`
+	// Revision is the KV revision the change was written at.
+	Revision uint64 `json:"revision"`
+}
+
+// AdminEventIDFor is the id of the admin event a command causes.
+func AdminEventIDFor(commandID string) string { return "adm_" + commandID }
+
+// Invalidation is the core-NATS broadcast on SubjectInvalidate after a
+// project changed: every verifier applies the KV up to Revision before it
+// decides for the project again.
+type Invalidation struct {
+	// SchemaVersion is SchemaVersion.
+	SchemaVersion int `json:"schemaVersion"`
+	// ProjectID is the project that changed.
+	ProjectID string `json:"projectId"`
+	// Revision is the KV revision of the change.
+	Revision uint64 `json:"revision"`
+	// KeyVersion is the project's current key version after the change.
+	KeyVersion int `json:"keyVersion"`
+}
+
+// SyncRequest asks one verifier to confirm that it holds a project at a KV
+// revision; the rotator sends it to each live verifier after a change.
+type SyncRequest struct {
+	// ProjectID is the project that changed.
+	ProjectID string `json:"projectId"`
+	// Revision is the KV revision the verifier must have applied.
+	Revision uint64 `json:"revision"`
+}
+
+// SyncReply is a verifier's answer to a SyncRequest.
+type SyncReply struct {
+	// Verifier names the verifier instance.
+	Verifier string `json:"verifier"`
+	// Revision is the revision the verifier holds for the project (0 when
+	// the project is gone).
+	Revision uint64 `json:"revision"`
+	// OK is true when Revision is at least the one asked for.
+	OK bool `json:"ok"`
+}

@@ -1,0 +1,448 @@
+// Package ingress is the HTTP front of Hissuno widget authentication: it
+// turns a widget's POST /v1/widget/connect into an attempt event, publishes
+// it to JetStream, waits for a verifier's reply on its one reply
+// subscription, and answers the browser (DESIGN.md "Public contract").
+//
+// It decides nothing itself and never logs a token: a malformed request is
+// refused with 400 before anything is published; everything else is the
+// verifier's decision.
+package ingress
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nats.go/micro"
+	"github.com/nats-io/nuid"
+	"github.com/rs/zerolog"
+
+	"github.com/hissuno/widgetauth/bus"
+	"github.com/hissuno/widgetauth/events"
+	"github.com/hissuno/widgetauth/health"
+	"github.com/hissuno/widgetauth/verifier"
+)
+
+// Limits of a connect request.
+const (
+	// MaxBodyBytes bounds the request body; a larger one gets 400.
+	MaxBodyBytes = 16 << 10
+	// MaxProjectIDBytes bounds the projectId.
+	MaxProjectIDBytes = 256
+	// ConnectPath is the widget's endpoint.
+	ConnectPath = "/v1/widget/connect"
+)
+
+// Config configures an ingress.
+type Config struct {
+	// NATS is the connection to publish attempts on; required.
+	NATS *nats.Conn
+	// Listen is the HTTP address; default 127.0.0.1:8080.
+	Listen string
+	// Instance names this ingress in attempts, logs and the reply subject;
+	// default: a random name.
+	Instance string
+	// Deadline is how long a request waits for a verifier before it gets
+	// 503; default 3 s.
+	Deadline time.Duration
+	// Checks receives the ingress's readiness checks and is served on
+	// /readyz; default: a new set.
+	Checks *health.Checks
+	// Mux, when set, receives the ingress's routes in addition to /healthz,
+	// /readyz and /metrics, so other parts (the widget loader) can add
+	// theirs; default: a new mux.
+	Mux *http.ServeMux
+	// Clock is the server clock; default time.Now.
+	Clock func() time.Time
+}
+
+func (c *Config) setDefaults() {
+	if c.Listen == "" {
+		c.Listen = "127.0.0.1:8080"
+	}
+	if c.Instance == "" {
+		c.Instance = bus.InstanceName("ingress")
+	}
+	if c.Deadline == 0 {
+		c.Deadline = 3 * time.Second
+	}
+	if c.Checks == nil {
+		c.Checks = &health.Checks{}
+	}
+	if c.Mux == nil {
+		c.Mux = http.NewServeMux()
+	}
+	if c.Clock == nil {
+		c.Clock = time.Now
+	}
+}
+
+// Validate checks the configuration.
+func (c Config) Validate() error {
+	switch {
+	case c.NATS == nil:
+		return errors.New("ingress: no NATS connection")
+	case c.Deadline < 10*time.Millisecond:
+		return errors.New("ingress: the deadline must be at least 10 ms")
+	case strings.ContainsAny(c.Instance, ".*> \t"):
+		return fmt.Errorf("ingress: instance name %q must be one NATS subject token", c.Instance)
+	}
+	return nil
+}
+
+// Ingress is the ingress role.
+type Ingress struct {
+	cfg Config
+	log zerolog.Logger
+	js  jetstream.JetStream
+
+	replyPrefix string
+	mu          sync.Mutex
+	waiting     map[string]chan []byte
+
+	listening chan struct{} // closed once the HTTP listener is bound
+	addr      string        // the bound address
+}
+
+// New makes an ingress.
+func New(cfg Config, log zerolog.Logger) (*Ingress, error) {
+	cfg.setDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	js, err := jetstream.New(cfg.NATS)
+	if err != nil {
+		return nil, fmt.Errorf("ingress: jetstream: %w", err)
+	}
+	in := &Ingress{
+		cfg:         cfg,
+		log:         log.With().Str("component", "ingress").Str("instance", cfg.Instance).Logger(),
+		js:          js,
+		replyPrefix: events.SubjectReplyPrefix + cfg.Instance + ".",
+		waiting:     make(map[string]chan []byte),
+		listening:   make(chan struct{}),
+	}
+	cfg.Mux.HandleFunc(ConnectPath, in.serveConnect)
+	health.Mount(cfg.Mux, cfg.Checks, nil)
+	cfg.Checks.Add("nats", health.NATSConnected(cfg.NATS))
+	cfg.Checks.Add("streams", func(ctx context.Context) error { return bus.Check(ctx, js) })
+	return in, nil
+}
+
+// Listening is closed once the HTTP listener is bound; Addr is then valid.
+func (in *Ingress) Listening() <-chan struct{} { return in.listening }
+
+// Addr is the address the ingress listens on (after Listening).
+func (in *Ingress) Addr() string { return in.addr }
+
+// Handler is the ingress's HTTP handler (its routes and the health ones).
+func (in *Ingress) Handler() http.Handler { return in.cfg.Mux }
+
+// Run subscribes to replies and serves HTTP until ctx ends; then it stops
+// accepting requests and lets those in flight finish.
+func (in *Ingress) Run(ctx context.Context) error {
+	sub, err := in.cfg.NATS.Subscribe(in.replyPrefix+"*", in.onReply)
+	if err != nil {
+		return fmt.Errorf("ingress: subscribe to replies: %w", err)
+	}
+	_ = sub.SetPendingLimits(-1, -1)
+	defer func() { _ = sub.Unsubscribe() }()
+
+	svc, err := micro.AddService(in.cfg.NATS, micro.Config{
+		Name:        events.ServiceIngress,
+		Version:     "1.0.0",
+		Description: "HTTP ingress of widget connection attempts",
+		Metadata:    map[string]string{"instance": in.cfg.Instance, "listen": in.cfg.Listen},
+	})
+	if err != nil {
+		return fmt.Errorf("ingress: micro service: %w", err)
+	}
+	defer func() { _ = svc.Stop() }()
+	err = svc.AddEndpoint("status", micro.HandlerFunc(func(r micro.Request) {
+		in.mu.Lock()
+		n := len(in.waiting)
+		in.mu.Unlock()
+		_ = r.RespondJSON(map[string]any{"instance": in.cfg.Instance, "listen": in.cfg.Listen, "waiting": n})
+	}), micro.WithEndpointSubject("hissuno.ingress."+in.cfg.Instance+".status"))
+	if err != nil {
+		return fmt.Errorf("ingress: micro endpoint: %w", err)
+	}
+
+	ln, err := net.Listen("tcp", in.cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("ingress: listen on %s: %w (is the port taken? use --listen)", in.cfg.Listen, err)
+	}
+	srv := &http.Server{
+		Handler:           in.cfg.Mux,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       10 * time.Second,
+		WriteTimeout:      in.cfg.Deadline + 10*time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    32 << 10,
+	}
+	in.addr = ln.Addr().String()
+	close(in.listening)
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	in.log.Info().Str("listen", ln.Addr().String()).Msg("ingress serving")
+	select {
+	case <-ctx.Done():
+	case err := <-errc:
+		return fmt.Errorf("ingress: serve: %w", err)
+	}
+	shutCtx, cancel := context.WithTimeout(context.Background(), in.cfg.Deadline+5*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(shutCtx); err != nil {
+		return fmt.Errorf("ingress: shutdown: %w", err)
+	}
+	in.log.Info().Msg("ingress stopped")
+	return nil
+}
+
+func (in *Ingress) onReply(m *nats.Msg) {
+	id := strings.TrimPrefix(m.Subject, in.replyPrefix)
+	in.mu.Lock()
+	ch, ok := in.waiting[id]
+	delete(in.waiting, id)
+	in.mu.Unlock()
+	if ok {
+		ch <- m.Data
+	}
+}
+
+// connectRequest is the body of POST /v1/widget/connect.
+type connectRequest struct {
+	ProjectID    *string            `json:"projectId"`
+	WidgetToken  *string            `json:"widgetToken"`
+	UserID       *string            `json:"userId"`
+	UserMetadata map[string]*string `json:"userMetadata"`
+}
+
+// Response is the body of a decision answer.
+type Response struct {
+	Decision      events.Outcome    `json:"decision"`
+	Session       events.Session    `json:"session,omitempty"`
+	UserID        string            `json:"userId,omitempty"`
+	UserVerified  *bool             `json:"userVerified,omitempty"`
+	UserMetadata  map[string]string `json:"userMetadata,omitempty"`
+	Reason        events.Reason     `json:"reason,omitempty"`
+	Message       string            `json:"message,omitempty"`
+	ServerTime    *time.Time        `json:"serverTime,omitempty"`
+	SkewSeconds   int64             `json:"skewSeconds,omitempty"`
+	LeewaySeconds int64             `json:"leewaySeconds,omitempty"`
+	KeyVersion    int               `json:"keyVersion,omitempty"`
+	DecisionID    string            `json:"decisionId"`
+}
+
+// ErrorResponse is the body of a 400, 405 or 503.
+type ErrorResponse struct {
+	Error string `json:"error"`
+}
+
+func (in *Ingress) serveConnect(w http.ResponseWriter, r *http.Request) {
+	setCORS(w, r)
+	switch r.Method {
+	case http.MethodOptions:
+		w.WriteHeader(http.StatusNoContent)
+		return
+	case http.MethodPost:
+	default:
+		w.Header().Set("Allow", "POST, OPTIONS")
+		writeJSON(w, http.StatusMethodNotAllowed, ErrorResponse{Error: "use POST " + ConnectPath})
+		return
+	}
+	a, err := in.parse(r)
+	if err != nil {
+		writeJSON(w, http.StatusBadRequest, ErrorResponse{Error: err.Error()})
+		return
+	}
+	body, status, err := in.roundTrip(r.Context(), a)
+	if err != nil {
+		writeJSON(w, status, ErrorResponse{Error: err.Error()})
+		return
+	}
+	var d events.Decision
+	if err := json.Unmarshal(body, &d); err != nil {
+		in.log.Error().Err(err).Str("attempt", a.AttemptID).Msg("verifier reply not understood")
+		writeJSON(w, http.StatusBadGateway, ErrorResponse{Error: "the verifier's reply was not understood; retry"})
+		return
+	}
+	writeJSON(w, d.Decision.HTTPStatus(), ResponseFor(&d))
+}
+
+// ResponseFor is the HTTP body of a decision.
+func ResponseFor(d *events.Decision) Response {
+	resp := Response{Decision: d.Decision, DecisionID: d.DecisionID}
+	if d.Decision == events.OutcomeAccept {
+		verified := d.UserVerified
+		resp.Session, resp.UserID, resp.UserVerified, resp.UserMetadata = d.Session, d.UserID, &verified, d.UserMetadata
+		resp.KeyVersion = d.KeyVersion
+		return resp
+	}
+	resp.Reason, resp.Message = d.Reason, d.Message
+	if d.Reason == events.ReasonTokenExpired || d.Reason == events.ReasonTokenNotYetValid {
+		t := d.Time
+		resp.ServerTime, resp.SkewSeconds, resp.LeewaySeconds = &t, d.SkewSeconds, d.LeewaySeconds
+	}
+	return resp
+}
+
+// parse validates a connect request into an attempt; its errors are 400s.
+func (in *Ingress) parse(r *http.Request) (*events.Attempt, error) {
+	raw, err := io.ReadAll(http.MaxBytesReader(nil, r.Body, MaxBodyBytes))
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			return nil, fmt.Errorf("the body is over %d bytes", MaxBodyBytes)
+		}
+		return nil, fmt.Errorf("the body could not be read: %v", err)
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	var req connectRequest
+	if err := dec.Decode(&req); err != nil {
+		return nil, fmt.Errorf("the body is not a JSON object of projectId, widgetToken, userId and userMetadata: %v", err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, errors.New("the body has data after its JSON object")
+	}
+	if req.ProjectID == nil || *req.ProjectID == "" {
+		return nil, errors.New("projectId is missing")
+	}
+	if len(*req.ProjectID) > MaxProjectIDBytes {
+		return nil, fmt.Errorf("projectId is over %d bytes", MaxProjectIDBytes)
+	}
+	now := in.cfg.Clock()
+	a := &events.Attempt{
+		SchemaVersion: events.SchemaVersion,
+		AttemptID:     "att_" + nuid.Next(),
+		ProjectID:     *req.ProjectID,
+		Origin:        r.Header.Get("Origin"),
+		ReceivedAt:    now.UTC(),
+		Deadline:      now.Add(in.cfg.Deadline).UTC(),
+		Ingress:       in.cfg.Instance,
+		ClientIP:      clientIP(r),
+		UserAgent:     clip(r.UserAgent(), 512),
+	}
+	a.ReplyTo = in.replyPrefix + a.AttemptID
+	if req.WidgetToken != nil {
+		a.WidgetToken = *req.WidgetToken
+	}
+	if h := r.Header.Get("Authorization"); h != "" {
+		tok, ok := verifier.BearerToken(h)
+		if !ok {
+			return nil, errors.New("the Authorization header must be `Bearer <widget token>`")
+		}
+		if a.WidgetToken != "" && a.WidgetToken != tok {
+			return nil, errors.New("widgetToken and the Authorization header carry different tokens; send one")
+		}
+		a.WidgetToken = tok
+	}
+	if req.UserID != nil {
+		if len(*req.UserID) > verifier.MaxUserIDBytes {
+			return nil, fmt.Errorf("userId is over %d bytes", verifier.MaxUserIDBytes)
+		}
+		a.UserID = *req.UserID
+	}
+	if req.UserMetadata != nil {
+		if len(req.UserMetadata) > verifier.MaxMetadataKeys {
+			return nil, fmt.Errorf("userMetadata has over %d keys", verifier.MaxMetadataKeys)
+		}
+		a.UserMetadata = make(map[string]string, len(req.UserMetadata))
+		for k, v := range req.UserMetadata {
+			if v == nil {
+				return nil, fmt.Errorf("userMetadata[%q] is not a string", clip(k, 64))
+			}
+			if len(k) > verifier.MaxMetadataKeyBytes || len(*v) > verifier.MaxMetadataValueBytes {
+				return nil, fmt.Errorf("userMetadata keys are at most %d bytes and values at most %d", verifier.MaxMetadataKeyBytes, verifier.MaxMetadataValueBytes)
+			}
+			a.UserMetadata[k] = *v
+		}
+	}
+	return a, nil
+}
+
+// roundTrip publishes the attempt and waits for the verifier's reply until
+// the deadline. Its errors carry the HTTP status to answer.
+func (in *Ingress) roundTrip(ctx context.Context, a *events.Attempt) ([]byte, int, error) {
+	body, err := json.Marshal(a)
+	if err != nil {
+		return nil, http.StatusInternalServerError, fmt.Errorf("attempt not encoded: %v", err)
+	}
+	ch := make(chan []byte, 1)
+	in.mu.Lock()
+	in.waiting[a.AttemptID] = ch
+	in.mu.Unlock()
+	defer func() {
+		in.mu.Lock()
+		delete(in.waiting, a.AttemptID)
+		in.mu.Unlock()
+	}()
+
+	ctx, cancel := context.WithDeadline(ctx, a.Deadline)
+	defer cancel()
+	msg := nats.NewMsg(events.SubjectAttempts)
+	msg.Data = body
+	msg.Header.Set(events.HeaderMsgID, a.AttemptID)
+	if _, err := in.js.PublishMsg(ctx, msg); err != nil {
+		in.log.Warn().Err(err).Str("attempt", a.AttemptID).Msg("attempt not queued")
+		return nil, http.StatusServiceUnavailable, errors.New("the attempt could not be queued; retry shortly")
+	}
+	select {
+	case reply := <-ch:
+		return reply, 0, nil
+	case <-ctx.Done():
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			return nil, http.StatusServiceUnavailable, fmt.Errorf("no verifier answered within %s; retry shortly", in.cfg.Deadline)
+		}
+		return nil, 499, errors.New("the client went away")
+	}
+}
+
+// setCORS lets the widget's cross-origin call read every answer, refusals
+// included: the decision, not CORS, enforces the project's allowed origins.
+func setCORS(w http.ResponseWriter, r *http.Request) {
+	h := w.Header()
+	h.Add("Vary", "Origin")
+	origin := r.Header.Get("Origin")
+	if origin == "" {
+		return
+	}
+	h.Set("Access-Control-Allow-Origin", origin)
+	if r.Method == http.MethodOptions {
+		h.Set("Access-Control-Allow-Methods", "POST, OPTIONS")
+		h.Set("Access-Control-Allow-Headers", "Content-Type, Authorization")
+		h.Set("Access-Control-Max-Age", "600")
+	}
+}
+
+func clientIP(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}
+
+func clip(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n]
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}

@@ -1,0 +1,96 @@
+package rotator
+
+import (
+	"context"
+	"encoding/json"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/micro"
+
+	"github.com/hissuno/widgetauth/events"
+	"github.com/hissuno/widgetauth/verifier"
+)
+
+// propagate broadcasts that a project changed at a KV revision, then asks
+// every live verifier to confirm it holds that revision. It returns the
+// verifiers that confirmed and those that did not in time. The broadcast
+// only makes it fast: the KV revision is the truth, and a verifier that was
+// asked refuses the project until its watch has brought the revision.
+func (r *Rotator) propagate(ctx context.Context, projectID string, revision uint64, keyVersion int) (confirmed, unconfirmed []string) {
+	inv, _ := json.Marshal(events.Invalidation{SchemaVersion: events.SchemaVersion, ProjectID: projectID, Revision: revision, KeyVersion: keyVersion})
+	if err := r.cfg.NATS.Publish(events.SubjectInvalidate, inv); err != nil {
+		r.log.Warn().Err(err).Msg("invalidation broadcast not sent; asking each verifier")
+	}
+	live := r.discoverVerifiers(ctx)
+	req, _ := json.Marshal(events.SyncRequest{ProjectID: projectID, Revision: revision})
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for _, instance := range live {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ok := r.askSync(ctx, instance, req)
+			mu.Lock()
+			defer mu.Unlock()
+			if ok {
+				confirmed = append(confirmed, instance)
+			} else {
+				unconfirmed = append(unconfirmed, instance)
+			}
+		}()
+	}
+	wg.Wait()
+	slices.Sort(confirmed)
+	slices.Sort(unconfirmed)
+	return confirmed, unconfirmed
+}
+
+func (r *Rotator) askSync(ctx context.Context, instance string, req []byte) bool {
+	ctx, cancel := context.WithTimeout(ctx, r.cfg.ConfirmTimeout)
+	defer cancel()
+	m, err := r.cfg.NATS.RequestWithContext(ctx, verifier.SyncSubject(instance), req)
+	if err != nil {
+		return false
+	}
+	var rep events.SyncReply
+	return json.Unmarshal(m.Data, &rep) == nil && rep.OK
+}
+
+// discoverVerifiers pings the verifier micro service and gathers the
+// instances that answer, until none has answered for DiscoveryIdle.
+func (r *Rotator) discoverVerifiers(ctx context.Context) []string {
+	inbox := r.cfg.NATS.NewRespInbox()
+	replies := make(chan *nats.Msg, 256)
+	sub, err := r.cfg.NATS.ChanSubscribe(inbox, replies)
+	if err != nil {
+		r.log.Warn().Err(err).Msg("verifier discovery failed")
+		return nil
+	}
+	defer func() { _ = sub.Unsubscribe() }()
+	subject, _ := micro.ControlSubject(micro.PingVerb, events.ServiceVerifier, "")
+	if err := r.cfg.NATS.PublishRequest(subject, inbox, nil); err != nil {
+		r.log.Warn().Err(err).Msg("verifier discovery failed")
+		return nil
+	}
+	var found []string
+	// The first answer may take a round trip; later ones come together.
+	idle := time.NewTimer(r.cfg.DiscoveryIdle * 4)
+	defer idle.Stop()
+	for {
+		select {
+		case m := <-replies:
+			var p micro.Ping
+			if json.Unmarshal(m.Data, &p) == nil && p.Metadata["instance"] != "" && !slices.Contains(found, p.Metadata["instance"]) {
+				found = append(found, p.Metadata["instance"])
+			}
+			idle.Reset(r.cfg.DiscoveryIdle)
+		case <-idle.C:
+			return found
+		case <-ctx.Done():
+			return found
+		}
+	}
+}

@@ -1,0 +1,279 @@
+// Package stack runs the whole system in one process: an embedded NATS
+// server with JetStream and every role (ingress, verifiers, rotator, and the
+// auditor when a ClickHouse is given). `hissuno dev`, the benchmarks and the
+// end-to-end tests start it; production runs each role as its own process.
+package stack
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+
+	"github.com/hissuno/widgetauth/bus"
+	"github.com/hissuno/widgetauth/health"
+	"github.com/hissuno/widgetauth/ingress"
+	"github.com/hissuno/widgetauth/project"
+	"github.com/hissuno/widgetauth/rotator"
+	"github.com/hissuno/widgetauth/verifier"
+)
+
+// Config configures a stack.
+type Config struct {
+	// DataDir holds JetStream's store and, unless MasterKey is set, the
+	// master key file; required.
+	DataDir string
+	// NATSListen is the embedded NATS server's client address; default
+	// 127.0.0.1:0 (a free port).
+	NATSListen string
+	// HTTPListen is the ingress's address; default 127.0.0.1:0.
+	HTTPListen string
+	// MasterKey seals project keys; default: read from, or created in,
+	// DataDir/master.key (mode 0600).
+	MasterKey []byte
+	// Verifiers is how many verifier roles run; default 1.
+	Verifiers int
+	// IngressDeadline is the ingress's wait for a verifier; default 3 s.
+	IngressDeadline time.Duration
+	// Topology sizes the streams; zero fields get defaults.
+	Topology bus.Topology
+	// Mux receives the ingress's routes; other parts (the widget loader)
+	// may add theirs. Default: a new mux.
+	Mux *http.ServeMux
+}
+
+// Stack is a running system.
+type Stack struct {
+	// Server is the embedded NATS server.
+	Server *server.Server
+	// NATSURL is its client URL.
+	NATSURL string
+	// HTTPAddr is the ingress's bound address.
+	HTTPAddr string
+	// MasterKeyCreated is true when this start created the master key file.
+	MasterKeyCreated bool
+	// Checks are the readiness checks of every role.
+	Checks *health.Checks
+
+	log       zerolog.Logger
+	sealer    *project.Sealer
+	conns     []*nats.Conn
+	ingress   *ingress.Ingress
+	verifiers []*verifier.Verifier
+
+	ingressStop context.CancelFunc
+	rolesStop   context.CancelFunc
+	ingressDone chan struct{}
+	rolesWG     sync.WaitGroup
+	errMu       sync.Mutex
+	errs        []error
+}
+
+// Start starts the embedded server and every role, and returns once the
+// ingress listens and every verifier holds every project.
+func Start(ctx context.Context, cfg Config, log zerolog.Logger) (s *Stack, err error) {
+	if cfg.DataDir == "" {
+		return nil, errors.New("stack: no data directory")
+	}
+	if cfg.NATSListen == "" {
+		cfg.NATSListen = "127.0.0.1:0"
+	}
+	if cfg.HTTPListen == "" {
+		cfg.HTTPListen = "127.0.0.1:0"
+	}
+	if cfg.Verifiers == 0 {
+		cfg.Verifiers = 1
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("data directory: %w", err)
+	}
+	s = &Stack{log: log, Checks: &health.Checks{}, ingressDone: make(chan struct{})}
+	key := cfg.MasterKey
+	if key == nil {
+		if key, s.MasterKeyCreated, err = project.LoadOrCreateMasterKeyFile(filepath.Join(cfg.DataDir, "master.key")); err != nil {
+			return nil, err
+		}
+	}
+	if s.sealer, err = project.NewSealer(key); err != nil {
+		return nil, err
+	}
+	s.Server, err = bus.RunEmbedded(bus.EmbeddedConfig{
+		Listen:     cfg.NATSListen,
+		StoreDir:   filepath.Join(cfg.DataDir, "jetstream"),
+		ServerName: "hissuno-dev",
+	}, log)
+	if err != nil {
+		return nil, err
+	}
+	s.NATSURL = s.Server.ClientURL()
+	defer func() {
+		if err != nil {
+			s.Stop()
+		}
+	}()
+
+	admin, err := s.Connect("setup")
+	if err != nil {
+		return nil, err
+	}
+	js, err := jetstream.New(admin)
+	if err != nil {
+		return nil, err
+	}
+	if err := bus.Ensure(ctx, js, cfg.Topology); err != nil {
+		return nil, err
+	}
+
+	rolesCtx, rolesStop := context.WithCancel(context.WithoutCancel(ctx))
+	s.rolesStop = rolesStop
+	for i := 0; i < cfg.Verifiers; i++ {
+		nc, err := s.Connect("verifier")
+		if err != nil {
+			return nil, err
+		}
+		v, err := verifier.New(verifier.Config{NATS: nc, Sealer: s.sealer}, log)
+		if err != nil {
+			return nil, err
+		}
+		s.verifiers = append(s.verifiers, v)
+		s.goRole(rolesCtx, "verifier "+v.Instance(), v.Run)
+	}
+	s.Checks.Add("verifiers", func(context.Context) error {
+		for _, v := range s.verifiers {
+			if !v.Ready() {
+				return fmt.Errorf("verifier %s: project view not complete yet", v.Instance())
+			}
+		}
+		return nil
+	})
+	nc, err := s.Connect("rotator")
+	if err != nil {
+		return nil, err
+	}
+	rot, err := rotator.New(rotator.Config{NATS: nc, Sealer: s.sealer}, log)
+	if err != nil {
+		return nil, err
+	}
+	s.goRole(rolesCtx, "rotator", rot.Run)
+
+	nc, err = s.Connect("ingress")
+	if err != nil {
+		return nil, err
+	}
+	s.ingress, err = ingress.New(ingress.Config{NATS: nc, Listen: cfg.HTTPListen, Deadline: cfg.IngressDeadline, Checks: s.Checks, Mux: cfg.Mux}, log)
+	if err != nil {
+		return nil, err
+	}
+	ingressCtx, ingressStop := context.WithCancel(context.WithoutCancel(ctx))
+	s.ingressStop = ingressStop
+	go func() {
+		defer close(s.ingressDone)
+		if err := s.ingress.Run(ingressCtx); err != nil {
+			s.fail(fmt.Errorf("ingress: %w", err))
+		}
+	}()
+	select {
+	case <-s.ingress.Listening():
+		s.HTTPAddr = s.ingress.Addr()
+	case <-s.ingressDone:
+		return nil, s.Err()
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	if err := s.waitReady(ctx); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// Connect opens a connection to the embedded server for one role or client;
+// Stop closes it.
+func (s *Stack) Connect(name string) (*nats.Conn, error) {
+	nc, err := bus.Connect(bus.ConnConfig{URL: s.NATSURL, Name: "hissuno-" + name, InProcess: s.Server}, s.log)
+	if err != nil {
+		return nil, err
+	}
+	s.conns = append(s.conns, nc)
+	return nc, nil
+}
+
+// Sealer opens and seals keys under the stack's master key.
+func (s *Stack) Sealer() *project.Sealer { return s.sealer }
+
+// Verifiers are the running verifiers.
+func (s *Stack) Verifiers() []*verifier.Verifier { return s.verifiers }
+
+func (s *Stack) goRole(ctx context.Context, name string, run func(context.Context) error) {
+	s.rolesWG.Add(1)
+	go func() {
+		defer s.rolesWG.Done()
+		if err := run(ctx); err != nil {
+			s.log.Error().Err(err).Str("role", name).Msg("role stopped with an error")
+			s.fail(fmt.Errorf("%s: %w", name, err))
+		}
+	}()
+}
+
+func (s *Stack) fail(err error) {
+	s.errMu.Lock()
+	defer s.errMu.Unlock()
+	s.errs = append(s.errs, err)
+}
+
+// Err returns the errors roles stopped with, if any.
+func (s *Stack) Err() error {
+	s.errMu.Lock()
+	defer s.errMu.Unlock()
+	return errors.Join(s.errs...)
+}
+
+func (s *Stack) waitReady(ctx context.Context) error {
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		failed := s.Checks.Run(ctx)
+		if len(failed) == 0 {
+			return nil
+		}
+		if err := s.Err(); err != nil {
+			return err
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("stack not ready after 30 s: %v", failed)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// Stop shuts down in order: the ingress stops taking requests and finishes
+// those in flight; then the verifiers finish what they hold and the other
+// roles stop; then the connections and the server close.
+func (s *Stack) Stop() {
+	if s.ingressStop != nil {
+		s.ingressStop()
+		<-s.ingressDone
+	}
+	if s.rolesStop != nil {
+		s.rolesStop()
+		s.rolesWG.Wait()
+	}
+	for _, nc := range s.conns {
+		_ = nc.Drain()
+	}
+	if s.Server != nil {
+		s.Server.Shutdown()
+		s.Server.WaitForShutdown()
+	}
+}

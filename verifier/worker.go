@@ -1,0 +1,430 @@
+package verifier
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nats.go/micro"
+	"github.com/rs/zerolog"
+
+	"github.com/hissuno/widgetauth/bus"
+	"github.com/hissuno/widgetauth/events"
+	"github.com/hissuno/widgetauth/project"
+	"github.com/hissuno/widgetauth/redact"
+	"github.com/hissuno/widgetauth/worker"
+)
+
+// Config configures a verifier: one replica of the role that consumes
+// attempts, decides, records the decision and replies.
+type Config struct {
+	// NATS is the connection the verifier uses; required.
+	NATS *nats.Conn
+	// Sealer opens the sealed keys of the projects bucket; required.
+	Sealer *project.Sealer
+	// Instance names this verifier in decisions, logs and micro-service
+	// discovery; default: a random name.
+	Instance string
+	// Concurrency bounds the attempts decided at once; default 256.
+	Concurrency int
+	// CacheEntries bounds the verified-token cache; default
+	// DefaultCacheEntries, negative disables it.
+	CacheEntries int
+	// PublishTimeout bounds the wait for a decision's persistence ack;
+	// default 5 s.
+	PublishTimeout time.Duration
+	// AckWait is how long JetStream waits for a verifier before it gives the
+	// attempt to another; default 10 s.
+	AckWait time.Duration
+	// Clock is the server clock; default time.Now. Tests set it.
+	Clock func() time.Time
+}
+
+func (c *Config) setDefaults() {
+	if c.Instance == "" {
+		c.Instance = bus.InstanceName("verifier")
+	}
+	if c.Concurrency == 0 {
+		c.Concurrency = 256
+	}
+	if c.CacheEntries == 0 {
+		c.CacheEntries = DefaultCacheEntries
+	}
+	if c.PublishTimeout == 0 {
+		c.PublishTimeout = 5 * time.Second
+	}
+	if c.AckWait == 0 {
+		c.AckWait = 10 * time.Second
+	}
+	if c.Clock == nil {
+		c.Clock = time.Now
+	}
+}
+
+// Validate checks the configuration.
+func (c Config) Validate() error {
+	switch {
+	case c.NATS == nil:
+		return errors.New("verifier: no NATS connection")
+	case c.Sealer == nil:
+		return errors.New("verifier: no master key to open project keys (set HISSUNO_MASTER_KEY)")
+	case c.Concurrency < 1:
+		return errors.New("verifier: concurrency must be at least 1")
+	case c.AckWait < time.Second:
+		return errors.New("verifier: ack wait must be at least 1 s")
+	}
+	return nil
+}
+
+// Consumer settings of the shared durable consumer on the attempts stream.
+const (
+	// attemptsMaxDeliver bounds deliveries of one attempt; the last failing
+	// delivery dead-letters it (scrubbed of its token).
+	attemptsMaxDeliver = 20
+	// attemptsMaxAckPending bounds the attempts in flight across every
+	// verifier.
+	attemptsMaxAckPending = 4096
+)
+
+// attemptsBackOff spaces redeliveries of an attempt whose verifier went
+// silent (crashed, partitioned): soon at first, then less often.
+var attemptsBackOff = []time.Duration{10 * time.Second, 15 * time.Second, 30 * time.Second, time.Minute}
+
+// naksBackOff spaces retries after a transient error (decision not stored).
+var naksBackOff = []time.Duration{50 * time.Millisecond, 200 * time.Millisecond, time.Second, 5 * time.Second}
+
+// staleRetry is how soon an attempt for a project the view is behind on is
+// tried again.
+const staleRetry = 20 * time.Millisecond
+
+// Verifier is the verifier role.
+type Verifier struct {
+	cfg     Config
+	log     zerolog.Logger
+	js      jetstream.JetStream
+	decider *Decider
+	view    *view
+	settler *worker.Settler
+	handler worker.Handler
+	// deciding is set once the view is complete, the verifier is
+	// discoverable and it consumes attempts.
+	deciding atomic.Bool
+}
+
+// New makes a verifier.
+func New(cfg Config, log zerolog.Logger) (*Verifier, error) {
+	cfg.setDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	js, err := jetstream.New(cfg.NATS)
+	if err != nil {
+		return nil, fmt.Errorf("verifier: jetstream: %w", err)
+	}
+	log = log.With().Str("component", "verifier").Str("instance", cfg.Instance).Logger()
+	v := &Verifier{cfg: cfg, log: log, js: js}
+	cacheEntries := max(cfg.CacheEntries, 0)
+	v.decider = NewDecider(cacheEntries)
+	v.view = newView(cfg.Sealer, log, v.decider.Purge)
+	v.settler = &worker.Settler{
+		JS:         js,
+		Stream:     events.StreamAttempts,
+		MaxDeliver: attemptsMaxDeliver,
+		Backoff:    naksBackOff,
+		Scrub:      scrubAttempt,
+		Log:        log,
+	}
+	v.handler = worker.Chain(v.handle, worker.Recover(log))
+	return v, nil
+}
+
+// Instance is the verifier's name.
+func (v *Verifier) Instance() string { return v.cfg.Instance }
+
+// Ready reports whether the verifier holds every project, answers rotation
+// confirmations and decides attempts.
+func (v *Verifier) Ready() bool { return v.deciding.Load() }
+
+// Run loads the projects, then decides attempts until ctx ends; then it
+// stops taking attempts, finishes those in flight and returns.
+func (v *Verifier) Run(ctx context.Context) error {
+	kv, err := v.js.KeyValue(ctx, events.BucketProjects)
+	if err != nil {
+		return fmt.Errorf("verifier: projects bucket: %w", err)
+	}
+	watchCtx, stopWatch := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopWatch()
+	watchErr := make(chan error, 1)
+	go func() { watchErr <- v.view.watch(watchCtx, kv) }()
+
+	inval, err := v.cfg.NATS.Subscribe(events.SubjectInvalidate, v.onInvalidate)
+	if err != nil {
+		return fmt.Errorf("verifier: subscribe %s: %w", events.SubjectInvalidate, err)
+	}
+	defer func() { _ = inval.Unsubscribe() }()
+
+	// Answer nothing until the view is complete.
+	for !v.view.ready.Load() {
+		select {
+		case <-ctx.Done():
+			return nil
+		case err := <-watchErr:
+			return fmt.Errorf("verifier: watch projects: %w", err)
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+
+	svc, err := v.registerService()
+	if err != nil {
+		return err
+	}
+	defer func() { _ = svc.Stop() }()
+	// Barrier: a rotation that wrote the bucket before this verifier became
+	// discoverable did not ask it to confirm, so hold everything written so
+	// far before deciding anything.
+	if err := v.catchUp(ctx, kv); err != nil {
+		return err
+	}
+
+	cons, err := v.js.CreateOrUpdateConsumer(ctx, events.StreamAttempts, AttemptsConsumer(v.cfg.AckWait))
+	if err != nil {
+		return fmt.Errorf("verifier: consumer %s: %w", events.ConsumerVerifiers, err)
+	}
+	var inflight sync.WaitGroup
+	sem := make(chan struct{}, v.cfg.Concurrency)
+	workCtx := context.WithoutCancel(ctx)
+	cc, err := cons.Consume(func(msg jetstream.Msg) {
+		sem <- struct{}{}
+		inflight.Add(1)
+		go func() {
+			defer func() { <-sem; inflight.Done() }()
+			v.settler.Settle(workCtx, msg, v.handler(workCtx, msg))
+		}()
+	}, jetstream.PullMaxMessages(min(v.cfg.Concurrency, 512)), jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+		if !errors.Is(err, jetstream.ErrNoHeartbeat) || ctx.Err() == nil {
+			v.log.Warn().Err(err).Msg("consume")
+		}
+	}))
+	if err != nil {
+		return fmt.Errorf("verifier: consume: %w", err)
+	}
+	v.deciding.Store(true)
+	defer v.deciding.Store(false)
+	v.log.Info().Int("projects", v.view.size()).Msg("verifier deciding")
+
+	select {
+	case <-ctx.Done():
+	case err = <-watchErr:
+		err = fmt.Errorf("verifier: watch projects: %w", err)
+	}
+	// Stop taking attempts; decide the ones already delivered.
+	cc.Drain()
+	<-cc.Closed()
+	inflight.Wait()
+	v.log.Info().Msg("verifier stopped")
+	return err
+}
+
+// catchUp waits until the view holds every revision the bucket had when it
+// was called.
+func (v *Verifier) catchUp(ctx context.Context, kv jetstream.KeyValue) error {
+	st, err := kv.Status(ctx)
+	if err != nil {
+		return fmt.Errorf("verifier: projects bucket status: %w", err)
+	}
+	bs, ok := st.(*jetstream.KeyValueBucketStatus)
+	if !ok {
+		return nil
+	}
+	last := bs.StreamInfo().State.LastSeq
+	for !v.view.waitFor(ctx, last) {
+		if ctx.Err() != nil {
+			return nil
+		}
+	}
+	return nil
+}
+
+// AttemptsConsumer is the configuration of the durable pull consumer every
+// verifier shares.
+func AttemptsConsumer(ackWait time.Duration) jetstream.ConsumerConfig {
+	backoff := append([]time.Duration{ackWait}, attemptsBackOff...)
+	return jetstream.ConsumerConfig{
+		Durable:       events.ConsumerVerifiers,
+		Description:   "Every verifier pulls attempts from this one consumer",
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       ackWait,
+		BackOff:       backoff,
+		MaxDeliver:    attemptsMaxDeliver,
+		MaxAckPending: attemptsMaxAckPending,
+		FilterSubject: events.SubjectAttempts,
+	}
+}
+
+// handle decides one attempt: decide, store the decision (waiting for its
+// persistence ack), then reply if the ingress still waits.
+func (v *Verifier) handle(ctx context.Context, msg jetstream.Msg) error {
+	var a events.Attempt
+	if err := json.Unmarshal(msg.Data(), &a); err != nil {
+		return worker.Permanent(fmt.Errorf("attempt is not valid JSON: %w", err))
+	}
+	if a.SchemaVersion != events.SchemaVersion || a.AttemptID == "" {
+		return worker.Permanent(fmt.Errorf("attempt %q: schema version %d or attempt id unsupported", a.AttemptID, a.SchemaVersion))
+	}
+	p, stale := v.view.lookup(a.ProjectID)
+	if stale {
+		// An invalidation announced a change the watch has not brought yet:
+		// decide nothing for this project until it has.
+		return worker.Retry(errStale, staleRetry)
+	}
+	now := v.cfg.Clock()
+	dec := v.decider.Decide(p, Request{
+		ProjectID:    a.ProjectID,
+		Origin:       a.Origin,
+		Token:        a.WidgetToken,
+		UserID:       a.UserID,
+		UserMetadata: a.UserMetadata,
+	}, now)
+	ev := DecisionEvent(&a, dec, v.cfg.Instance)
+	body, err := json.Marshal(ev)
+	if err != nil {
+		return worker.Permanent(fmt.Errorf("encode decision: %w", err))
+	}
+	out := nats.NewMsg(events.SubjectDecisions)
+	out.Data = body
+	out.Header.Set(events.HeaderMsgID, ev.DecisionID)
+	pctx, cancel := context.WithTimeout(ctx, v.cfg.PublishTimeout)
+	_, err = v.js.PublishMsg(pctx, out)
+	cancel()
+	if err != nil {
+		return fmt.Errorf("store decision %s: %w", ev.DecisionID, err)
+	}
+	if a.ReplyTo != "" && now.Before(a.Deadline) {
+		if err := v.cfg.NATS.Publish(a.ReplyTo, body); err != nil {
+			v.log.Warn().Err(err).Str("attempt", a.AttemptID).Msg("reply not sent")
+		}
+	}
+	return nil
+}
+
+var errStale = errors.New("project view is behind an announced change")
+
+// DecisionEvent is the event recording a decision on an attempt.
+func DecisionEvent(a *events.Attempt, d Decision, instance string) events.Decision {
+	ev := events.Decision{
+		SchemaVersion:    events.SchemaVersion,
+		DecisionID:       events.DecisionIDFor(a.AttemptID),
+		AttemptID:        a.AttemptID,
+		Time:             d.ServerTime.UTC(),
+		ReceivedAt:       a.ReceivedAt.UTC(),
+		ProjectID:        a.ProjectID,
+		Decision:         d.Outcome,
+		Reason:           d.Reason,
+		Session:          d.Session,
+		UserID:           d.UserID,
+		UserVerified:     d.UserVerified,
+		UserMetadata:     d.UserMetadata,
+		ClaimedUserID:    d.ClaimedUserID,
+		Origin:           a.Origin,
+		TokenFingerprint: d.TokenFingerprint,
+		KeyVersion:       d.KeyVersion,
+		SkewSeconds:      d.SkewSeconds,
+		Verifier:         instance,
+		Ingress:          a.Ingress,
+		ClientIP:         a.ClientIP,
+		UserAgent:        a.UserAgent,
+	}
+	if d.Err != nil {
+		ev.Message = d.Message()
+	}
+	if d.Reason == events.ReasonTokenExpired || d.Reason == events.ReasonTokenNotYetValid {
+		ev.LeewaySeconds = int64(Leeway / time.Second)
+	}
+	if !a.ReceivedAt.IsZero() {
+		ev.LatencyMicros = max(d.ServerTime.Sub(a.ReceivedAt).Microseconds(), 0)
+	}
+	return ev
+}
+
+// onInvalidate marks a project stale until the watch brings the announced
+// revision.
+func (v *Verifier) onInvalidate(m *nats.Msg) {
+	var inv events.Invalidation
+	if err := json.Unmarshal(m.Data, &inv); err != nil || inv.ProjectID == "" {
+		v.log.Warn().Msg("invalidation not understood; ignored")
+		return
+	}
+	v.view.require(inv.ProjectID, inv.Revision)
+}
+
+// registerService registers the verifier as a NATS micro service with a
+// sync endpoint of its own: the rotator asks each live verifier, found by
+// discovery, to confirm it holds a change.
+func (v *Verifier) registerService() (micro.Service, error) {
+	svc, err := micro.AddService(v.cfg.NATS, micro.Config{
+		Name:        events.ServiceVerifier,
+		Version:     "1.0.0",
+		Description: "Decides widget connection attempts",
+		Metadata:    map[string]string{"instance": v.cfg.Instance},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("verifier: micro service: %w", err)
+	}
+	err = svc.AddEndpoint("sync", micro.HandlerFunc(v.onSync),
+		micro.WithEndpointSubject(SyncSubject(v.cfg.Instance)),
+		micro.WithEndpointMetadata(map[string]string{"instance": v.cfg.Instance}))
+	if err != nil {
+		return nil, fmt.Errorf("verifier: micro endpoint: %w", err)
+	}
+	err = svc.AddEndpoint("status", micro.HandlerFunc(func(r micro.Request) {
+		_ = r.RespondJSON(map[string]any{"instance": v.cfg.Instance, "ready": v.view.ready.Load(), "projects": v.view.size(), "revision": v.view.lastRev.Load()})
+	}), micro.WithEndpointSubject("hissuno.verifier."+v.cfg.Instance+".status"))
+	if err != nil {
+		return nil, fmt.Errorf("verifier: micro endpoint: %w", err)
+	}
+	return svc, nil
+}
+
+// SyncSubject is the subject of one verifier's sync endpoint.
+func SyncSubject(instance string) string { return "hissuno.verifier." + instance + ".sync" }
+
+// syncWait bounds how long a verifier waits for its watch to bring a
+// revision before it answers a sync request.
+const syncWait = 2 * time.Second
+
+func (v *Verifier) onSync(r micro.Request) {
+	var req events.SyncRequest
+	if err := json.Unmarshal(r.Data(), &req); err != nil {
+		_ = r.Error("400", "sync request is not valid JSON", nil)
+		return
+	}
+	v.view.require(req.ProjectID, req.Revision)
+	ctx, cancel := context.WithTimeout(context.Background(), syncWait)
+	ok := v.view.waitFor(ctx, req.Revision)
+	cancel()
+	_ = r.RespondJSON(events.SyncReply{Verifier: v.cfg.Instance, Revision: v.view.revision(req.ProjectID), OK: ok})
+}
+
+// scrubAttempt replaces the token of a dead-lettered attempt by its
+// fingerprint.
+func scrubAttempt(b []byte) []byte {
+	var a map[string]any
+	if json.Unmarshal(b, &a) != nil {
+		return []byte(redact.String(string(b)))
+	}
+	if tok, ok := a["widgetToken"].(string); ok {
+		delete(a, "widgetToken")
+		a["tokenFingerprint"] = Fingerprint(tok)
+	}
+	out, err := json.Marshal(a)
+	if err != nil {
+		return []byte(redact.String(string(b)))
+	}
+	return out
+}
