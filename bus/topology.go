@@ -32,7 +32,8 @@ type Topology struct {
 	// AdminMaxAge is how long admin commands and events stay; zero keeps them.
 	AdminMaxAge time.Duration
 	// DuplicateWindow is how long a Nats-Msg-Id is remembered for
-	// de-duplication.
+	// de-duplication; every redelivery of an attempt falls within it, so it
+	// must stay above the verifiers' redelivery span (70 s). Default 2 min.
 	DuplicateWindow time.Duration
 }
 
@@ -54,7 +55,7 @@ func (t *Topology) SetDefaults() {
 		t.DecisionsMaxBytes = 8 << 30
 	}
 	if t.DuplicateWindow == 0 {
-		t.DuplicateWindow = 10 * time.Minute
+		t.DuplicateWindow = 2 * time.Minute
 	}
 }
 
@@ -65,6 +66,8 @@ func (t Topology) Validate() error {
 		return fmt.Errorf("replicas %d: use 1 to 5", t.Replicas)
 	case t.DuplicateWindow > t.AttemptsMaxAge || t.DuplicateWindow > t.DecisionsMaxAge:
 		return errors.New("the duplicate window must be shorter than the streams' max age")
+	case t.DuplicateWindow < 90*time.Second:
+		return errors.New("the duplicate window must cover the verifiers' redelivery span: at least 90 s")
 	case t.DecisionsMaxBytes < 1<<20:
 		return errors.New("the decisions stream needs at least 1 MiB")
 	}

@@ -40,8 +40,10 @@ func commands() []command {
 		{"ingress", "run the HTTP ingress role", runIngress},
 		{"verifier", "run a verifier role", runVerifier},
 		{"rotator", "run the rotator role", runRotator},
+		{"auditor", "run the auditor role", runAuditor},
 		{"project", "create, get, update, rotate a project's key, revoke a user's tokens", runProject},
 		{"token", "mint a widget token, as a customer's backend does", runToken},
+		{"audit", "query the audit history: query, stats, tail, migrate", runAudit},
 	}
 }
 

@@ -11,7 +11,9 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
 
+	"github.com/hissuno/widgetauth/chlocal"
 	"github.com/hissuno/widgetauth/events"
 	"github.com/hissuno/widgetauth/project"
 	"github.com/hissuno/widgetauth/stack"
@@ -31,6 +33,7 @@ func runDev(env Env, args []string) error {
 	listen := fs.String("listen", getenv("HISSUNO_LISTEN", "127.0.0.1:8080"), "HTTP address of the widget API [HISSUNO_LISTEN]")
 	natsListen := fs.String("nats-listen", getenv("HISSUNO_NATS_LISTEN", "127.0.0.1:4222"), "address of the embedded NATS server [HISSUNO_NATS_LISTEN]")
 	verifiers := fs.Int("verifiers", 1, "how many verifiers to run")
+	dsn := fs.String("clickhouse", os.Getenv("HISSUNO_CLICKHOUSE_DSN"), "ClickHouse DSN for the audit; default: start clickhouse-server from PATH with its data under --data [HISSUNO_CLICKHOUSE_DSN]")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
@@ -48,7 +51,13 @@ func runDev(env Env, args []string) error {
 			return fmt.Errorf("HISSUNO_MASTER_KEY: %w", err)
 		}
 	}
+	audit, stopCH, err := devClickHouse(env.Ctx, *dsn, *data, log)
+	if err != nil {
+		return err
+	}
+	defer stopCH()
 	st, err := stack.Start(env.Ctx, stack.Config{
+		ClickHouseDSN: audit,
 		DataDir:    *data,
 		NATSListen: *natsListen,
 		HTTPListen: *listen,
@@ -66,7 +75,7 @@ func runDev(env Env, args []string) error {
 	if err != nil {
 		return err
 	}
-	printBanner(env.Stdout, st, *data, created)
+	printBanner(env.Stdout, st, *data, created, audit)
 	select {
 	case <-env.Ctx.Done():
 		log.Info().Msg("stopping: finishing requests in flight")
@@ -128,9 +137,39 @@ func cliName() string {
 	return "go run ./cmd/hissuno"
 }
 
-func printBanner(w io.Writer, st *stack.Stack, data string, created bool) {
+// devClickHouse picks the audit's ClickHouse: the DSN given, else one it
+// starts from PATH with its data under the data directory (stopped with
+// dev), else none: the audit then waits in JetStream.
+func devClickHouse(ctx context.Context, dsn, data string, log zerolog.Logger) (string, func(), error) {
+	dsnFile := filepath.Join(data, devDSNFile)
+	if dsn != "" {
+		_ = os.Remove(dsnFile)
+		return dsn, func() {}, nil
+	}
+	if !chlocal.Available() {
+		_ = os.Remove(dsnFile)
+		log.Warn().Msg("no ClickHouse: clickhouse-server is not on PATH and no --clickhouse DSN was given; audit records wait in JetStream until an auditor with a ClickHouse runs (hissuno auditor --clickhouse DSN)")
+		return "", func() {}, nil
+	}
+	srv, err := chlocal.Start(ctx, filepath.Join(data, "clickhouse"))
+	if err != nil {
+		return "", nil, fmt.Errorf("start ClickHouse for the audit: %w (or give --clickhouse DSN)", err)
+	}
+	if err := os.WriteFile(dsnFile, []byte(srv.DSN+"\n"), 0o600); err != nil {
+		srv.Stop()
+		return "", nil, err
+	}
+	log.Info().Str("dsn", srv.DSN).Msg("started ClickHouse for the audit")
+	return srv.DSN, func() { srv.Stop(); _ = os.Remove(dsnFile) }, nil
+}
+
+func printBanner(w io.Writer, st *stack.Stack, data string, created bool, audit string) {
 	base := "http://" + st.HTTPAddr
 	keyFile := filepath.Join(data, demoKeyFile)
+	auditLine := "ClickHouse " + audit + "\n               " + cliName() + " audit query --since 1h"
+	if audit == "" {
+		auditLine = "none: records wait in JetStream until a ClickHouse is given (--clickhouse DSN)"
+	}
 	fmt.Fprintf(w, `
 Hissuno widget authentication is running.
 
@@ -138,6 +177,7 @@ Hissuno widget authentication is running.
   Health       %[1]s/readyz   Metrics %[1]s/metrics
   NATS         %[2]s
   Data         %[3]s
+  Audit        %[8]s
 
 Demo project %[4]s (no token required, every origin allowed)%[5]s. Try it:
 
@@ -150,5 +190,5 @@ With a token signed by the demo key (kept in %[6]s):
 
 Admin: %[7]s project create --name "My shop" --require-token --origin https://myshop.example --nats %[2]s
 Stop with Ctrl-C.
-`, base, st.NATSURL, data, DemoProjectID, map[bool]string{true: ", created now", false: ""}[created], keyFile, cliName())
+`, base, st.NATSURL, data, DemoProjectID, map[bool]string{true: ", created now", false: ""}[created], keyFile, cliName(), auditLine)
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 
+	"github.com/hissuno/widgetauth/auditor"
 	"github.com/hissuno/widgetauth/bus"
 	"github.com/hissuno/widgetauth/health"
 	"github.com/hissuno/widgetauth/ingress"
@@ -49,6 +50,11 @@ type Config struct {
 	// Mux receives the ingress's routes; other parts (the widget loader)
 	// may add theirs. Default: a new mux.
 	Mux *http.ServeMux
+	// ClickHouseDSN, when set, runs an auditor copying the audit into that
+	// ClickHouse; without it the audit waits in JetStream.
+	ClickHouseDSN string
+	// Auditor tunes the auditor (its NATS and DSN are set by the stack).
+	Auditor auditor.Config
 }
 
 // Stack is a running system.
@@ -69,6 +75,7 @@ type Stack struct {
 	conns     []*nats.Conn
 	ingress   *ingress.Ingress
 	verifiers []*verifier.Verifier
+	auditor   *auditor.Auditor
 
 	ingressStop context.CancelFunc
 	rolesStop   context.CancelFunc
@@ -165,6 +172,20 @@ func Start(ctx context.Context, cfg Config, log zerolog.Logger) (s *Stack, err e
 	}
 	s.goRole(rolesCtx, "rotator", rot.Run)
 
+	if cfg.ClickHouseDSN != "" {
+		nc, err := s.Connect("auditor")
+		if err != nil {
+			return nil, err
+		}
+		acfg := cfg.Auditor
+		acfg.NATS, acfg.ClickHouseDSN = nc, cfg.ClickHouseDSN
+		if s.auditor, err = auditor.New(acfg, log); err != nil {
+			return nil, err
+		}
+		s.Checks.Add("clickhouse", s.auditor.Ready)
+		s.goRole(rolesCtx, "auditor", s.auditor.Run)
+	}
+
 	nc, err = s.Connect("ingress")
 	if err != nil {
 		return nil, err
@@ -236,10 +257,13 @@ func (s *Stack) Err() error {
 	return errors.Join(s.errs...)
 }
 
+// waitReady waits until every verifier decides. The auditor is not waited
+// for: without ClickHouse the system runs and the audit waits in JetStream.
 func (s *Stack) waitReady(ctx context.Context) error {
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		failed := s.Checks.Run(ctx)
+		delete(failed, "clickhouse")
 		if len(failed) == 0 {
 			return nil
 		}

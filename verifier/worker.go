@@ -83,18 +83,22 @@ func (c Config) Validate() error {
 }
 
 // Consumer settings of the shared durable consumer on the attempts stream.
+// Every redelivery of an attempt happens within the streams' duplicate
+// window (2 min by default): ack wait plus back-off sum to 70 s over 5
+// deliveries, so a decision stored twice for one attempt is de-duplicated by
+// its Nats-Msg-Id and the audit never holds two.
 const (
 	// attemptsMaxDeliver bounds deliveries of one attempt; the last failing
 	// delivery dead-letters it (scrubbed of its token).
-	attemptsMaxDeliver = 20
+	attemptsMaxDeliver = 5
 	// attemptsMaxAckPending bounds the attempts in flight across every
 	// verifier.
 	attemptsMaxAckPending = 4096
 )
 
 // attemptsBackOff spaces redeliveries of an attempt whose verifier went
-// silent (crashed, partitioned): soon at first, then less often.
-var attemptsBackOff = []time.Duration{10 * time.Second, 15 * time.Second, 30 * time.Second, time.Minute}
+// silent (crashed, partitioned), after the first ack wait.
+var attemptsBackOff = []time.Duration{10 * time.Second, 20 * time.Second, 30 * time.Second}
 
 // naksBackOff spaces retries after a transient error (decision not stored).
 var naksBackOff = []time.Duration{50 * time.Millisecond, 200 * time.Millisecond, time.Second, 5 * time.Second}

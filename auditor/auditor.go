@@ -1,0 +1,401 @@
+// Package auditor is the role that copies every decision and admin event
+// from JetStream into ClickHouse, and the queries security teams run on it.
+//
+// It acknowledges a message only after the insert holding it succeeded; a
+// ClickHouse outage leaves the backlog in JetStream (logged and exposed as a
+// metric) and the auditor catches up when ClickHouse returns. A message that
+// can never be inserted goes to the dead-letter stream with its error and
+// never blocks the rest. Rows are de-duplicated by id (ReplacingMergeTree,
+// read with FINAL), so a redelivered batch never shows a decision twice.
+package auditor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+
+	"github.com/hissuno/widgetauth/bus"
+	"github.com/hissuno/widgetauth/events"
+	"github.com/hissuno/widgetauth/metrics"
+	"github.com/hissuno/widgetauth/worker"
+)
+
+// Config configures an auditor.
+type Config struct {
+	// NATS is the connection; required.
+	NATS *nats.Conn
+	// ClickHouseDSN is the native-protocol address of ClickHouse; required.
+	ClickHouseDSN string
+	// Instance names this auditor in logs; default: a random name.
+	Instance string
+	// BatchSize bounds the rows of one insert; default 5000.
+	BatchSize int
+	// BatchWait bounds how long a batch waits to fill up; default 200 ms.
+	BatchWait time.Duration
+	// RetryMax caps the back-off between attempts to reach ClickHouse;
+	// default 10 s.
+	RetryMax time.Duration
+	// BacklogEvery is how often the backlog is measured; default 5 s.
+	BacklogEvery time.Duration
+}
+
+func (c *Config) setDefaults() {
+	if c.Instance == "" {
+		c.Instance = bus.InstanceName("auditor")
+	}
+	if c.BatchSize == 0 {
+		c.BatchSize = 5000
+	}
+	if c.BatchWait == 0 {
+		c.BatchWait = 200 * time.Millisecond
+	}
+	if c.RetryMax == 0 {
+		c.RetryMax = 10 * time.Second
+	}
+	if c.BacklogEvery == 0 {
+		c.BacklogEvery = 5 * time.Second
+	}
+}
+
+// Validate checks the configuration.
+func (c Config) Validate() error {
+	switch {
+	case c.NATS == nil:
+		return errors.New("auditor: no NATS connection")
+	case c.ClickHouseDSN == "":
+		return errors.New("auditor: no ClickHouse DSN: give --clickhouse or HISSUNO_CLICKHOUSE_DSN")
+	case c.BatchSize < 1 || c.BatchSize > 100_000:
+		return errors.New("auditor: batch size must be 1 to 100000")
+	case c.BatchWait <= 0:
+		return errors.New("auditor: batch wait must be positive")
+	}
+	return nil
+}
+
+// insertTimeout bounds one insert: a ClickHouse that hangs is treated as
+// away.
+const insertTimeout = 30 * time.Second
+
+// source is one stream the auditor copies into one table.
+type source struct {
+	stream   string
+	consumer string
+	filter   string
+	table    table
+}
+
+var sources = []source{
+	{stream: events.StreamDecisions, consumer: events.ConsumerAuditDecisions, filter: events.SubjectDecisions, table: decisionsTable},
+	{stream: events.StreamAdmin, consumer: events.ConsumerAuditAdmin, filter: events.SubjectAdminEventPrefix + ">", table: adminTable},
+}
+
+// Auditor is the auditor role.
+type Auditor struct {
+	cfg Config
+	log zerolog.Logger
+	js  jetstream.JetStream
+
+	mu    sync.Mutex
+	conn  driver.Conn
+	ready bool
+}
+
+// New makes an auditor.
+func New(cfg Config, log zerolog.Logger) (*Auditor, error) {
+	cfg.setDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	js, err := jetstream.New(cfg.NATS)
+	if err != nil {
+		return nil, fmt.Errorf("auditor: jetstream: %w", err)
+	}
+	return &Auditor{
+		cfg: cfg,
+		log: log.With().Str("component", "auditor").Str("instance", cfg.Instance).Logger(),
+		js:  js,
+	}, nil
+}
+
+// Ready reports whether ClickHouse answered and the tables exist.
+func (a *Auditor) Ready(ctx context.Context) error {
+	a.mu.Lock()
+	conn, ready := a.conn, a.ready
+	a.mu.Unlock()
+	if !ready {
+		return errors.New("ClickHouse not reached yet; audit records wait in JetStream")
+	}
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	if err := conn.Ping(ctx); err != nil {
+		return fmt.Errorf("%w: %w", ErrUnreachable, err)
+	}
+	return nil
+}
+
+// Run copies events into ClickHouse until ctx ends; then it finishes the
+// batch in hand (or leaves it to be redelivered) and returns.
+func (a *Auditor) Run(ctx context.Context) error {
+	defer func() {
+		a.mu.Lock()
+		if a.conn != nil {
+			a.conn.Close()
+		}
+		a.mu.Unlock()
+	}()
+	var wg sync.WaitGroup
+	errs := make(chan error, len(sources))
+	for _, src := range sources {
+		cons, err := a.js.CreateOrUpdateConsumer(ctx, src.stream, jetstream.ConsumerConfig{
+			Durable:       src.consumer,
+			Description:   "The auditor copies these events into ClickHouse table " + src.table.name,
+			AckPolicy:     jetstream.AckExplicitPolicy,
+			AckWait:       time.Minute,
+			MaxDeliver:    -1, // a ClickHouse outage may last; poison goes to dead letters
+			MaxAckPending: 4 * a.cfg.BatchSize,
+			FilterSubject: src.filter,
+		})
+		if err != nil {
+			return fmt.Errorf("auditor: consumer %s: %w", src.consumer, err)
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := a.copy(ctx, src, cons); err != nil {
+				errs <- err
+			}
+		}()
+	}
+	go a.watchBacklog(ctx)
+	a.log.Info().Int("batch_size", a.cfg.BatchSize).Dur("batch_wait", a.cfg.BatchWait).Msg("auditor copying decisions and admin events to ClickHouse")
+	wg.Wait()
+	close(errs)
+	return <-errs
+}
+
+// connect returns a working ClickHouse connection, opening it (and
+// applying the migrations) when there is none.
+func (a *Auditor) connect(ctx context.Context) (driver.Conn, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.conn != nil {
+		return a.conn, nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	conn, err := Open(ctx, a.cfg.ClickHouseDSN)
+	if err != nil {
+		return nil, err
+	}
+	applied, err := Migrate(ctx, conn)
+	if err != nil {
+		conn.Close()
+		return nil, err
+	}
+	if len(applied) > 0 {
+		a.log.Info().Strs("migrations", applied).Msg("ClickHouse migrations applied")
+	}
+	a.conn, a.ready = conn, true
+	return conn, nil
+}
+
+// batch is a fetched set of messages and their rows.
+type batch struct {
+	msgs []jetstream.Msg
+	rows [][]any
+}
+
+// copy fetches batches from one consumer and inserts them, one fetch ahead
+// of the insert.
+func (a *Auditor) copy(ctx context.Context, src source, cons jetstream.Consumer) error {
+	settler := &worker.Settler{JS: a.js, Stream: src.stream, Log: a.log}
+	batches := make(chan batch, 1)
+	go func() {
+		defer close(batches)
+		for ctx.Err() == nil {
+			b, err := a.fetch(ctx, src, cons, settler)
+			if err != nil {
+				if ctx.Err() == nil {
+					a.log.Warn().Err(err).Str("stream", src.stream).Msg("fetch failed; retrying")
+					sleep(ctx, time.Second)
+				}
+				continue
+			}
+			if len(b.msgs) == 0 {
+				continue
+			}
+			select {
+			case batches <- b:
+			case <-ctx.Done():
+				nakAll(b.msgs)
+				return
+			}
+		}
+	}()
+	for b := range batches {
+		if ctx.Err() != nil {
+			nakAll(b.msgs)
+			continue
+		}
+		a.store(ctx, src, b, settler)
+	}
+	return nil
+}
+
+// fetch takes up to BatchSize messages, waiting at most BatchWait, and
+// decodes them; a message that cannot be decoded is dead-lettered at once.
+func (a *Auditor) fetch(ctx context.Context, src source, cons jetstream.Consumer, settler *worker.Settler) (batch, error) {
+	res, err := cons.Fetch(a.cfg.BatchSize, jetstream.FetchMaxWait(a.cfg.BatchWait))
+	if err != nil {
+		return batch{}, err
+	}
+	var b batch
+	for m := range res.Messages() {
+		row, err := src.table.row(m.Data())
+		if err != nil {
+			settler.Settle(ctx, m, worker.Permanent(err))
+			metrics.DeadLetters.WithLabelValues(src.stream).Inc()
+			continue
+		}
+		b.msgs = append(b.msgs, m)
+		b.rows = append(b.rows, row)
+	}
+	if err := res.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) && !errors.Is(err, context.DeadlineExceeded) {
+		if len(b.msgs) == 0 {
+			return batch{}, err
+		}
+	}
+	return b, nil
+}
+
+// store inserts a batch and acks it, retrying while ClickHouse is away and
+// splitting the batch to isolate a row ClickHouse refuses.
+func (a *Auditor) store(ctx context.Context, src source, b batch, settler *worker.Settler) {
+	backoff := 100 * time.Millisecond
+	for {
+		conn, err := a.connect(ctx)
+		if err == nil {
+			start := time.Now()
+			ictx, cancel := context.WithTimeout(ctx, insertTimeout)
+			err = insert(ictx, conn, src.table, b.rows)
+			cancel()
+			if err == nil {
+				metrics.AuditInsertLatency.WithLabelValues(src.table.name).Observe(time.Since(start).Seconds())
+				metrics.AuditBatchSize.WithLabelValues(src.table.name).Observe(float64(len(b.rows)))
+				ackAll(b.msgs)
+				return
+			}
+			metrics.AuditInsertErrors.WithLabelValues(src.table.name).Inc()
+			if !transient(err) {
+				a.isolate(ctx, src, b, settler, err)
+				return
+			}
+			a.dropConn(conn)
+		}
+		if ctx.Err() != nil {
+			nakAll(b.msgs)
+			return
+		}
+		a.log.Warn().Err(err).Str("table", src.table.name).Int("batch", len(b.msgs)).Dur("retry_in", backoff).
+			Msg("ClickHouse insert failed; the backlog waits in JetStream")
+		for _, m := range b.msgs {
+			_ = m.InProgress()
+		}
+		sleep(ctx, backoff)
+		backoff = min(backoff*2, a.cfg.RetryMax)
+	}
+}
+
+// isolate handles a batch ClickHouse refused because of its rows: halves
+// are retried on their own until the row at fault is alone, which goes to
+// the dead-letter stream.
+func (a *Auditor) isolate(ctx context.Context, src source, b batch, settler *worker.Settler, cause error) {
+	if len(b.msgs) == 1 {
+		a.log.Error().Err(cause).Str("table", src.table.name).Msg("event refused by ClickHouse; dead-lettered")
+		settler.Settle(ctx, b.msgs[0], worker.Permanent(cause))
+		metrics.DeadLetters.WithLabelValues(src.stream).Inc()
+		return
+	}
+	mid := len(b.msgs) / 2
+	a.store(ctx, src, batch{msgs: b.msgs[:mid], rows: b.rows[:mid]}, settler)
+	a.store(ctx, src, batch{msgs: b.msgs[mid:], rows: b.rows[mid:]}, settler)
+}
+
+func (a *Auditor) dropConn(conn driver.Conn) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.conn == conn {
+		a.conn.Close()
+		a.conn, a.ready = nil, false
+	}
+}
+
+// watchBacklog measures, every BacklogEvery, how many events wait for each
+// table, exposes it as a metric and logs it while ClickHouse is away.
+func (a *Auditor) watchBacklog(ctx context.Context) {
+	t := time.NewTicker(a.cfg.BacklogEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		a.mu.Lock()
+		ready := a.ready
+		a.mu.Unlock()
+		for _, src := range sources {
+			n, redelivered, err := Backlog(ctx, a.js, src.stream, src.consumer)
+			if err != nil {
+				continue
+			}
+			metrics.AuditBacklog.WithLabelValues(src.table.name).Set(float64(n))
+			metrics.ConsumerPending.WithLabelValues(src.consumer).Set(float64(n))
+			metrics.ConsumerRedelivered.WithLabelValues(src.consumer).Set(float64(redelivered))
+			if !ready && n > 0 {
+				a.log.Warn().Uint64("backlog", n).Str("table", src.table.name).Msg("ClickHouse unreachable; events wait in JetStream")
+			}
+		}
+	}
+}
+
+// Backlog is how many events of a stream wait for a consumer: undelivered
+// plus delivered and not acknowledged; and how many of those were
+// redelivered.
+func Backlog(ctx context.Context, js jetstream.JetStream, stream, consumer string) (pending, redelivered uint64, err error) {
+	c, err := js.Consumer(ctx, stream, consumer)
+	if err != nil {
+		return 0, 0, err
+	}
+	info, err := c.Info(ctx)
+	if err != nil {
+		return 0, 0, err
+	}
+	return info.NumPending + uint64(info.NumAckPending), uint64(info.NumRedelivered), nil
+}
+
+func ackAll(msgs []jetstream.Msg) {
+	for _, m := range msgs {
+		_ = m.Ack()
+	}
+}
+
+func nakAll(msgs []jetstream.Msg) {
+	for _, m := range msgs {
+		_ = m.Nak()
+	}
+}
+
+func sleep(ctx context.Context, d time.Duration) {
+	select {
+	case <-ctx.Done():
+	case <-time.After(d):
+	}
+}
