@@ -58,11 +58,11 @@ func runDev(env Env, args []string) error {
 	defer stopCH()
 	st, err := stack.Start(env.Ctx, stack.Config{
 		ClickHouseDSN: audit,
-		DataDir:    *data,
-		NATSListen: *natsListen,
-		HTTPListen: *listen,
-		MasterKey:  masterKey,
-		Verifiers:  *verifiers,
+		DataDir:       *data,
+		NATSListen:    *natsListen,
+		HTTPListen:    *listen,
+		MasterKey:     masterKey,
+		Verifiers:     *verifiers,
 	}, log)
 	if err != nil {
 		return fmt.Errorf("%w (is another `hissuno dev` running? change --listen / --nats-listen or stop it)", err)
