@@ -228,11 +228,12 @@ type connectRequest struct {
 	UserMetadata map[string]*string `json:"userMetadata"`
 }
 
-// Response is the body of a decision answer.
+// Response is the body of a decision answer. An accept always carries
+// userId ("" for an anonymous visitor who gave none).
 type Response struct {
 	Decision      events.Outcome    `json:"decision"`
 	Session       events.Session    `json:"session,omitempty"`
-	UserID        string            `json:"userId,omitempty"`
+	UserID        *string           `json:"userId,omitempty"`
 	UserVerified  *bool             `json:"userVerified,omitempty"`
 	UserMetadata  map[string]string `json:"userMetadata,omitempty"`
 	Reason        events.Reason     `json:"reason,omitempty"`
@@ -284,8 +285,8 @@ func (in *Ingress) serveConnect(w http.ResponseWriter, r *http.Request) {
 func ResponseFor(d *events.Decision) Response {
 	resp := Response{Decision: d.Decision, DecisionID: d.DecisionID}
 	if d.Decision == events.OutcomeAccept {
-		verified := d.UserVerified
-		resp.Session, resp.UserID, resp.UserVerified, resp.UserMetadata = d.Session, d.UserID, &verified, d.UserMetadata
+		verified, userID := d.UserVerified, d.UserID
+		resp.Session, resp.UserID, resp.UserVerified, resp.UserMetadata = d.Session, &userID, &verified, d.UserMetadata
 		resp.KeyVersion = d.KeyVersion
 		return resp
 	}
@@ -310,7 +311,7 @@ func (in *Ingress) parse(r *http.Request) (*events.Attempt, error) {
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	var req connectRequest
 	if err := dec.Decode(&req); err != nil {
-		return nil, fmt.Errorf("the body is not a JSON object of projectId, widgetToken, userId and userMetadata: %v", err)
+		return nil, bodyError(err)
 	}
 	if _, err := dec.Token(); err != io.EOF {
 		return nil, errors.New("the body has data after its JSON object")
@@ -369,6 +370,26 @@ func (in *Ingress) parse(r *http.Request) (*events.Attempt, error) {
 		}
 	}
 	return a, nil
+}
+
+// bodyError says in the contract's words what is wrong with a body that
+// does not decode.
+func bodyError(err error) error {
+	var typeErr *json.UnmarshalTypeError
+	var syntaxErr *json.SyntaxError
+	switch {
+	case errors.As(err, &typeErr) && typeErr.Field == "":
+		return errors.New("the body must be a JSON object: {\"projectId\": …, \"widgetToken\"?: …, \"userId\"?: …, \"userMetadata\"?: {…}}")
+	case errors.As(err, &typeErr) && strings.HasPrefix(typeErr.Field, "userMetadata"):
+		return errors.New("userMetadata must be an object of string values")
+	case errors.As(err, &typeErr):
+		return fmt.Errorf("%s must be a string", typeErr.Field)
+	case errors.As(err, &syntaxErr):
+		return fmt.Errorf("the body is not valid JSON (at byte %d)", syntaxErr.Offset)
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+		return errors.New("the body is empty or cut short; send a JSON object with projectId")
+	}
+	return errors.New("the body is not a JSON object of projectId, widgetToken, userId and userMetadata")
 }
 
 // roundTrip publishes the attempt and waits for the verifier's reply until

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"golang.org/x/net/idna"
 	"golang.org/x/net/publicsuffix"
@@ -271,8 +272,16 @@ func canonicalHost(h string) (host string, isIP bool, err error) {
 	if net.ParseIP(h) != nil || strings.Contains(h, ":") {
 		return "", false, fmt.Errorf("host %q is not a valid address", h)
 	}
+	if !utf8.ValidString(h) {
+		return "", false, errors.New("the host is not valid UTF-8")
+	}
 	a, err := hostProfile.ToASCII(h)
 	if err != nil {
+		return "", false, fmt.Errorf("host %q is not a valid domain name", h)
+	}
+	// The ASCII form must be its own canonical form, or a pattern saved in
+	// it would not parse back (and an origin would compare unstably).
+	if again, err := hostProfile.ToASCII(a); err != nil || again != a {
 		return "", false, fmt.Errorf("host %q is not a valid domain name", h)
 	}
 	return a, false, nil

@@ -2,6 +2,7 @@ package verifier
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 )
@@ -84,6 +85,7 @@ func TestOriginMatching(t *testing.T) {
 		{"second pattern matches", []string{"https://a.example", "https://myapp.com"}, "https://myapp.com", true},
 		{"port out of range", []string{"https://myapp.com"}, "https://myapp.com:70000", false},
 		{"port with sign", []string{"https://myapp.com"}, "https://myapp.com:+443", false},
+		{"invalid UTF-8 host", []string{"*.myapp.com"}, "https://a\xff.myapp.com", false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -187,6 +189,8 @@ func TestParsePattern(t *testing.T) {
 		{"https://my_app.com", "domain"},
 		{"https://-myapp.com", "domain"},
 		{"*.127.0.0.1", "IP"},
+		{"\xff", "UTF-8"},
+		{"https://bad\xffhost.com", "UTF-8"},
 		{"http://::1", "brackets"},
 	}
 	for _, tt := range invalid {
@@ -199,7 +203,7 @@ func TestParsePattern(t *testing.T) {
 			if !errors.Is(err, ErrInvalidPattern) {
 				t.Errorf("error %v does not wrap ErrInvalidPattern", err)
 			}
-			if !strings.Contains(err.Error(), `"`+tt.in+`"`) {
+			if !strings.Contains(err.Error(), fmt.Sprintf("%q", tt.in)) {
 				t.Errorf("error %q does not name the pattern", err)
 			}
 			if !strings.Contains(err.Error(), tt.says) {

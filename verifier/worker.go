@@ -103,9 +103,13 @@ var attemptsBackOff = []time.Duration{10 * time.Second, 20 * time.Second, 30 * t
 // naksBackOff spaces retries after a transient error (decision not stored).
 var naksBackOff = []time.Duration{50 * time.Millisecond, 200 * time.Millisecond, time.Second, 5 * time.Second}
 
-// staleRetry is how soon an attempt for a project the view is behind on is
-// tried again.
-const staleRetry = 20 * time.Millisecond
+// staleWait bounds how long an attempt waits for the view to catch up with
+// an announced change before it is handed back; staleRetry is how soon it
+// is then tried again.
+const (
+	staleWait  = 2 * time.Second
+	staleRetry = time.Second
+)
 
 // Verifier is the verifier role.
 type Verifier struct {
@@ -119,6 +123,8 @@ type Verifier struct {
 	// deciding is set once the view is complete, the verifier is
 	// discoverable and it consumes attempts.
 	deciding atomic.Bool
+	// resyncing is set while the view catches up after a reconnect.
+	resyncing atomic.Bool
 }
 
 // New makes a verifier.
@@ -167,6 +173,22 @@ func (v *Verifier) Run(ctx context.Context) error {
 	watchErr := make(chan error, 1)
 	go func() { watchErr <- v.view.watch(watchCtx, kv) }()
 
+	// While disconnected, invalidations are lost: from the moment the
+	// connection drops until the view has caught up after it returns, the
+	// verifier decides nothing.
+	prevDisconnect, prevReconnect := v.cfg.NATS.Opts.DisconnectedErrCB, v.cfg.NATS.Opts.ReconnectedCB
+	v.cfg.NATS.SetDisconnectErrHandler(func(nc *nats.Conn, err error) {
+		v.resyncing.Store(true)
+		if prevDisconnect != nil {
+			prevDisconnect(nc, err)
+		}
+	})
+	v.cfg.NATS.SetReconnectHandler(func(nc *nats.Conn) {
+		if prevReconnect != nil {
+			prevReconnect(nc)
+		}
+		v.resync(kv)
+	})
 	inval, err := v.cfg.NATS.Subscribe(events.SubjectInvalidate, v.onInvalidate)
 	if err != nil {
 		return fmt.Errorf("verifier: subscribe %s: %w", events.SubjectInvalidate, err)
@@ -281,10 +303,11 @@ func (v *Verifier) handle(ctx context.Context, msg jetstream.Msg) error {
 	if a.SchemaVersion != events.SchemaVersion || a.AttemptID == "" {
 		return worker.Permanent(fmt.Errorf("attempt %q: schema version %d or attempt id unsupported", a.AttemptID, a.SchemaVersion))
 	}
-	p, stale := v.view.lookup(a.ProjectID)
-	if stale {
-		// An invalidation announced a change the watch has not brought yet:
-		// decide nothing for this project until it has.
+	p, ok := v.current(ctx, a.ProjectID)
+	if !ok {
+		// An invalidation announced a change the watch has not brought yet,
+		// or the connection came back and the view is catching up: decide
+		// nothing for this project until it has.
 		return worker.Retry(errStale, staleRetry)
 	}
 	now := v.cfg.Clock()
@@ -318,6 +341,49 @@ func (v *Verifier) handle(ctx context.Context, msg jetstream.Msg) error {
 }
 
 var errStale = errors.New("project view is behind an announced change")
+
+// current returns the project as the view holds it once the view is not
+// known to be behind for it, waiting up to staleWait; ok is false when it
+// is still behind.
+func (v *Verifier) current(ctx context.Context, id string) (p *Project, ok bool) {
+	deadline := time.Now().Add(staleWait)
+	for {
+		v.view.mu.RLock()
+		changed := v.view.changed
+		v.view.mu.RUnlock()
+		p, stale := v.view.lookup(id)
+		if !stale && !v.resyncing.Load() {
+			return p, true
+		}
+		wait := time.Until(deadline)
+		if wait <= 0 {
+			return nil, false
+		}
+		select {
+		case <-changed:
+		case <-time.After(min(wait, 50*time.Millisecond)):
+		case <-ctx.Done():
+			return nil, false
+		}
+	}
+}
+
+// resync makes the verifier decide nothing until its view holds everything
+// the bucket holds now. It runs after the connection came back: the
+// invalidations sent while it was away are lost, the KV revision is not.
+func (v *Verifier) resync(kv jetstream.KeyValue) {
+	v.resyncing.Store(true)
+	go func() {
+		defer v.resyncing.Store(false)
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if err := v.catchUp(ctx, kv); err != nil || ctx.Err() != nil {
+			v.log.Warn().Err(err).Msg("view did not catch up after a reconnect within a minute; deciding again")
+			return
+		}
+		v.log.Info().Uint64("revision", v.view.lastRev.Load()).Msg("view caught up after a reconnect")
+	}()
+}
 
 // DecisionEvent is the event recording a decision on an attempt.
 func DecisionEvent(a *events.Attempt, d Decision, instance string) events.Decision {
