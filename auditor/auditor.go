@@ -44,6 +44,13 @@ type Config struct {
 	RetryMax time.Duration
 	// BacklogEvery is how often the backlog is measured; default 5 s.
 	BacklogEvery time.Duration
+	// AckWait is how long JetStream waits for an auditor's ack before it
+	// redelivers (an auditor that died mid-batch); default 1 min.
+	AckWait time.Duration
+
+	// crashAfterInsert, in tests, is asked after each successful insert;
+	// true makes the auditor stop as if killed before its ack.
+	crashAfterInsert func() bool
 }
 
 func (c *Config) setDefaults() {
@@ -62,6 +69,9 @@ func (c *Config) setDefaults() {
 	if c.BacklogEvery == 0 {
 		c.BacklogEvery = 5 * time.Second
 	}
+	if c.AckWait == 0 {
+		c.AckWait = time.Minute
+	}
 }
 
 // Validate checks the configuration.
@@ -75,6 +85,8 @@ func (c Config) Validate() error {
 		return errors.New("auditor: batch size must be 1 to 100000")
 	case c.BatchWait <= 0:
 		return errors.New("auditor: batch wait must be positive")
+	case c.AckWait < time.Second:
+		return errors.New("auditor: ack wait must be at least 1 s")
 	}
 	return nil
 }
@@ -157,7 +169,7 @@ func (a *Auditor) Run(ctx context.Context) error {
 			Durable:       src.consumer,
 			Description:   "The auditor copies these events into ClickHouse table " + src.table.name,
 			AckPolicy:     jetstream.AckExplicitPolicy,
-			AckWait:       time.Minute,
+			AckWait:       a.cfg.AckWait,
 			MaxDeliver:    -1, // a ClickHouse outage may last; poison goes to dead letters
 			MaxAckPending: 4 * a.cfg.BatchSize,
 			FilterSubject: src.filter,
@@ -261,7 +273,6 @@ func (a *Auditor) fetch(ctx context.Context, src source, cons jetstream.Consumer
 		row, err := src.table.row(m.Data())
 		if err != nil {
 			settler.Settle(ctx, m, worker.Permanent(err))
-			metrics.DeadLetters.WithLabelValues(src.stream).Inc()
 			continue
 		}
 		b.msgs = append(b.msgs, m)
@@ -289,6 +300,9 @@ func (a *Auditor) store(ctx context.Context, src source, b batch, settler *worke
 			if err == nil {
 				metrics.AuditInsertLatency.WithLabelValues(src.table.name).Observe(time.Since(start).Seconds())
 				metrics.AuditBatchSize.WithLabelValues(src.table.name).Observe(float64(len(b.rows)))
+				if a.cfg.crashAfterInsert != nil && a.cfg.crashAfterInsert() {
+					return
+				}
 				ackAll(b.msgs)
 				return
 			}
@@ -320,7 +334,6 @@ func (a *Auditor) isolate(ctx context.Context, src source, b batch, settler *wor
 	if len(b.msgs) == 1 {
 		a.log.Error().Err(cause).Str("table", src.table.name).Msg("event refused by ClickHouse; dead-lettered")
 		settler.Settle(ctx, b.msgs[0], worker.Permanent(cause))
-		metrics.DeadLetters.WithLabelValues(src.stream).Inc()
 		return
 	}
 	mid := len(b.msgs) / 2

@@ -127,8 +127,20 @@ func Connect(c ConnConfig, log zerolog.Logger) (*nats.Conn, error) {
 func RedactURL(list string) string {
 	parts := strings.Split(list, ",")
 	for i, p := range parts {
-		u, err := url.Parse(strings.TrimSpace(p))
-		if err != nil || u.User == nil {
+		p = strings.TrimSpace(p)
+		// nats.go accepts "user:pass@host:4222" without a scheme.
+		schemeless := !strings.Contains(p, "://")
+		if schemeless {
+			p = "nats://" + p
+		}
+		u, err := url.Parse(p)
+		if err != nil {
+			if strings.Contains(p, "@") {
+				parts[i] = "(unparsable URL with credentials)"
+			}
+			continue
+		}
+		if u.User == nil {
 			continue
 		}
 		if _, has := u.User.Password(); has {
@@ -137,6 +149,9 @@ func RedactURL(list string) string {
 			u.User = url.User("redacted")
 		}
 		parts[i] = u.String()
+		if schemeless {
+			parts[i] = strings.TrimPrefix(parts[i], "nats://")
+		}
 	}
 	return strings.Join(parts, ",")
 }

@@ -35,6 +35,10 @@ func runAudit(env Env, args []string) error {
 		fmt.Fprintf(env.Stderr, "usage: %s\n", auditUsage)
 		return errUsage
 	}
+	if isHelp(args[0]) {
+		fmt.Fprintf(env.Stdout, "usage: %s\n\nrun a subcommand with --help for its flags\n", auditUsage)
+		return nil
+	}
 	switch args[0] {
 	case "query":
 		return auditQuery(env, args[1:])
@@ -329,8 +333,7 @@ func auditTail(env Env, args []string) error {
 	if *format != "table" && *format != "json" {
 		return fmt.Errorf("--format %q: use table or json", *format)
 	}
-	cfg := n.cfg
-	cfg.Name = "hissuno-audit-tail"
+	cfg := n.config("hissuno-audit-tail")
 	nc, err := bus.Connect(cfg, zerolog.Nop())
 	if err != nil {
 		return err

@@ -14,21 +14,35 @@ import (
 
 	"github.com/hissuno/widgetauth/bus"
 	"github.com/hissuno/widgetauth/project"
+	"github.com/hissuno/widgetauth/redact"
 )
 
 // errUsage marks a command line that could not be parsed; the flag package
 // has already printed what is wrong.
 var errUsage = errors.New("usage")
 
-// newFlags makes a flag set that reports errors instead of exiting.
+// newFlags makes a flag set that reports errors instead of exiting. What it
+// prints is scrubbed of secrets: a key pasted into the wrong flag is quoted
+// in the flag package's own error.
 func newFlags(name, usage string, stderr io.Writer) *flag.FlagSet {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	stderr = redactWriter{stderr}
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "usage: %s\n\nflags (each also read from the environment variable shown):\n", usage)
 		fs.PrintDefaults()
 	}
 	return fs
+}
+
+// redactWriter scrubs secret keys and tokens out of what passes through.
+type redactWriter struct{ w io.Writer }
+
+func (r redactWriter) Write(p []byte) (int, error) {
+	if _, err := io.WriteString(r.w, redact.String(string(p))); err != nil {
+		return 0, err
+	}
+	return len(p), nil
 }
 
 // parse parses flags that may stand before or after positional arguments
@@ -97,12 +111,28 @@ type natsFlags struct{ cfg bus.ConnConfig }
 func (n *natsFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&n.cfg.URL, "nats", getenv("HISSUNO_NATS_URL", bus.DefaultURL), "NATS server URL(s), comma-separated [HISSUNO_NATS_URL]")
 	fs.StringVar(&n.cfg.User, "nats-user", getenv("HISSUNO_NATS_USER", ""), "NATS user [HISSUNO_NATS_USER]")
-	fs.StringVar(&n.cfg.Password, "nats-password", getenv("HISSUNO_NATS_PASSWORD", ""), "NATS password; prefer the environment variable [HISSUNO_NATS_PASSWORD]")
-	fs.StringVar(&n.cfg.Token, "nats-token", getenv("HISSUNO_NATS_TOKEN", ""), "NATS token; prefer the environment variable [HISSUNO_NATS_TOKEN]")
+	// Secrets never become flag defaults: the flag package prints defaults
+	// in usage text. config() reads their environment variables.
+	fs.StringVar(&n.cfg.Password, "nats-password", "", "NATS password; prefer the environment variable [HISSUNO_NATS_PASSWORD]")
+	fs.StringVar(&n.cfg.Token, "nats-token", "", "NATS token; prefer the environment variable [HISSUNO_NATS_TOKEN]")
 	fs.StringVar(&n.cfg.CredsFile, "nats-creds", getenv("HISSUNO_NATS_CREDS", ""), "NATS credentials file (JWT + nkey) [HISSUNO_NATS_CREDS]")
 	fs.StringVar(&n.cfg.CAFile, "nats-tls-ca", getenv("HISSUNO_NATS_TLS_CA", ""), "CA file to verify the NATS server's certificate [HISSUNO_NATS_TLS_CA]")
 	fs.StringVar(&n.cfg.CertFile, "nats-tls-cert", getenv("HISSUNO_NATS_TLS_CERT", ""), "client TLS certificate for NATS [HISSUNO_NATS_TLS_CERT]")
 	fs.StringVar(&n.cfg.KeyFile, "nats-tls-key", getenv("HISSUNO_NATS_TLS_KEY", ""), "client TLS key for NATS [HISSUNO_NATS_TLS_KEY]")
+}
+
+// config is the connection configuration: the flags, with the secret ones
+// taken from their environment variables when not given.
+func (n *natsFlags) config(name string) bus.ConnConfig {
+	c := n.cfg
+	c.Name = name
+	if c.Password == "" {
+		c.Password = os.Getenv("HISSUNO_NATS_PASSWORD")
+	}
+	if c.Token == "" {
+		c.Token = os.Getenv("HISSUNO_NATS_TOKEN")
+	}
+	return c
 }
 
 // logFlags choose the log level and format.

@@ -35,6 +35,10 @@ func runProject(env Env, args []string) error {
 		fmt.Fprintf(env.Stderr, "usage: %s\n", projectUsage)
 		return errUsage
 	}
+	if isHelp(args[0]) {
+		fmt.Fprintf(env.Stdout, "usage: %s\n\nrun a subcommand with --help for its flags\n", projectUsage)
+		return nil
+	}
 	switch args[0] {
 	case "create":
 		return projectCreate(env, args[1:])
@@ -79,8 +83,7 @@ func defaultActor() string {
 
 // connect opens a NATS connection for one admin command.
 func (a *adminFlags) connect() (*nats.Conn, error) {
-	cfg := a.nats.cfg
-	cfg.Name = "hissuno-cli"
+	cfg := a.nats.config("hissuno-cli")
 	return bus.Connect(cfg, zerolog.Nop())
 }
 

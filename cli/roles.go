@@ -48,8 +48,7 @@ func (f *topologyFlags) register(fs *flag.FlagSet) {
 
 // connectRole connects a role to NATS and makes sure the streams exist.
 func connectRole(ctx context.Context, f *roleFlags, role string, log zerolog.Logger) (*nats.Conn, error) {
-	cfg := f.nats.cfg
-	cfg.Name = "hissuno-" + role
+	cfg := f.nats.config("hissuno-" + role)
 	nc, err := bus.Connect(cfg, log)
 	if err != nil {
 		return nil, err

@@ -3,6 +3,7 @@ package cli
 import (
 	"errors"
 	"fmt"
+	"os"
 	"strings"
 	"time"
 
@@ -12,12 +13,17 @@ import (
 )
 
 func runToken(env Env, args []string) error {
+	const usage = "usage: hissuno token mint --secret KEY --user USER_ID [--meta key=value]... [--ttl 24h]"
+	if len(args) > 0 && isHelp(args[0]) {
+		fmt.Fprintln(env.Stdout, usage)
+		return nil
+	}
 	if len(args) == 0 || args[0] != "mint" {
-		fmt.Fprintln(env.Stderr, "usage: hissuno token mint --secret KEY --user USER_ID [--meta key=value]... [--ttl 24h]")
+		fmt.Fprintln(env.Stderr, usage)
 		return errUsage
 	}
 	fs := newFlags("token mint", "hissuno token mint --secret KEY --user USER_ID [--meta key=value]... [--ttl 24h]", env.Stderr)
-	secret := fs.String("secret", getenv("HISSUNO_SECRET_KEY", ""), "the project's secret key sk_live_… [HISSUNO_SECRET_KEY]")
+	secret := fs.String("secret", "", "the project's secret key sk_live_…; prefer the environment variable [HISSUNO_SECRET_KEY]")
 	userID := fs.String("user", "", "the userId claim (required)")
 	var meta stringList
 	fs.Var(&meta, "meta", "a userMetadata entry key=value (repeatable)")
@@ -28,6 +34,9 @@ func runToken(env Env, args []string) error {
 	}
 	if len(pos) > 0 {
 		return fmt.Errorf("unexpected argument %q", pos[0])
+	}
+	if *secret == "" {
+		*secret = os.Getenv("HISSUNO_SECRET_KEY")
 	}
 	if !strings.HasPrefix(*secret, redact.KeyPrefix) {
 		return errors.New("give the project's secret key with --secret or HISSUNO_SECRET_KEY (it starts with sk_live_)")

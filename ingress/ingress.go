@@ -17,6 +17,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -30,6 +31,7 @@ import (
 	"github.com/hissuno/widgetauth/bus"
 	"github.com/hissuno/widgetauth/events"
 	"github.com/hissuno/widgetauth/health"
+	"github.com/hissuno/widgetauth/metrics"
 	"github.com/hissuno/widgetauth/verifier"
 )
 
@@ -251,6 +253,14 @@ type ErrorResponse struct {
 }
 
 func (in *Ingress) serveConnect(w http.ResponseWriter, r *http.Request) {
+	if r.Method == http.MethodPost {
+		start := time.Now()
+		sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
+		w = sw
+		defer func() {
+			metrics.HTTPRequests.WithLabelValues(strconv.Itoa(sw.status)).Observe(time.Since(start).Seconds())
+		}()
+	}
 	setCORS(w, r)
 	switch r.Method {
 	case http.MethodOptions:
@@ -444,6 +454,17 @@ func setCORS(w http.ResponseWriter, r *http.Request) {
 		h.Set("Access-Control-Allow-Headers", "Content-Type, Authorization")
 		h.Set("Access-Control-Max-Age", "600")
 	}
+}
+
+// statusWriter remembers the status code written, for metrics.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	w.status = code
+	w.ResponseWriter.WriteHeader(code)
 }
 
 func clientIP(r *http.Request) string {

@@ -148,8 +148,12 @@ func (r *Record) addKey(s *Sealer, now time.Time) (string, error) {
 // origins is non-empty or clear is set. origins must be validated canonical
 // patterns (verifier.CanonicalPatterns).
 func (r *Record) Update(requireToken *bool, origins []string, clear bool, now time.Time) error {
+	// Validate everything before changing anything.
 	if clear && len(origins) > 0 {
 		return fmt.Errorf("%w: --clear-origins and --origin together: give one or the other", ErrInvalid)
+	}
+	if len(origins) > MaxOrigins {
+		return fmt.Errorf("%w: %d allowed origins, at most %d", ErrInvalid, len(origins), MaxOrigins)
 	}
 	if requireToken != nil {
 		r.RequireToken = *requireToken
@@ -157,8 +161,6 @@ func (r *Record) Update(requireToken *bool, origins []string, clear bool, now ti
 	switch {
 	case clear:
 		r.Origins = nil
-	case len(origins) > MaxOrigins:
-		return fmt.Errorf("%w: %d allowed origins, at most %d", ErrInvalid, len(origins), MaxOrigins)
 	case len(origins) > 0:
 		r.Origins = slices.Clone(origins)
 	}

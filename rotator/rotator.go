@@ -24,6 +24,7 @@ import (
 
 	"github.com/hissuno/widgetauth/bus"
 	"github.com/hissuno/widgetauth/events"
+	"github.com/hissuno/widgetauth/metrics"
 	"github.com/hissuno/widgetauth/project"
 	"github.com/hissuno/widgetauth/verifier"
 	"github.com/hissuno/widgetauth/worker"
@@ -211,7 +212,16 @@ func (r *Rotator) handle(ctx context.Context, msg jetstream.Msg) error {
 	res := events.CommandResult{CommandID: cmd.CommandID, SecretKey: out.secret, AlreadyApplied: out.already}
 	view := out.record.View(out.revision)
 	res.Project = &view
+	start := time.Now()
 	res.Confirmed, res.Unconfirmed = r.propagate(ctx, cmd.ProjectID, out.revision, out.record.KeyVersion)
+	if cmd.Kind == events.CommandRotateKey && !out.already {
+		metrics.RotationLatency.Observe(time.Since(start).Seconds())
+		result := "confirmed"
+		if len(res.Unconfirmed) > 0 {
+			result = "unconfirmed"
+		}
+		metrics.Rotations.WithLabelValues(result).Inc()
+	}
 	if len(res.Unconfirmed) > 0 {
 		log.Warn().Strs("unconfirmed", res.Unconfirmed).Uint64("revision", out.revision).Msg("verifiers did not confirm the change in time; they refuse the project until they catch up")
 	}

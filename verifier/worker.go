@@ -16,6 +16,7 @@ import (
 
 	"github.com/hissuno/widgetauth/bus"
 	"github.com/hissuno/widgetauth/events"
+	"github.com/hissuno/widgetauth/metrics"
 	"github.com/hissuno/widgetauth/project"
 	"github.com/hissuno/widgetauth/redact"
 	"github.com/hissuno/widgetauth/worker"
@@ -242,6 +243,7 @@ func (v *Verifier) Run(ctx context.Context) error {
 	}
 	v.deciding.Store(true)
 	defer v.deciding.Store(false)
+	go watchConsumer(ctx, cons, events.ConsumerVerifiers)
 	v.log.Info().Int("projects", v.view.size()).Msg("verifier deciding")
 
 	select {
@@ -331,6 +333,10 @@ func (v *Verifier) handle(ctx context.Context, msg jetstream.Msg) error {
 	cancel()
 	if err != nil {
 		return fmt.Errorf("store decision %s: %w", ev.DecisionID, err)
+	}
+	metrics.Decisions.WithLabelValues(string(dec.Outcome), string(dec.Reason)).Inc()
+	if !a.ReceivedAt.IsZero() {
+		metrics.DecisionLatency.Observe(time.Since(a.ReceivedAt).Seconds())
 	}
 	if a.ReplyTo != "" && now.Before(a.Deadline) {
 		if err := v.cfg.NATS.Publish(a.ReplyTo, body); err != nil {
@@ -497,4 +503,24 @@ func scrubAttempt(b []byte) []byte {
 		return []byte(redact.String(string(b)))
 	}
 	return out
+}
+
+// watchConsumer exposes a durable consumer's pending and redelivered counts
+// every few seconds until ctx ends.
+func watchConsumer(ctx context.Context, cons jetstream.Consumer, name string) {
+	t := time.NewTicker(5 * time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		info, err := cons.Info(ctx)
+		if err != nil {
+			continue
+		}
+		metrics.ConsumerPending.WithLabelValues(name).Set(float64(info.NumPending + uint64(info.NumAckPending)))
+		metrics.ConsumerRedelivered.WithLabelValues(name).Set(float64(info.NumRedelivered))
+	}
 }

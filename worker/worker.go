@@ -19,6 +19,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/hissuno/widgetauth/events"
+	"github.com/hissuno/widgetauth/metrics"
 	"github.com/hissuno/widgetauth/redact"
 )
 
@@ -158,6 +159,7 @@ func (s *Settler) deadLetter(ctx context.Context, msg jetstream.Msg, cause error
 		_ = msg.NakWithDelay(s.delay(delivered))
 		return
 	}
+	metrics.DeadLetters.WithLabelValues(s.Stream).Inc()
 	s.Log.Error().Err(cause).Uint64("delivered", delivered).Str("subject", msg.Subject()).Msg("message dead-lettered")
 	if err := msg.Term(); err != nil {
 		s.Log.Warn().Err(err).Msg("term failed")
