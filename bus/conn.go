@@ -40,6 +40,9 @@ type ConnConfig struct {
 	// InProcess, when set, connects to a server of this process without a
 	// socket (hissuno dev, tests); URL is then only for messages.
 	InProcess nats.InProcessConnProvider
+	// InboxPrefix replaces "_INBOX" for this connection's reply inboxes, so
+	// that permissions can keep others from reading its replies.
+	InboxPrefix string
 }
 
 // ErrConnect means NATS could not be reached; the message says where.
@@ -101,6 +104,9 @@ func Connect(c ConnConfig, log zerolog.Logger) (*nats.Conn, error) {
 	}
 	if c.InProcess != nil {
 		opts = append(opts, nats.InProcessServer(c.InProcess))
+	}
+	if c.InboxPrefix != "" {
+		opts = append(opts, nats.CustomInboxPrefix(c.InboxPrefix))
 	}
 	switch {
 	case c.User != "":

@@ -84,6 +84,7 @@ func defaultActor() string {
 // connect opens a NATS connection for one admin command.
 func (a *adminFlags) connect() (*nats.Conn, error) {
 	cfg := a.nats.config("hissuno-cli")
+	cfg.InboxPrefix = events.AdminInboxPrefix
 	return bus.Connect(cfg, zerolog.Nop())
 }
 

@@ -27,7 +27,12 @@ const (
 	SubjectDeadLetterPrefix = "hissuno.deadletter."
 	// SubjectReplyPrefix starts the subjects ingresses receive verifier
 	// replies on: SubjectReplyPrefix + ingress instance + "." + attempt id.
+	// Verifiers reply to nothing else.
 	SubjectReplyPrefix = "hissuno.reply."
+	// AdminInboxPrefix is the inbox prefix of admin clients (the CLI): the
+	// rotator's answers, which carry new secret keys, go there, and only
+	// admins may subscribe to it.
+	AdminInboxPrefix = "_HISSUNO_ADMIN_INBOX"
 )
 
 // Streams, consumers and buckets.

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -338,7 +339,7 @@ func (v *Verifier) handle(ctx context.Context, msg jetstream.Msg) error {
 	if !a.ReceivedAt.IsZero() {
 		metrics.DecisionLatency.Observe(time.Since(a.ReceivedAt).Seconds())
 	}
-	if a.ReplyTo != "" && now.Before(a.Deadline) {
+	if a.ReplyTo != "" && now.Before(a.Deadline) && strings.HasPrefix(a.ReplyTo, events.SubjectReplyPrefix) {
 		if err := v.cfg.NATS.Publish(a.ReplyTo, body); err != nil {
 			v.log.Warn().Err(err).Str("attempt", a.AttemptID).Msg("reply not sent")
 		}
