@@ -279,6 +279,11 @@ func canonicalHost(h string) (host string, isIP bool, err error) {
 	if err != nil {
 		return "", false, fmt.Errorf("host %q is not a valid domain name", h)
 	}
+	// Mapping may turn a Unicode full stop (U+3002, U+FF61, …) into a
+	// trailing dot.
+	if strings.HasSuffix(a, ".") {
+		return "", false, errors.New("a trailing dot is not allowed in a host")
+	}
 	// The ASCII form must be its own canonical form, or a pattern saved in
 	// it would not parse back (and an origin would compare unstably).
 	if again, err := hostProfile.ToASCII(a); err != nil || again != a {

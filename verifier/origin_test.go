@@ -86,6 +86,8 @@ func TestOriginMatching(t *testing.T) {
 		{"port out of range", []string{"https://myapp.com"}, "https://myapp.com:70000", false},
 		{"port with sign", []string{"https://myapp.com"}, "https://myapp.com:+443", false},
 		{"invalid UTF-8 host", []string{"*.myapp.com"}, "https://a\xff.myapp.com", false},
+		{"ideographic full stop at the end", []string{"https://myapp.com"}, "https://myapp.com\u3002", false},
+		{"ideographic full stop inside", []string{"*.myapp.com"}, "https://a\u3002myapp.com", true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -190,6 +192,8 @@ func TestParsePattern(t *testing.T) {
 		{"https://-myapp.com", "domain"},
 		{"*.127.0.0.1", "IP"},
 		{"\xff", "UTF-8"},
+		{"ｺ｡", "trailing dot"},
+		{"myapp.com\u3002", "trailing dot"},
 		{"https://bad\xffhost.com", "UTF-8"},
 		{"http://::1", "brackets"},
 	}
