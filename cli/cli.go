@@ -44,6 +44,7 @@ func commands() []command {
 		{"project", "create, get, update, rotate a project's key, revoke a user's tokens", runProject},
 		{"token", "mint a widget token, as a customer's backend does", runToken},
 		{"audit", "query the audit history: query, stats, tail, migrate", runAudit},
+		{"bench", "measure the pipeline against the bare JetStream round trip", runBench},
 	}
 }
 

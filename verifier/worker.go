@@ -159,6 +159,9 @@ func New(cfg Config, log zerolog.Logger) (*Verifier, error) {
 // Instance is the verifier's name.
 func (v *Verifier) Instance() string { return v.cfg.Instance }
 
+// Projects is the number of projects the verifier's view holds.
+func (v *Verifier) Projects() int { return v.view.size() }
+
 // Ready reports whether the verifier holds every project, answers rotation
 // confirmations and decides attempts.
 func (v *Verifier) Ready() bool { return v.deciding.Load() }

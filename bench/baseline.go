@@ -1,0 +1,244 @@
+package bench
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nuid"
+
+	"github.com/hissuno/widgetauth/events"
+	"github.com/hissuno/widgetauth/stack"
+)
+
+// Baseline stream and subject names; nothing else uses them.
+const (
+	baseIn        = "BENCH_BASELINE_IN"
+	baseOut       = "BENCH_BASELINE_OUT"
+	baseInSubj    = "bench.baseline.in"
+	baseOutSubj   = "bench.baseline.out"
+	baseReply     = "bench.baseline.reply."
+	baseReplyHdr  = "Bench-Reply-To"
+	baseConsumer  = "baseline"
+	baseInflight  = 256
+	basePublishTO = 5 * time.Second
+)
+
+// baseline measures the bare JetStream round trip with the same payloads:
+// c clients publish attempts to a work-queue stream and wait for a reply on
+// one reply subscription; `consumers` pull consumers reply to the inbox,
+// publish the payload to a second stream (waiting for its ack), then ack.
+// No HTTP, no JSON decoding, no decision.
+func baseline(ctx context.Context, st *stack.Stack, reqs []request, c, consumers int, d time.Duration) (Load, error) {
+	admin, err := st.Connect("bench-baseline-admin")
+	if err != nil {
+		return Load{}, err
+	}
+	js, err := jetstream.New(admin)
+	if err != nil {
+		return Load{}, err
+	}
+	for _, sc := range []jetstream.StreamConfig{
+		{Name: baseIn, Subjects: []string{baseInSubj}, Retention: jetstream.WorkQueuePolicy, Storage: jetstream.FileStorage},
+		{Name: baseOut, Subjects: []string{baseOutSubj}, Retention: jetstream.LimitsPolicy, Storage: jetstream.FileStorage},
+	} {
+		if _, err := js.CreateOrUpdateStream(ctx, sc); err != nil {
+			return Load{}, fmt.Errorf("baseline stream %s: %w", sc.Name, err)
+		}
+	}
+	payloads := attemptPayloads(reqs)
+
+	// Consumers: one connection each, like verifiers.
+	cctx, stopConsumers := context.WithCancel(ctx)
+	defer stopConsumers()
+	var cwg sync.WaitGroup
+	for i := 0; i < consumers; i++ {
+		nc, err := st.Connect("bench-baseline-consumer")
+		if err != nil {
+			return Load{}, err
+		}
+		cjs, err := jetstream.New(nc)
+		if err != nil {
+			return Load{}, err
+		}
+		cons, err := cjs.CreateOrUpdateConsumer(ctx, baseIn, jetstream.ConsumerConfig{
+			Durable: baseConsumer, AckPolicy: jetstream.AckExplicitPolicy, AckWait: 10 * time.Second, MaxAckPending: 4096,
+		})
+		if err != nil {
+			return Load{}, err
+		}
+		sem := make(chan struct{}, baseInflight)
+		cc, err := cons.Consume(func(m jetstream.Msg) {
+			sem <- struct{}{}
+			cwg.Add(1)
+			go func() {
+				defer func() { <-sem; cwg.Done() }()
+				if reply := m.Headers().Get(baseReplyHdr); reply != "" {
+					_ = nc.Publish(reply, m.Data())
+				}
+				pctx, cancel := context.WithTimeout(cctx, basePublishTO)
+				_, err := cjs.Publish(pctx, baseOutSubj, m.Data())
+				cancel()
+				if err != nil {
+					_ = m.Nak()
+					return
+				}
+				_ = m.Ack()
+			}()
+		}, jetstream.PullMaxMessages(512))
+		if err != nil {
+			return Load{}, err
+		}
+		defer cc.Stop()
+	}
+
+	// Publishers: one connection, one reply subscription, like an ingress.
+	pub, err := st.Connect("bench-baseline-publisher")
+	if err != nil {
+		return Load{}, err
+	}
+	pjs, err := jetstream.New(pub)
+	if err != nil {
+		return Load{}, err
+	}
+	var mu sync.Mutex
+	waiting := map[string]chan struct{}{}
+	sub, err := pub.Subscribe(baseReply+"*", func(m *nats.Msg) {
+		id := strings.TrimPrefix(m.Subject, baseReply)
+		mu.Lock()
+		ch := waiting[id]
+		delete(waiting, id)
+		mu.Unlock()
+		if ch != nil {
+			close(ch)
+		}
+	})
+	if err != nil {
+		return Load{}, err
+	}
+	_ = sub.SetPendingLimits(-1, -1)
+	defer func() { _ = sub.Unsubscribe() }()
+
+	var stop atomic.Bool
+	var wg sync.WaitGroup
+	loads := make([]Load, c)
+	start := time.Now()
+	for w := 0; w < c; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			l := &loads[w]
+			for i := w * (len(payloads) / c); !stop.Load() && ctx.Err() == nil; i++ {
+				id := nuid.Next()
+				ch := make(chan struct{})
+				mu.Lock()
+				waiting[id] = ch
+				mu.Unlock()
+				m := nats.NewMsg(baseInSubj)
+				m.Data = payloads[i%len(payloads)]
+				m.Header.Set(baseReplyHdr, baseReply+id)
+				t0 := time.Now()
+				pctx, cancel := context.WithTimeout(ctx, basePublishTO)
+				_, err := pjs.PublishMsg(pctx, m)
+				if err == nil {
+					select {
+					case <-ch:
+					case <-pctx.Done():
+						err = pctx.Err()
+					}
+				}
+				cancel()
+				if err != nil {
+					mu.Lock()
+					delete(waiting, id)
+					mu.Unlock()
+					l.Errors++
+					continue
+				}
+				l.Latencies = append(l.Latencies, time.Since(t0))
+				l.Requests++
+			}
+		}(w)
+	}
+	select {
+	case <-time.After(d):
+	case <-ctx.Done():
+	}
+	stop.Store(true)
+	wg.Wait()
+	total := sum(loads, time.Since(start))
+	stopConsumers()
+	cwg.Wait()
+	return total, ctx.Err()
+}
+
+// attemptPayloads are the attempt events the ingress would publish for the
+// requests.
+func attemptPayloads(reqs []request) [][]byte {
+	out := make([][]byte, 0, len(reqs))
+	now := time.Now().UTC()
+	for _, r := range reqs {
+		var body struct {
+			ProjectID    string            `json:"projectId"`
+			WidgetToken  string            `json:"widgetToken"`
+			UserID       string            `json:"userId"`
+			UserMetadata map[string]string `json:"userMetadata"`
+		}
+		_ = json.Unmarshal(r.body, &body)
+		id := "att_" + nuid.Next()
+		a := events.Attempt{
+			SchemaVersion: events.SchemaVersion, AttemptID: id, ProjectID: body.ProjectID, Origin: r.origin,
+			WidgetToken: body.WidgetToken, UserID: body.UserID, UserMetadata: body.UserMetadata,
+			ReceivedAt: now, Deadline: now.Add(3 * time.Second), ReplyTo: events.SubjectReplyPrefix + "ingress-bench." + id,
+			Ingress: "ingress-bench", ClientIP: "127.0.0.1", UserAgent: "Go-http-client/1.1",
+		}
+		b, _ := json.Marshal(a)
+		out = append(out, b)
+	}
+	return out
+}
+
+func report(w io.Writer, r Result) {
+	row := func(name string, l Load) {
+		fmt.Fprintf(w, "%-9s %8d requests in %5.1fs  %8.0f req/s  p50 %7s  p90 %7s  p99 %7s  max %7s  errors %d",
+			name, l.Requests, l.Elapsed.Seconds(), l.Throughput(), ms(l.Percentile(50)), ms(l.Percentile(90)), ms(l.Percentile(99)), ms(l.Percentile(100)), l.Errors)
+		if name == "e2e" {
+			fmt.Fprintf(w, "  unexpected statuses %d", l.Unexpected)
+		}
+		fmt.Fprintln(w)
+	}
+	row("e2e", r.E2E)
+	row("baseline", r.Baseline)
+	if r.Audited {
+		fmt.Fprintf(w, "audit complete %s after the load's end; lost %d, doubled %d (of %d decisions answered)\n", ms(r.AuditLag), r.Lost, r.Doubled, len(r.E2E.ids))
+	} else {
+		fmt.Fprintln(w, "audit not measured: no ClickHouse (give --clickhouse DSN or install clickhouse-server)")
+	}
+	fmt.Fprintf(w, "e2e/baseline throughput ratio: %.2f\n", r.Ratio)
+}
+
+func ms(d time.Duration) string { return fmt.Sprintf("%.2fms", float64(d)/float64(time.Millisecond)) }
+
+func machine() string {
+	cpu := "unknown cpu"
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			if strings.HasPrefix(line, "model name") {
+				if _, v, ok := strings.Cut(line, ":"); ok {
+					cpu = strings.TrimSpace(v)
+				}
+				break
+			}
+		}
+	}
+	return fmt.Sprintf("%s, %d cores, %s %s/%s", cpu, runtime.NumCPU(), runtime.Version(), runtime.GOOS, runtime.GOARCH)
+}

@@ -1,0 +1,408 @@
+// Package bench measures the whole pipeline (HTTP ingress → JetStream →
+// verifiers → reply, audit into ClickHouse) against the bare JetStream round
+// trip on the same machine, in one run: the same attempt payloads published
+// to a work-queue stream, consumed by a pull consumer that replies to an
+// inbox and publishes to a second stream, then acks, at the same
+// concurrency. `hissuno bench` runs it.
+package bench
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+	"github.com/rs/zerolog"
+
+	"github.com/hissuno/widgetauth/auditor"
+	"github.com/hissuno/widgetauth/chlocal"
+	"github.com/hissuno/widgetauth/stack"
+)
+
+// Config configures a bench run.
+type Config struct {
+	// Duration is how long each load runs; default 10 s.
+	Duration time.Duration
+	// Warmup runs the e2e load this long before measuring; default 2 s.
+	Warmup time.Duration
+	// Concurrency is the number of concurrent keep-alive clients; default 64.
+	Concurrency int
+	// Verifiers is the number of verifiers (and baseline consumers);
+	// default 1.
+	Verifiers int
+	// Projects is the number of projects in the KV; default 100.
+	Projects int
+	// Requests is the size of the prepared request pool; default 20000.
+	Requests int
+	// ClickHouseDSN is where the audit goes; empty starts a private
+	// clickhouse-server when one is installed, else the audit is skipped.
+	ClickHouseDSN string
+	// DataDir holds the run's files; default a temporary directory.
+	DataDir string
+	// ScaleCheck starts a separate verifier process once the projects are in
+	// the KV and reports its start time and memory.
+	ScaleCheck bool
+	// Out receives the report.
+	Out io.Writer
+}
+
+func (c *Config) setDefaults() {
+	if c.Duration == 0 {
+		c.Duration = 10 * time.Second
+	}
+	if c.Warmup == 0 {
+		c.Warmup = 2 * time.Second
+	}
+	if c.Concurrency == 0 {
+		c.Concurrency = 64
+	}
+	if c.Verifiers == 0 {
+		c.Verifiers = 1
+	}
+	if c.Projects == 0 {
+		c.Projects = 100
+	}
+	if c.Requests == 0 {
+		c.Requests = 20000
+	}
+	if c.Out == nil {
+		c.Out = os.Stdout
+	}
+}
+
+// Validate checks the configuration.
+func (c Config) Validate() error {
+	switch {
+	case c.Duration < time.Second:
+		return errors.New("bench: --duration must be at least 1s")
+	case c.Concurrency < 1 || c.Concurrency > 10000:
+		return errors.New("bench: --concurrency must be 1 to 10000")
+	case c.Verifiers < 1 || c.Verifiers > 64:
+		return errors.New("bench: --verifiers must be 1 to 64")
+	case c.Projects < 2:
+		return errors.New("bench: --projects must be at least 2")
+	}
+	return nil
+}
+
+// Result is what a run measured.
+type Result struct {
+	E2E      Load
+	Baseline Load
+	// AuditLag is the time from the end of the e2e load until ClickHouse
+	// held every decision; zero when the audit was not measured.
+	AuditLag time.Duration
+	// Lost and Doubled count decisions answered over HTTP that the audit
+	// lacks, or holds more than once.
+	Lost, Doubled int
+	// Audited says whether the audit was measured.
+	Audited bool
+	// Ratio is e2e throughput over baseline throughput.
+	Ratio float64
+	// Scale is the separate verifier's start with every project.
+	Scale Scale
+}
+
+// Load is the outcome of one load.
+type Load struct {
+	Requests   int
+	Errors     int
+	Unexpected int // an answer with another status than the mix expects
+	Elapsed    time.Duration
+	Latencies  []time.Duration
+	// ids are the decision ids answered (e2e only).
+	ids []string
+}
+
+// Throughput is requests per second.
+func (l Load) Throughput() float64 {
+	if l.Elapsed <= 0 {
+		return 0
+	}
+	return float64(l.Requests) / l.Elapsed.Seconds()
+}
+
+// Percentile returns the p-th percentile latency (0 < p ≤ 100).
+func (l Load) Percentile(p float64) time.Duration {
+	if len(l.Latencies) == 0 {
+		return 0
+	}
+	s := slices.Clone(l.Latencies)
+	slices.Sort(s)
+	i := int(float64(len(s))*p/100+0.5) - 1
+	return s[max(0, min(i, len(s)-1))]
+}
+
+// Run starts the pipeline, runs the e2e load and the baseline, checks the
+// audit, and prints the report, ending with the ratio line.
+func Run(ctx context.Context, cfg Config, log zerolog.Logger) (Result, error) {
+	cfg.setDefaults()
+	if err := cfg.Validate(); err != nil {
+		return Result{}, err
+	}
+	dir := cfg.DataDir
+	if dir == "" {
+		d, err := os.MkdirTemp("", "hissuno-bench-")
+		if err != nil {
+			return Result{}, err
+		}
+		defer os.RemoveAll(d)
+		dir = d
+	}
+	dsn := cfg.ClickHouseDSN
+	if dsn == "" && chlocal.Available() {
+		srv, err := chlocal.Start(ctx, filepath.Join(dir, "clickhouse"))
+		if err != nil {
+			return Result{}, err
+		}
+		defer srv.Stop()
+		dsn = srv.DSN
+	}
+	st, err := stack.Start(ctx, stack.Config{
+		DataDir:       filepath.Join(dir, "stack"),
+		Verifiers:     cfg.Verifiers,
+		ClickHouseDSN: dsn,
+	}, log)
+	if err != nil {
+		return Result{}, err
+	}
+	defer st.Stop()
+	fmt.Fprintf(cfg.Out, "machine: %s\n", machine())
+	fmt.Fprintf(cfg.Out, "load: %s, %d keep-alive clients, %d verifier(s), %d projects, pool of %d requests\n",
+		cfg.Duration, cfg.Concurrency, cfg.Verifiers, cfg.Projects, cfg.Requests)
+
+	nc, err := st.Connect("bench-seed")
+	if err != nil {
+		return Result{}, err
+	}
+	projects, err := seedProjects(ctx, nc, st.Sealer(), cfg.Projects)
+	if err != nil {
+		return Result{}, err
+	}
+	if err := waitProjects(ctx, st, cfg.Projects); err != nil {
+		return Result{}, err
+	}
+	var res Result
+	if cfg.ScaleCheck {
+		if res.Scale, err = verifierScale(ctx, st.NATSURL, filepath.Join(dir, "stack", "master.key"), cfg.Projects); err != nil {
+			return Result{}, err
+		}
+		fmt.Fprintf(cfg.Out, "separate verifier ready with %d projects in %s, RSS %.0f MiB (peak %.0f MiB)\n",
+			res.Scale.Projects, ms(res.Scale.Ready), res.Scale.RSSMiB, res.Scale.PeakMiB)
+	}
+	reqs, err := buildRequests(projects, cfg.Requests, rand.New(rand.NewPCG(1, 2)))
+	if err != nil {
+		return Result{}, err
+	}
+	url := "http://" + st.HTTPAddr + "/v1/widget/connect"
+
+	if cfg.Warmup > 0 {
+		if _, err := httpLoad(ctx, url, reqs, cfg.Concurrency, cfg.Warmup); err != nil {
+			return Result{}, err
+		}
+	}
+	if res.E2E, err = httpLoad(ctx, url, reqs, cfg.Concurrency, cfg.Duration); err != nil {
+		return Result{}, err
+	}
+	loadEnd := time.Now()
+	if dsn != "" {
+		res.Audited = true
+		res.AuditLag, res.Lost, res.Doubled, err = auditComplete(ctx, dsn, res.E2E.ids, loadEnd)
+		if err != nil {
+			return Result{}, err
+		}
+	}
+	if res.Baseline, err = baseline(ctx, st, reqs, cfg.Concurrency, cfg.Verifiers, cfg.Duration); err != nil {
+		return Result{}, err
+	}
+	if b := res.Baseline.Throughput(); b > 0 {
+		res.Ratio = res.E2E.Throughput() / b
+	}
+	report(cfg.Out, res)
+	return res, nil
+}
+
+// waitProjects waits until every verifier holds the seeded projects.
+func waitProjects(ctx context.Context, st *stack.Stack, n int) error {
+	deadline := time.Now().Add(2 * time.Minute)
+	for _, v := range st.Verifiers() {
+		for v.Projects() < n {
+			if time.Now().After(deadline) {
+				return fmt.Errorf("verifier %s holds %d of %d projects after 2 minutes", v.Instance(), v.Projects(), n)
+			}
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(20 * time.Millisecond):
+			}
+		}
+	}
+	return nil
+}
+
+// httpLoad drives the ingress with c keep-alive clients for d, each cycling
+// through the pool from its own offset.
+func httpLoad(ctx context.Context, url string, reqs []request, c int, d time.Duration) (Load, error) {
+	transport := &http.Transport{
+		MaxIdleConns:        c * 2,
+		MaxIdleConnsPerHost: c * 2,
+		IdleConnTimeout:     time.Minute,
+		DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+	}
+	defer transport.CloseIdleConnections()
+	client := &http.Client{Transport: transport, Timeout: 30 * time.Second}
+	var stop atomic.Bool
+	var wg sync.WaitGroup
+	loads := make([]Load, c)
+	start := time.Now()
+	for w := 0; w < c; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			l := &loads[w]
+			var buf bytes.Buffer
+			for i := w * (len(reqs) / c); !stop.Load() && ctx.Err() == nil; i++ {
+				r := reqs[i%len(reqs)]
+				hr, _ := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(r.body))
+				hr.Header.Set("Content-Type", "application/json")
+				hr.Header.Set("Origin", r.origin)
+				t0 := time.Now()
+				resp, err := client.Do(hr)
+				if err != nil {
+					l.Errors++
+					continue
+				}
+				buf.Reset()
+				_, _ = io.Copy(&buf, resp.Body)
+				resp.Body.Close()
+				l.Latencies = append(l.Latencies, time.Since(t0))
+				l.Requests++
+				if resp.StatusCode != r.status {
+					l.Unexpected++
+				}
+				if id := decisionID(buf.Bytes()); id != "" {
+					l.ids = append(l.ids, id)
+				}
+			}
+		}(w)
+	}
+	select {
+	case <-time.After(d):
+	case <-ctx.Done():
+	}
+	stop.Store(true)
+	wg.Wait()
+	return sum(loads, time.Since(start)), ctx.Err()
+}
+
+// sum adds up the loads of the clients of one run.
+func sum(loads []Load, elapsed time.Duration) Load {
+	total := Load{Elapsed: elapsed}
+	for _, l := range loads {
+		total.Requests += l.Requests
+		total.Errors += l.Errors
+		total.Unexpected += l.Unexpected
+		total.Latencies = append(total.Latencies, l.Latencies...)
+		total.ids = append(total.ids, l.ids...)
+	}
+	return total
+}
+
+// decisionID reads "decisionId" from an answer without decoding it all.
+func decisionID(body []byte) string {
+	const key = `"decisionId":"`
+	i := bytes.Index(body, []byte(key))
+	if i < 0 {
+		return ""
+	}
+	rest := body[i+len(key):]
+	j := bytes.IndexByte(rest, '"')
+	if j < 0 {
+		return ""
+	}
+	return string(rest[:j])
+}
+
+// auditComplete waits until ClickHouse holds every answered decision and
+// counts those missing or doubled.
+func auditComplete(ctx context.Context, dsn string, ids []string, loadEnd time.Time) (lag time.Duration, lost, doubled int, err error) {
+	conn, err := auditor.Open(ctx, dsn)
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	defer conn.Close()
+	want := map[string]bool{}
+	for _, id := range ids {
+		want[id] = true
+	}
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		var n uint64
+		// Only this run's decisions: the warm-up's are in the table too.
+		row := conn.QueryRow(ctx, "SELECT count() FROM hissuno_decisions WHERE time >= toDateTime(?)", loadEnd.Add(-time.Hour).Unix())
+		if err := row.Scan(&n); err == nil && n >= uint64(len(want)) {
+			// Check each id exactly.
+			counts, err := idCounts(ctx, conn, loadEnd.Add(-time.Hour))
+			if err != nil {
+				return 0, 0, 0, err
+			}
+			missing := 0
+			for id := range want {
+				if counts[id] == 0 {
+					missing++
+				}
+			}
+			if missing == 0 {
+				lag = time.Since(loadEnd)
+				for id := range want {
+					if counts[id] > 1 {
+						doubled++
+					}
+				}
+				return lag, 0, doubled, nil
+			}
+			if time.Now().After(deadline) {
+				return time.Since(loadEnd), missing, 0, nil
+			}
+		}
+		if time.Now().After(deadline) {
+			return time.Since(loadEnd), len(want), 0, nil
+		}
+		select {
+		case <-ctx.Done():
+			return 0, 0, 0, ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// idCounts counts, with FINAL as every audit query does, the rows of each
+// decision id of the last hour.
+func idCounts(ctx context.Context, conn driver.Conn, since time.Time) (map[string]int, error) {
+	rows, err := conn.Query(ctx, "SELECT decision_id, count() FROM hissuno_decisions FINAL WHERE time >= toDateTime(?) GROUP BY decision_id", since.Unix())
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := map[string]int{}
+	for rows.Next() {
+		var id string
+		var n uint64
+		if err := rows.Scan(&id, &n); err != nil {
+			return nil, err
+		}
+		out[id] = int(n)
+	}
+	return out, rows.Err()
+}
