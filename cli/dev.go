@@ -26,7 +26,7 @@ const DemoProjectID = "proj_demo"
 const demoKeyFile = "demo-secret-key"
 
 func runDev(env Env, args []string) error {
-	fs := newFlags("dev", "hissuno dev [--data DIR] [--listen ADDR] [--nats-listen ADDR] [--clickhouse DSN]", env.Stderr)
+	fs := newFlags("dev", "hissuno dev [--data DIR] [--listen ADDR] [--nats-listen ADDR] [--clickhouse DSN] [--demo-listen ADDR]", env.Stderr)
 	var lf logFlags
 	lf.register(fs, "console")
 	data := fs.String("data", getenv("HISSUNO_DATA", "hissuno-data"), "directory for JetStream's store, the master key and the demo key [HISSUNO_DATA]")
@@ -34,6 +34,7 @@ func runDev(env Env, args []string) error {
 	natsListen := fs.String("nats-listen", getenv("HISSUNO_NATS_LISTEN", "127.0.0.1:4222"), "address of the embedded NATS server [HISSUNO_NATS_LISTEN]")
 	verifiers := fs.Int("verifiers", 1, "how many verifiers to run")
 	dsn := fs.String("clickhouse", os.Getenv("HISSUNO_CLICKHOUSE_DSN"), "ClickHouse DSN for the audit; default: start clickhouse-server from PATH with its data under --data [HISSUNO_CLICKHOUSE_DSN]")
+	demoListen := fs.String("demo-listen", getenv("HISSUNO_DEMO_LISTEN", "127.0.0.1:8081"), "HTTP address of the demo customer site; empty disables it [HISSUNO_DEMO_LISTEN]")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
@@ -75,7 +76,12 @@ func runDev(env Env, args []string) error {
 	if err != nil {
 		return err
 	}
-	printBanner(env.Stdout, st, *data, created, audit)
+	demoURL, stopDemo, err := startDemoSite(env.Ctx, *demoListen, st, *data, log)
+	if err != nil {
+		return err
+	}
+	defer stopDemo()
+	printBanner(env.Stdout, st, *data, created, audit, demoURL)
 	select {
 	case <-env.Ctx.Done():
 		log.Info().Msg("stopping: finishing requests in flight")
@@ -163,12 +169,16 @@ func devClickHouse(ctx context.Context, dsn, data string, log zerolog.Logger) (s
 	return srv.DSN, func() { srv.Stop(); _ = os.Remove(dsnFile) }, nil
 }
 
-func printBanner(w io.Writer, st *stack.Stack, data string, created bool, audit string) {
+func printBanner(w io.Writer, st *stack.Stack, data string, created bool, audit, demo string) {
 	base := "http://" + st.HTTPAddr
 	keyFile := filepath.Join(data, demoKeyFile)
 	auditLine := "ClickHouse " + audit + "\n               " + cliName() + " audit query --since 1h"
 	if audit == "" {
 		auditLine = "none: records wait in JetStream until a ClickHouse is given (--clickhouse DSN)"
+	}
+	demoLine := ""
+	if demo != "" {
+		demoLine = "  Demo site    " + demo + "  (open it in a browser)\n"
 	}
 	fmt.Fprintf(w, `
 Hissuno widget authentication is running.
@@ -178,7 +188,7 @@ Hissuno widget authentication is running.
   NATS         %[2]s
   Data         %[3]s
   Audit        %[8]s
-
+%[9]s
 Demo project %[4]s (no token required, every origin allowed)%[5]s. Try it:
 
   curl -s %[1]s/v1/widget/connect -H 'Content-Type: application/json' -H 'Origin: https://shop.example' -d '{"projectId":"%[4]s","userId":"visitor-1"}'
@@ -190,5 +200,5 @@ With a token signed by the demo key (kept in %[6]s):
 
 Admin: %[7]s project create --name "My shop" --require-token --origin https://myshop.example --nats %[2]s
 Stop with Ctrl-C.
-`, base, st.NATSURL, data, DemoProjectID, map[bool]string{true: ", created now", false: ""}[created], keyFile, cliName(), auditLine)
+`, base, st.NATSURL, data, DemoProjectID, map[bool]string{true: ", created now", false: ""}[created], keyFile, cliName(), auditLine, demoLine)
 }

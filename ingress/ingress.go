@@ -33,6 +33,7 @@ import (
 	"github.com/hissuno/widgetauth/health"
 	"github.com/hissuno/widgetauth/metrics"
 	"github.com/hissuno/widgetauth/verifier"
+	"github.com/hissuno/widgetauth/widget"
 )
 
 // Limits of a connect request.
@@ -135,6 +136,7 @@ func New(cfg Config, log zerolog.Logger) (*Ingress, error) {
 		listening:   make(chan struct{}),
 	}
 	cfg.Mux.HandleFunc(ConnectPath, in.serveConnect)
+	cfg.Mux.Handle("GET "+widget.Path, widget.Handler())
 	health.Mount(cfg.Mux, cfg.Checks, nil)
 	cfg.Checks.Add("nats", health.NATSConnected(cfg.NATS))
 	cfg.Checks.Add("streams", func(ctx context.Context) error { return bus.Check(ctx, js) })
