@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math"
 	"strings"
 	"time"
 
@@ -31,7 +32,7 @@ func (f Filter) where(userColumn string) (string, []any) {
 	if until.IsZero() {
 		until = time.Now().Add(time.Minute)
 	}
-	args := []any{f.Since.Unix(), until.Unix()}
+	args := []any{dateTimeSeconds(f.Since), dateTimeSeconds(until)}
 	add := func(col, v string) {
 		if v != "" {
 			conds = append(conds, col+" = ?")
@@ -44,6 +45,14 @@ func (f Filter) where(userColumn string) (string, []any) {
 	add(userColumn, f.UserID)
 	add("origin", f.Origin)
 	return " WHERE " + strings.Join(conds, " AND "), args
+}
+
+// dateTimeSeconds is t as the seconds a ClickHouse DateTime holds (an
+// unsigned 32-bit count from 1970): earlier times, the zero time included,
+// are 1970 and later ones 2106. ClickHouse would wrap them instead, so that
+// a zero Since (year 1) became 2042 and matched nothing.
+func dateTimeSeconds(t time.Time) int64 {
+	return min(max(t.Unix(), 0), math.MaxUint32)
 }
 
 // Record is one decision as security teams see it. The JSON field names are
@@ -126,7 +135,8 @@ type Stat struct {
 	Count uint64 `json:"count"`
 }
 
-// Stats counts decisions matching f by group, each decision once.
+// Stats counts decisions matching f by group, each decision once. Every
+// group is returned unless f.Limit is set.
 func Stats(ctx context.Context, conn driver.Conn, f Filter, by Group) ([]Stat, error) {
 	var expr, order string
 	switch by {
@@ -137,15 +147,18 @@ func Stats(ctx context.Context, conn driver.Conn, f Filter, by Group) ([]Stat, e
 	case ByOrigin:
 		expr, order = "if(origin = '', '(none)', origin)", "n DESC, k"
 	case ByUser:
-		expr, order = "if(user_id = '', '(anonymous)', user_id)", "n DESC, k"
+		expr, order = "if(user_id = '', '(none)', user_id)", "n DESC, k"
 	case ByHour:
 		expr, order = "formatDateTime(toStartOfHour(time), '%Y-%m-%d %H:00')", "k"
 	default:
 		return nil, fmt.Errorf("--by %q: use decision, reason, origin, user or hour", by)
 	}
 	where, args := f.where("user_id")
-	q := "SELECT " + expr + " AS k, count() AS n FROM hissuno_decisions FINAL" + where + " GROUP BY k ORDER BY " + order + " LIMIT ?"
-	args = append(args, limit(f.Limit))
+	q := "SELECT " + expr + " AS k, count() AS n FROM hissuno_decisions FINAL" + where + " GROUP BY k ORDER BY " + order
+	if f.Limit > 0 {
+		q += " LIMIT ?"
+		args = append(args, f.Limit)
+	}
 	rows, err := conn.Query(ctx, q, args...)
 	if err != nil {
 		return nil, queryError(err)

@@ -131,7 +131,7 @@ func baseline(ctx context.Context, st *stack.Stack, reqs []request, c, consumers
 	var stop atomic.Bool
 	var wg sync.WaitGroup
 	loads := make([]Load, c)
-	start := time.Now()
+	start, cpu0 := time.Now(), cpuTime()
 	for w := 0; w < c; w++ {
 		wg.Add(1)
 		go func(w int) {
@@ -176,6 +176,7 @@ func baseline(ctx context.Context, st *stack.Stack, reqs []request, c, consumers
 	stop.Store(true)
 	wg.Wait()
 	total := sum(loads, time.Since(start))
+	total.CPU = cpuTime() - cpu0
 	stopConsumers()
 	cwg.Wait()
 	return total, ctx.Err()
@@ -209,8 +210,9 @@ func attemptPayloads(reqs []request) [][]byte {
 
 func report(w io.Writer, r Result) {
 	row := func(name string, l Load) {
-		fmt.Fprintf(w, "%-9s %8d requests in %5.1fs  %8.0f req/s  p50 %7s  p90 %7s  p99 %7s  max %7s  errors %d",
-			name, l.Requests, l.Elapsed.Seconds(), l.Throughput(), ms(l.Percentile(50)), ms(l.Percentile(90)), ms(l.Percentile(99)), ms(l.Percentile(100)), l.Errors)
+		fmt.Fprintf(w, "%-9s %8d requests in %5.1fs  %8.0f req/s  p50 %7s  p90 %7s  p99 %7s  max %7s  cpu/req %6.1fµs  errors %d",
+			name, l.Requests, l.Elapsed.Seconds(), l.Throughput(), ms(l.Percentile(50)), ms(l.Percentile(90)), ms(l.Percentile(99)), ms(l.Percentile(100)),
+			float64(l.CPUPerRequest())/float64(time.Microsecond), l.Errors)
 		if name == "e2e" {
 			fmt.Fprintf(w, "  unexpected statuses %d", l.Unexpected)
 		}

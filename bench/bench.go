@@ -20,6 +20,7 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
@@ -43,7 +44,10 @@ type Config struct {
 	Verifiers int
 	// Projects is the number of projects in the KV; default 100.
 	Projects int
-	// Requests is the size of the prepared request pool; default 20000.
+	// Requests is the size of the prepared request pool, each with its own
+	// token; the load cycles through it, so a token comes back every
+	// Requests requests, as a widget reconnects with the token its page
+	// holds. Default 5000.
 	Requests int
 	// ClickHouseDSN is where the audit goes; empty starts a private
 	// clickhouse-server when one is installed, else the audit is skipped.
@@ -53,6 +57,9 @@ type Config struct {
 	// ScaleCheck starts a separate verifier process once the projects are in
 	// the KV and reports its start time and memory.
 	ScaleCheck bool
+	// SkipBaseline runs only the e2e load (for profiling it alone); the
+	// ratio is then not measured.
+	SkipBaseline bool
 	// Out receives the report.
 	Out io.Writer
 }
@@ -74,7 +81,7 @@ func (c *Config) setDefaults() {
 		c.Projects = 100
 	}
 	if c.Requests == 0 {
-		c.Requests = 20000
+		c.Requests = 5000
 	}
 	if c.Out == nil {
 		c.Out = os.Stdout
@@ -121,8 +128,29 @@ type Load struct {
 	Unexpected int // an answer with another status than the mix expects
 	Elapsed    time.Duration
 	Latencies  []time.Duration
+	// CPU is the CPU time (user + system) this process spent during the
+	// load: the load generator, the roles and the embedded NATS server, not
+	// ClickHouse.
+	CPU time.Duration
 	// ids are the decision ids answered (e2e only).
 	ids []string
+}
+
+// CPUPerRequest is the process's CPU time per answered request.
+func (l Load) CPUPerRequest() time.Duration {
+	if l.Requests == 0 {
+		return 0
+	}
+	return l.CPU / time.Duration(l.Requests)
+}
+
+// cpuTime is the CPU time this process has used so far.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // Throughput is requests per second.
@@ -179,7 +207,7 @@ func Run(ctx context.Context, cfg Config, log zerolog.Logger) (Result, error) {
 	}
 	defer st.Stop()
 	fmt.Fprintf(cfg.Out, "machine: %s\n", machine())
-	fmt.Fprintf(cfg.Out, "load: %s, %d keep-alive clients, %d verifier(s), %d projects, pool of %d requests\n",
+	fmt.Fprintf(cfg.Out, "load: %s, %d keep-alive clients, %d verifier(s), %d projects, a pool of %d requests (each token comes back every %[5]d requests)\n",
 		cfg.Duration, cfg.Concurrency, cfg.Verifiers, cfg.Projects, cfg.Requests)
 
 	nc, err := st.Connect("bench-seed")
@@ -223,8 +251,10 @@ func Run(ctx context.Context, cfg Config, log zerolog.Logger) (Result, error) {
 			return Result{}, err
 		}
 	}
-	if res.Baseline, err = baseline(ctx, st, reqs, cfg.Concurrency, cfg.Verifiers, cfg.Duration); err != nil {
-		return Result{}, err
+	if !cfg.SkipBaseline {
+		if res.Baseline, err = baseline(ctx, st, reqs, cfg.Concurrency, cfg.Verifiers, cfg.Duration); err != nil {
+			return Result{}, err
+		}
 	}
 	if b := res.Baseline.Throughput(); b > 0 {
 		res.Ratio = res.E2E.Throughput() / b
@@ -265,7 +295,7 @@ func httpLoad(ctx context.Context, url string, reqs []request, c int, d time.Dur
 	var stop atomic.Bool
 	var wg sync.WaitGroup
 	loads := make([]Load, c)
-	start := time.Now()
+	start, cpu0 := time.Now(), cpuTime()
 	for w := 0; w < c; w++ {
 		wg.Add(1)
 		go func(w int) {
@@ -303,7 +333,9 @@ func httpLoad(ctx context.Context, url string, reqs []request, c int, d time.Dur
 	}
 	stop.Store(true)
 	wg.Wait()
-	return sum(loads, time.Since(start)), ctx.Err()
+	total := sum(loads, time.Since(start))
+	total.CPU = cpuTime() - cpu0
+	return total, ctx.Err()
 }
 
 // sum adds up the loads of the clients of one run.

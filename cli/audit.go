@@ -82,9 +82,13 @@ type filterFlags struct {
 	origin   string
 	limit    int
 	format   string
+	// rows is set for query, whose --limit bounds rows; stats returns
+	// every group.
+	rows bool
 }
 
 func (f *filterFlags) register(fs *flag.FlagSet, full bool) {
+	f.rows = full
 	fs.StringVar(&f.dsn, "clickhouse", defaultDSN(), "ClickHouse DSN, clickhouse://[user:password@]host:9000/db[?secure=true] [HISSUNO_CLICKHOUSE_DSN]")
 	fs.StringVar(&f.project, "project", "", "only this project id")
 	fs.StringVar(&f.since, "since", "24h", "from this long ago (24h, 7d, 90m) or this time (2026-11-01, RFC 3339)")
@@ -93,7 +97,9 @@ func (f *filterFlags) register(fs *flag.FlagSet, full bool) {
 	fs.StringVar(&f.reason, "reason", "", "only this reason code, e.g. origin_not_allowed")
 	fs.StringVar(&f.user, "user", "", "only this userId")
 	fs.StringVar(&f.origin, "origin", "", "only this Origin, e.g. https://shop.example")
-	fs.IntVar(&f.limit, "limit", 100, "at most this many rows")
+	if full {
+		fs.IntVar(&f.limit, "limit", 100, "at most this many rows")
+	}
 	if full {
 		fs.StringVar(&f.format, "format", "table", "table, json (one object a line) or csv")
 	} else {
@@ -118,7 +124,7 @@ func (f *filterFlags) filter(now time.Time) (auditor.Filter, error) {
 	if f.reason != "" && !slices.Contains(events.Reasons, events.Reason(f.reason)) {
 		return auditor.Filter{}, fmt.Errorf("--reason %q is not a reason code (e.g. token_expired, origin_not_allowed)", f.reason)
 	}
-	if f.limit < 1 || f.limit > 1_000_000 {
+	if f.rows && (f.limit < 1 || f.limit > 1_000_000) {
 		return auditor.Filter{}, errors.New("--limit: use 1 to 1000000")
 	}
 	return auditor.Filter{ProjectID: f.project, Since: since, Until: until, Decision: f.decision, Reason: f.reason,

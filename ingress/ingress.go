@@ -11,7 +11,7 @@ package ingress
 import (
 	"bytes"
 	"context"
-	"encoding/json"
+	stdjson "encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -27,6 +27,7 @@ import (
 	"github.com/nats-io/nats.go/micro"
 	"github.com/nats-io/nuid"
 	"github.com/rs/zerolog"
+	"github.com/segmentio/encoding/json"
 
 	"github.com/hissuno/widgetauth/bus"
 	"github.com/hissuno/widgetauth/events"
@@ -320,7 +321,8 @@ func (in *Ingress) parse(r *http.Request) (*events.Attempt, error) {
 		}
 		return nil, fmt.Errorf("the body could not be read: %v", err)
 	}
-	dec := json.NewDecoder(bytes.NewReader(raw))
+	// The body goes through encoding/json, whose errors bodyError words.
+	dec := stdjson.NewDecoder(bytes.NewReader(raw))
 	var req connectRequest
 	if err := dec.Decode(&req); err != nil {
 		return nil, bodyError(err)
@@ -387,8 +389,8 @@ func (in *Ingress) parse(r *http.Request) (*events.Attempt, error) {
 // bodyError says in the contract's words what is wrong with a body that
 // does not decode.
 func bodyError(err error) error {
-	var typeErr *json.UnmarshalTypeError
-	var syntaxErr *json.SyntaxError
+	var typeErr *stdjson.UnmarshalTypeError
+	var syntaxErr *stdjson.SyntaxError
 	switch {
 	case errors.As(err, &typeErr) && typeErr.Field == "":
 		return errors.New("the body must be a JSON object: {\"projectId\": …, \"widgetToken\"?: …, \"userId\"?: …, \"userMetadata\"?: {…}}")

@@ -2,7 +2,6 @@ package verifier
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -14,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nats.go/micro"
 	"github.com/rs/zerolog"
+	"github.com/segmentio/encoding/json"
 
 	"github.com/hissuno/widgetauth/bus"
 	"github.com/hissuno/widgetauth/events"
@@ -227,16 +227,25 @@ func (v *Verifier) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("verifier: consumer %s: %w", events.ConsumerVerifiers, err)
 	}
+	// A fixed pool of workers: their stacks grow once (JSON, JWT) and stay.
 	var inflight sync.WaitGroup
-	sem := make(chan struct{}, v.cfg.Concurrency)
+	work := make(chan jetstream.Msg)
 	workCtx := context.WithoutCancel(ctx)
-	cc, err := cons.Consume(func(msg jetstream.Msg) {
-		sem <- struct{}{}
+	for range v.cfg.Concurrency {
 		inflight.Add(1)
 		go func() {
-			defer func() { <-sem; inflight.Done() }()
-			v.settler.Settle(workCtx, msg, v.handler(workCtx, msg))
+			defer inflight.Done()
+			for msg := range work {
+				v.settler.Settle(workCtx, msg, v.handler(workCtx, msg))
+			}
 		}()
+	}
+	defer func() {
+		close(work)
+		inflight.Wait()
+	}()
+	cc, err := cons.Consume(func(msg jetstream.Msg) {
+		work <- msg
 	}, jetstream.PullMaxMessages(min(v.cfg.Concurrency, 512)), jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
 		if !errors.Is(err, jetstream.ErrNoHeartbeat) || ctx.Err() == nil {
 			v.log.Warn().Err(err).Msg("consume")
@@ -255,10 +264,10 @@ func (v *Verifier) Run(ctx context.Context) error {
 	case err = <-watchErr:
 		err = fmt.Errorf("verifier: watch projects: %w", err)
 	}
-	// Stop taking attempts; decide the ones already delivered.
+	// Stop taking attempts; decide the ones already delivered (the deferred
+	// close lets the workers finish).
 	cc.Drain()
 	<-cc.Closed()
-	inflight.Wait()
 	v.log.Info().Msg("verifier stopped")
 	return err
 }
