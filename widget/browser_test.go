@@ -18,6 +18,8 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -476,6 +478,26 @@ func TestBrowser(t *testing.T) {
 			},
 		},
 		{
+			// The README's embedding example, run as written: only the
+			// ingress's address, the project and the page's user are
+			// filled in.
+			name: "readme-snippet",
+			setup: func(t *testing.T) ([]step, map[string]func()) {
+				page := readmeSnippetSite(t, h)
+				return []step{
+					visit(page),
+					waitState("ready", ""),
+					shown("u-42"),
+					screenshot("readme-snippet"),
+				}, nil
+			},
+			check: func(t *testing.T, r result) {
+				if d := r.last().Decision; d["session"] != "authenticated" || d["userId"] != "u-42" {
+					t.Errorf("decision %v, want an authenticated session of u-42", d)
+				}
+			},
+		},
+		{
 			name: "blocked-origin",
 			setup: func(t *testing.T) ([]step, map[string]func()) {
 				keyFile := filepath.Join(t.TempDir(), "key")
@@ -629,4 +651,54 @@ func TestBrowser(t *testing.T) {
 			tc.check(t, r)
 		})
 	}
+}
+
+// readmeSnippetSite serves the README's html example on a 127.0.0.1 page
+// with a token endpoint minting like the docs' Express example, creates the
+// project it names (proj_shop) restricted to that page's origin, and
+// returns the page's URL.
+func readmeSnippetSite(t *testing.T, h *harness) string {
+	t.Helper()
+	readme, err := os.ReadFile(filepath.Join("..", "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	snippet := ""
+	for _, block := range strings.Split(string(readme), "```")[1:] {
+		if strings.HasPrefix(block, "html\n") {
+			snippet = strings.TrimPrefix(block, "html\n")
+			break
+		}
+	}
+	if !strings.Contains(snippet, "Hissuno.init") {
+		t.Fatal("README.md has no html block calling Hissuno.init")
+	}
+	snippet = strings.ReplaceAll(snippet, "https://auth.example", h.ingressURL)
+	const projectID = "proj_shop"
+	var key string
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		fmt.Fprintf(w, "<!doctype html><html><body><h1>README example</h1>\n"+
+			"<script>const currentUser = {id: \"u-42\", name: \"Ada\"};</script>\n%s</body></html>", snippet)
+	})
+	mux.HandleFunc("GET /api/hissuno-token", func(w http.ResponseWriter, _ *http.Request) {
+		now := time.Now()
+		tok, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{
+			"userId": "u-42", "userMetadata": map[string]string{"name": "Ada"},
+			"iat": now.Unix(), "exp": now.Add(24 * time.Hour).Unix(),
+		}).SignedString([]byte(key))
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(map[string]string{"token": tok})
+	})
+	srv := httptest.NewUnstartedServer(mux)
+	url := "http://" + srv.Listener.Addr().String()
+	key = h.createProject(t, projectID, "--require-token", "--origin", url)
+	srv.Start()
+	t.Cleanup(srv.Close)
+	return url
 }
