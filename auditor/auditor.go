@@ -186,6 +186,7 @@ func (a *Auditor) Run(ctx context.Context) error {
 		}()
 	}
 	go a.watchBacklog(ctx)
+	go a.reachClickHouse(ctx)
 	a.log.Info().Int("batch_size", a.cfg.BatchSize).Dur("batch_wait", a.cfg.BatchWait).Msg("auditor copying decisions and admin events to ClickHouse")
 	wg.Wait()
 	close(errs)
@@ -216,6 +217,21 @@ func (a *Auditor) connect(ctx context.Context) (driver.Conn, error) {
 	}
 	a.conn, a.ready = conn, true
 	return conn, nil
+}
+
+// reachClickHouse connects (and migrates) as soon as ClickHouse answers, so
+// that the auditor is ready before its first batch, retrying with back-off.
+func (a *Auditor) reachClickHouse(ctx context.Context) {
+	backoff := 100 * time.Millisecond
+	for ctx.Err() == nil {
+		if _, err := a.connect(ctx); err == nil {
+			return
+		} else if ctx.Err() == nil {
+			a.log.Warn().Err(err).Dur("retry_in", backoff).Msg("ClickHouse not reachable yet; decisions wait in JetStream")
+		}
+		sleep(ctx, backoff)
+		backoff = min(backoff*2, a.cfg.RetryMax)
+	}
 }
 
 // batch is a fetched set of messages and their rows.

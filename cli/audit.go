@@ -340,6 +340,7 @@ func auditTail(env Env, args []string) error {
 		return fmt.Errorf("--format %q: use table or json", *format)
 	}
 	cfg := n.config("hissuno-audit-tail")
+	cfg.InboxPrefix = events.AdminInboxPrefix
 	nc, err := bus.Connect(cfg, zerolog.Nop())
 	if err != nil {
 		return err

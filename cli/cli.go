@@ -15,6 +15,9 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
+
+	"github.com/rs/zerolog"
 
 	"github.com/hissuno/widgetauth/redact"
 )
@@ -37,6 +40,7 @@ type command struct {
 func commands() []command {
 	return []command{
 		{"dev", "run everything in one process: embedded NATS, all roles, ClickHouse when installed", runDev},
+		{"setup", "create or update the JetStream streams and the projects bucket", runSetup},
 		{"ingress", "run the HTTP ingress role", runIngress},
 		{"verifier", "run a verifier role", runVerifier},
 		{"rotator", "run the rotator role", runRotator},
@@ -52,6 +56,7 @@ func commands() []command {
 func Main(args []string) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	zerolog.TimeFieldFormat = time.RFC3339Nano
 	return Run(Env{Ctx: ctx, Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr}, args)
 }
 

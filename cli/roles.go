@@ -14,6 +14,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/hissuno/widgetauth/bus"
+	"github.com/hissuno/widgetauth/events"
 	"github.com/hissuno/widgetauth/health"
 	"github.com/hissuno/widgetauth/ingress"
 	"github.com/hissuno/widgetauth/rotator"
@@ -26,14 +27,23 @@ type roleFlags struct {
 	log           logFlags
 	instance      string
 	metricsListen string
+	ensureStreams bool
 	topo          topologyFlags
 }
 
+// register adds the flags; the ingress serves health and metrics on its
+// --listen (and --metrics-listen when given), the other roles on
+// --metrics-listen.
 func (r *roleFlags) register(fs *flag.FlagSet, role string) {
 	r.nats.register(fs)
 	r.log.register(fs, "json")
 	fs.StringVar(&r.instance, "instance", getenv("HISSUNO_INSTANCE", ""), "this instance's name in logs, decisions and discovery; default: "+role+"-HOST-RANDOM [HISSUNO_INSTANCE]")
-	fs.StringVar(&r.metricsListen, "metrics-listen", getenv("HISSUNO_METRICS_LISTEN", "127.0.0.1:9090"), "address of /healthz, /readyz and /metrics; empty disables [HISSUNO_METRICS_LISTEN]")
+	if role == "ingress" {
+		fs.StringVar(&r.metricsListen, "metrics-listen", getenv("HISSUNO_METRICS_LISTEN", ""), "another address of /healthz, /readyz and /metrics (they are on --listen too); empty: none [HISSUNO_METRICS_LISTEN]")
+	} else {
+		fs.StringVar(&r.metricsListen, "metrics-listen", getenv("HISSUNO_METRICS_LISTEN", "127.0.0.1:9090"), "address of /healthz, /readyz and /metrics; empty disables [HISSUNO_METRICS_LISTEN]")
+	}
+	fs.BoolVar(&r.ensureStreams, "ensure-streams", getenv("HISSUNO_ENSURE_STREAMS", "true") != "false", "create or update the streams at start; false: only check they exist (hissuno setup made them) [HISSUNO_ENSURE_STREAMS]")
 	r.topo.register(fs)
 }
 
@@ -49,6 +59,7 @@ func (f *topologyFlags) register(fs *flag.FlagSet) {
 // connectRole connects a role to NATS and makes sure the streams exist.
 func connectRole(ctx context.Context, f *roleFlags, role string, log zerolog.Logger) (*nats.Conn, error) {
 	cfg := f.nats.config("hissuno-" + role)
+	cfg.InboxPrefix = events.InboxPrefix(role)
 	nc, err := bus.Connect(cfg, log)
 	if err != nil {
 		return nil, err
@@ -58,26 +69,38 @@ func connectRole(ctx context.Context, f *roleFlags, role string, log zerolog.Log
 		nc.Close()
 		return nil, fmt.Errorf("jetstream: %w", err)
 	}
-	if err := ensureStreams(ctx, js, f.topo.t, log); err != nil {
+	if err := ensureStreams(ctx, js, f.topo.t, f.ensureStreams, log); err != nil {
 		nc.Close()
 		return nil, err
 	}
 	return nc, nil
 }
 
-// ensureStreams creates or updates the topology; a role whose NATS user may
-// not do that uses the existing streams.
-func ensureStreams(ctx context.Context, js jetstream.JetStream, t bus.Topology, log zerolog.Logger) error {
-	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+// ensureStreams makes sure the topology exists: with ensure, it creates or
+// updates it and falls back to the existing streams when this role's NATS
+// user may not (the server drops such a request unanswered, hence the short
+// timeout); without, it only checks.
+func ensureStreams(ctx context.Context, js jetstream.JetStream, t bus.Topology, ensure bool, log zerolog.Logger) error {
+	var ensureErr error
+	if ensure {
+		ectx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		ensureErr = bus.Ensure(ectx, js, t)
+		cancel()
+		if ensureErr == nil {
+			return nil
+		}
+	}
+	cctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
-	err := bus.Ensure(ctx, js, t)
-	if err == nil {
-		return nil
+	if err := bus.Check(cctx, js); err != nil {
+		if ensureErr != nil {
+			return fmt.Errorf("streams: %w (and they do not exist yet: %v); run `hissuno setup` as a NATS user that may create them, or start `hissuno dev`", ensureErr, err)
+		}
+		return fmt.Errorf("streams: %w; run `hissuno setup` first", err)
 	}
-	if cerr := bus.Check(ctx, js); cerr != nil {
-		return fmt.Errorf("streams: %w (and they do not exist yet: %v); start `hissuno dev`, or a role whose NATS user may create streams, first", err, cerr)
+	if ensureErr != nil {
+		log.Warn().Err(ensureErr).Msg("could not create or update the streams; using the existing ones (give --ensure-streams=false to this role, and run hissuno setup)")
 	}
-	log.Warn().Err(err).Msg("could not create or update the streams; using the existing ones")
 	return nil
 }
 
@@ -126,8 +149,12 @@ func runIngress(env Env, args []string) error {
 		return err
 	}
 	defer nc.Close()
-	in, err := ingress.New(ingress.Config{NATS: nc, Listen: *listen, Instance: f.instance, Deadline: *deadline}, log)
+	checks := &health.Checks{}
+	in, err := ingress.New(ingress.Config{NATS: nc, Listen: *listen, Instance: f.instance, Deadline: *deadline, Checks: checks}, log)
 	if err != nil {
+		return err
+	}
+	if err := serveHealth(env.Ctx, f.metricsListen, checks, log); err != nil {
 		return err
 	}
 	return in.Run(env.Ctx)
@@ -207,4 +234,40 @@ func runRotator(env Env, args []string) error {
 		return err
 	}
 	return r.Run(env.Ctx)
+}
+
+func runSetup(env Env, args []string) error {
+	var n natsFlags
+	var topo topologyFlags
+	fs := newFlags("setup", "hissuno setup [--nats URL] [--replicas N] [--decisions-max-age D] [--decisions-max-bytes N]", env.Stderr)
+	n.register(fs)
+	topo.register(fs)
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) > 0 {
+		return fmt.Errorf("unexpected argument %q", pos[0])
+	}
+	nc, err := bus.Connect(n.config("hissuno-setup"), zerolog.Nop())
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(env.Ctx, 30*time.Second)
+	defer cancel()
+	if err := bus.Ensure(ctx, js, topo.t); err != nil {
+		return fmt.Errorf("%w (does this NATS user may create and update streams? see deploy/nats/nats.conf, user setup)", err)
+	}
+	t := topo.t
+	t.SetDefaults()
+	for _, s := range t.Streams() {
+		fmt.Fprintf(env.Stdout, "stream %-20s ready (%d replica(s))\n", s.Name, t.Replicas)
+	}
+	fmt.Fprintf(env.Stdout, "bucket %-20s ready (%d replica(s))\n", t.Bucket().Bucket, t.Replicas)
+	return nil
 }

@@ -1,5 +1,7 @@
 package events
 
+import "strings"
+
 // SchemaVersion is the version every event carries in its schemaVersion
 // field. It changes only with an incompatible change to an event's schema.
 const SchemaVersion = 1
@@ -34,6 +36,12 @@ const (
 	// admins may subscribe to it.
 	AdminInboxPrefix = "_HISSUNO_ADMIN_INBOX"
 )
+
+// InboxPrefix is the inbox prefix of a role's connections
+// ("_HISSUNO_VERIFIER_INBOX"): JetStream answers and deliveries to a role
+// arrive there, so NATS permissions can keep other roles from reading them.
+// InboxPrefix("admin") is AdminInboxPrefix.
+func InboxPrefix(role string) string { return "_HISSUNO_" + strings.ToUpper(role) + "_INBOX" }
 
 // Streams, consumers and buckets.
 const (

@@ -13,6 +13,12 @@ package main
 //	json      directly after an sh block: the shape of the last JSON line
 //	          that block printed; "…" marks a placeholder
 //	sql       run against the dev ClickHouse; must not error
+//	sh compose  docker compose commands (no Docker engine here): the files
+//	          they name must exist and every `docker compose run --rm admin
+//	          ARGS` must be a command line hissuno accepts
+//	          (TestReadmeComposeExample); deploy/compose_test.go checks the
+//	          compose file itself
+//	html      run in headless Chromium by widget/browser_test.go
 //	(none)    diagrams and synopses, not run
 //
 // Any other info string fails the test, so a new kind of example cannot
@@ -417,12 +423,12 @@ func TestReadmeExamples(t *testing.T) {
 				continue
 			}
 			jsons = append(jsons, i)
-		case "sh norun", "":
+		case "sh norun", "sh compose", "":
 		case "html":
 			// Run in headless Chromium by widget/browser_test.go (the
 			// readme-snippet scenario), which reads it from README.md.
 		default:
-			t.Errorf("README line %d: code block %q: no test knows how to run it (use sh, sh norun, sql, json, html, or no info string)", b.line, b.info)
+			t.Errorf("README line %d: code block %q: no test knows how to run it (use sh, sh norun, sh compose, sql, json, html, or no info string)", b.line, b.info)
 		}
 	}
 	if len(sh) == 0 {
@@ -687,4 +693,52 @@ func TestReadmeRunCommand(t *testing.T) {
 	if status != "200" || json.Unmarshal([]byte(body), &got) != nil || got["decision"] != "accept" || got["userId"] != "visitor-1" {
 		t.Errorf("the banner's curl: got status %q, body %s; want 200 and an accept for visitor-1\n%s", status, body, curl)
 	}
+}
+
+// TestReadmeComposeExample checks the README's docker compose example as far
+// as this machine can (it runs no Docker engine): the files it copies exist,
+// and the admin commands it runs through the image are command lines the
+// binary accepts (parsed up to --help, which stops before any connection).
+func TestReadmeComposeExample(t *testing.T) {
+	skipUnlessE2E(t)
+	bin := hissunoBinary(t)
+	found := 0
+	for _, b := range readmeBlocks(t) {
+		if b.info != "sh compose" {
+			continue
+		}
+		found++
+		for _, line := range strings.Split(b.text, "\n") {
+			line, _, _ = strings.Cut(line, "#")
+			fields := strings.Fields(line)
+			switch {
+			case len(fields) == 0:
+			case fields[0] == "cp":
+				if _, err := os.Stat(filepath.Join("..", "..", fields[1])); err != nil {
+					t.Errorf("README line %d: %q copies %s, which does not exist", b.line, line, fields[1])
+				}
+			case len(fields) > 5 && strings.Join(fields[:5], " ") == "docker compose run --rm admin":
+				args := append(readmeUnquote(fields[5:]), "--help")
+				out, err := exec.Command(bin, args...).CombinedOutput()
+				if err != nil {
+					t.Errorf("README line %d: hissuno %s: %v\n%s", b.line, strings.Join(args, " "), err, out)
+				}
+			case strings.HasPrefix(line, "docker compose "):
+			default:
+				t.Errorf("README line %d: %q in a compose example is neither cp nor docker compose", b.line, line)
+			}
+		}
+	}
+	if found == 0 {
+		t.Fatal("the README has no `sh compose` example")
+	}
+}
+
+// readmeUnquote drops the shell quotes of simple arguments.
+func readmeUnquote(args []string) []string {
+	out := make([]string, len(args))
+	for i, a := range args {
+		out[i] = strings.Trim(a, `'"`)
+	}
+	return out
 }
