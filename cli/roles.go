@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -249,7 +250,9 @@ func runSetup(env Env, args []string) error {
 	if len(pos) > 0 {
 		return fmt.Errorf("unexpected argument %q", pos[0])
 	}
-	nc, err := bus.Connect(n.config("hissuno-setup"), zerolog.Nop())
+	cfg := n.config("hissuno-setup")
+	cfg.InboxPrefix = events.InboxPrefix("setup")
+	nc, err := bus.Connect(cfg, zerolog.Nop())
 	if err != nil {
 		return err
 	}
@@ -258,10 +261,15 @@ func runSetup(env Env, args []string) error {
 	if err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(env.Ctx, 30*time.Second)
+	ctx, cancel := context.WithTimeout(env.Ctx, 15*time.Second)
 	defer cancel()
 	if err := bus.Ensure(ctx, js, topo.t); err != nil {
-		return fmt.Errorf("%w (does this NATS user may create and update streams? see deploy/nats/nats.conf, user setup)", err)
+		// A request the user may not make is dropped by the server, which
+		// reports the violation on the connection, not in the answer.
+		if last := nc.LastError(); last != nil && strings.Contains(strings.ToLower(last.Error()), "permissions violation") {
+			return fmt.Errorf("this NATS user may not create or update the streams (%v): connect as the setup user of deploy/nats/nats.conf", last)
+		}
+		return fmt.Errorf("%w (can this NATS user create and update streams? see the setup user in deploy/nats/nats.conf)", err)
 	}
 	t := topo.t
 	t.SetDefaults()
