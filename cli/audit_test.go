@@ -353,9 +353,7 @@ func TestAuditEndToEnd(t *testing.T) {
 	forbidden := []string{"sk_live_", key, wrongKey}
 	for _, tok := range tokens {
 		forbidden = append(forbidden, tok)
-		for _, part := range strings.Split(tok, ".") {
-			forbidden = append(forbidden, part)
-		}
+		forbidden = append(forbidden, strings.Split(tok, ".")...)
 	}
 	slices.Sort(forbidden)
 	forbidden = slices.Compact(forbidden)
