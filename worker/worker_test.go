@@ -496,6 +496,7 @@ func TestRecover(t *testing.T) {
 		{name: "panic with an error", h: func(context.Context, jetstream.Msg) error { panic(sentinel) }, wantPermanent: true, wantText: "handler failed"},
 		{name: "nil map write", h: func(context.Context, jetstream.Msg) error {
 			var m map[string]int
+			//lint:ignore SA5000 the handler panics on purpose: Recover must turn a runtime panic into a permanent error
 			m["x"] = 1
 			return nil
 		}, wantPermanent: true, wantText: "nil map"},
