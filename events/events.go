@@ -280,3 +280,19 @@ type SyncReply struct {
 	// OK is true when Revision is at least the one asked for.
 	OK bool `json:"ok"`
 }
+
+// Heartbeat is a verifier's periodic sign of life on SubjectHeartbeat.
+type Heartbeat struct {
+	// SchemaVersion is SchemaVersion.
+	SchemaVersion int `json:"schemaVersion"`
+	// Verifier names the verifier instance; its sync endpoint is
+	// hissuno.verifier.<instance>.sync.
+	Verifier string `json:"verifier"`
+	// Revision is the last KV revision its view holds.
+	Revision uint64 `json:"revision"`
+	// Time is when it was sent, by the verifier's clock.
+	Time time.Time `json:"time"`
+	// Leaving is set on the last heartbeat of a verifier that stops: it no
+	// longer needs to confirm changes.
+	Leaving bool `json:"leaving,omitempty"`
+}

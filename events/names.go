@@ -21,6 +21,11 @@ const (
 	// SubjectAdminEventPrefix starts every admin event's subject; the
 	// event's kind follows.
 	SubjectAdminEventPrefix = "hissuno.admin.event."
+	// SubjectHeartbeat is where every verifier says, each HeartbeatEvery,
+	// that it is alive: the rotator waits for the confirmation of every
+	// verifier heard from recently, not only those that answer discovery in
+	// time.
+	SubjectHeartbeat = "hissuno.verifier.heartbeat"
 	// SubjectInvalidate is the core-NATS broadcast that tells every verifier
 	// a project changed; the KV revision it names is the truth.
 	SubjectInvalidate = "hissuno.invalidate"

@@ -24,7 +24,7 @@ func (r *Rotator) propagate(ctx context.Context, projectID string, revision uint
 	if err := r.cfg.NATS.Publish(events.SubjectInvalidate, inv); err != nil {
 		r.log.Warn().Err(err).Msg("invalidation broadcast not sent; asking each verifier")
 	}
-	live := r.discoverVerifiers(ctx)
+	live := r.liveVerifiers(ctx)
 	req, _ := json.Marshal(events.SyncRequest{ProjectID: projectID, Revision: revision})
 	var mu sync.Mutex
 	var wg sync.WaitGroup
@@ -59,9 +59,69 @@ func (r *Rotator) askSync(ctx context.Context, instance string, req []byte) bool
 	return json.Unmarshal(m.Data, &rep) == nil && rep.OK
 }
 
+// heartbeatsLive is how long a verifier counts as alive after its last
+// heartbeat: three missed heartbeats.
+const heartbeatsLive = 3 * verifier.HeartbeatEvery
+
+// heartbeats remembers when each verifier was last heard from.
+type heartbeats struct {
+	mu   sync.Mutex
+	seen map[string]time.Time
+}
+
+func (h *heartbeats) onHeartbeat(m *nats.Msg) {
+	var hb events.Heartbeat
+	if json.Unmarshal(m.Data, &hb) != nil || hb.Verifier == "" {
+		return
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if hb.Leaving {
+		delete(h.seen, hb.Verifier)
+		return
+	}
+	if h.seen == nil {
+		h.seen = map[string]time.Time{}
+	}
+	h.seen[hb.Verifier] = time.Now()
+}
+
+// live lists the verifiers heard from within heartbeatsLive, and forgets
+// the others.
+func (h *heartbeats) live() []string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var out []string
+	for v, at := range h.seen {
+		if time.Since(at) < heartbeatsLive {
+			out = append(out, v)
+		} else {
+			delete(h.seen, v)
+		}
+	}
+	return out
+}
+
+// liveVerifiers are the verifiers a change must be confirmed by: those
+// heard from recently (a stalled verifier that does not answer discovery in
+// time is among them, and so is named if it does not confirm) and those
+// that answer discovery now (one that started a moment ago).
+func (r *Rotator) liveVerifiers(ctx context.Context) []string {
+	known := r.heartbeats.live()
+	live := r.discoverVerifiers(ctx, known)
+	for _, v := range known {
+		if !slices.Contains(live, v) {
+			live = append(live, v)
+		}
+	}
+	return live
+}
+
 // discoverVerifiers pings the verifier micro service and gathers the
-// instances that answer, until none has answered for DiscoveryIdle.
-func (r *Rotator) discoverVerifiers(ctx context.Context) []string {
+// instances that answer, until every verifier in known has and none has
+// answered for DiscoveryIdle, or DiscoveryIdle has passed since the last
+// answer when known is empty.
+func (r *Rotator) discoverVerifiers(ctx context.Context, known []string) []string {
 	inbox := r.cfg.NATS.NewRespInbox()
 	replies := make(chan *nats.Msg, 256)
 	sub, err := r.cfg.NATS.ChanSubscribe(inbox, replies)
@@ -86,6 +146,11 @@ func (r *Rotator) discoverVerifiers(ctx context.Context) []string {
 			if json.Unmarshal(m.Data, &p) == nil && p.Metadata["instance"] != "" && !slices.Contains(found, p.Metadata["instance"]) {
 				found = append(found, p.Metadata["instance"])
 			}
+			if len(known) > 0 && containsAll(found, known) {
+				// Every verifier known alive answered: a new one would have
+				// answered with them. Heartbeats cover the slow.
+				return found
+			}
 			idle.Reset(r.cfg.DiscoveryIdle)
 		case <-idle.C:
 			return found
@@ -93,4 +158,13 @@ func (r *Rotator) discoverVerifiers(ctx context.Context) []string {
 			return found
 		}
 	}
+}
+
+func containsAll(have, want []string) bool {
+	for _, w := range want {
+		if !slices.Contains(have, w) {
+			return false
+		}
+	}
+	return true
 }

@@ -80,6 +80,10 @@ func (c Config) Validate() error {
 		return errors.New("rotator: no master key to seal project keys (set HISSUNO_MASTER_KEY)")
 	case c.ConfirmTimeout <= 0 || c.DiscoveryIdle <= 0 || c.CommandTTL <= 0:
 		return errors.New("rotator: timeouts must be positive")
+	case c.ConfirmTimeout < 2*verifier.FreshnessLease:
+		// A verifier that did not confirm in time must have outlived its
+		// freshness lease, so that it cannot decide with a retired key.
+		return fmt.Errorf("rotator: the confirm timeout must be at least %s (twice the verifiers' freshness lease)", 2*verifier.FreshnessLease)
 	}
 	return nil
 }
@@ -96,12 +100,13 @@ var commandsBackOff = []time.Duration{200 * time.Millisecond, time.Second, 5 * t
 
 // Rotator is the rotator role.
 type Rotator struct {
-	cfg     Config
-	log     zerolog.Logger
-	js      jetstream.JetStream
-	store   *project.Store
-	settler *worker.Settler
-	handler worker.Handler
+	cfg        Config
+	log        zerolog.Logger
+	js         jetstream.JetStream
+	store      *project.Store
+	settler    *worker.Settler
+	handler    worker.Handler
+	heartbeats heartbeats
 }
 
 // New makes a rotator.
@@ -140,6 +145,11 @@ func (r *Rotator) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("rotator: consumer: %w", err)
 	}
+	hb, err := r.cfg.NATS.Subscribe(events.SubjectHeartbeat, r.heartbeats.onHeartbeat)
+	if err != nil {
+		return fmt.Errorf("rotator: subscribe to heartbeats: %w", err)
+	}
+	defer func() { _ = hb.Unsubscribe() }()
 	svc, err := micro.AddService(r.cfg.NATS, micro.Config{
 		Name:        events.ServiceRotator,
 		Version:     "1.0.0",

@@ -42,6 +42,8 @@ const (
 	SyncRequest = "sync-request"
 	// SyncReply describes events.SyncReply (the sync request's inbox).
 	SyncReply = "sync-reply"
+	// Heartbeat describes events.Heartbeat (hissuno.verifier.heartbeat).
+	Heartbeat = "heartbeat"
 )
 
 // BaseURL starts every schema's $id: BaseURL + name + ".schema.json".

@@ -32,6 +32,7 @@ var allNames = []string{
 	schemas.Command,
 	schemas.CommandResult,
 	schemas.Decision,
+	schemas.Heartbeat,
 	schemas.Invalidation,
 	schemas.SyncReply,
 	schemas.SyncRequest,
@@ -233,6 +234,7 @@ const (
 	invalidation = `{"schemaVersion":1,"projectId":"proj_abc","revision":9,"keyVersion":3}`
 	syncRequest  = `{"projectId":"proj_abc","revision":9}`
 	syncReply    = `{"verifier":"verifier-h-9f8e7d","revision":9,"ok":true}`
+	heartbeat    = `{"schemaVersion":1,"verifier":"verifier-h-9f8e7d","revision":9,"time":"2026-11-25T10:00:00.123Z"}`
 )
 
 func TestValidate(t *testing.T) {
@@ -362,6 +364,12 @@ func TestValidate(t *testing.T) {
 		{"sync-request: no projectId", schemas.SyncRequest, edit(t, syncRequest, nil, "projectId"), false},
 		{"sync-request: revision fractional", schemas.SyncRequest, edit(t, syncRequest, map[string]any{"revision": 9.5}), false},
 		{"sync-request: extra property", schemas.SyncRequest, edit(t, syncRequest, map[string]any{"schemaVersion": 1}), false},
+		{"heartbeat", schemas.Heartbeat, heartbeat, true},
+		{"heartbeat: leaving", schemas.Heartbeat, edit(t, heartbeat, map[string]any{"leaving": true}), true},
+		{"heartbeat: no verifier", schemas.Heartbeat, edit(t, heartbeat, nil, "verifier"), false},
+		{"heartbeat: verifier with a dot", schemas.Heartbeat, edit(t, heartbeat, map[string]any{"verifier": "a.b"}), false},
+		{"heartbeat: time not a date", schemas.Heartbeat, edit(t, heartbeat, map[string]any{"time": "yesterday"}), false},
+		{"heartbeat: extra property", schemas.Heartbeat, edit(t, heartbeat, map[string]any{"projects": 3}), false},
 		{"sync-reply", schemas.SyncReply, syncReply, true},
 		{"sync-reply: project gone", schemas.SyncReply, edit(t, syncReply, map[string]any{"revision": 0, "ok": false}), true},
 		{"sync-reply: no ok", schemas.SyncReply, edit(t, syncReply, nil, "ok"), false},
@@ -509,6 +517,10 @@ func TestLiveMessagesMatchSchemas(t *testing.T) {
 			c.count[schemas.SyncReply] == c.count[schemas.SyncRequest]
 	})
 
+	// Heartbeats go out every second: wait for one.
+	stacktest.Eventually(t, 5*time.Second, "a verifier heartbeat recorded", func() bool {
+		return classify(rec.snapshot()).count[schemas.Heartbeat] > 0
+	})
 	c := classify(rec.snapshot())
 	for _, m := range c.unexpected {
 		t.Errorf("message on a subject no schema covers: %s %s", m.subject, m.data)
@@ -636,6 +648,8 @@ func classify(msgs []message) classified {
 			name = schemas.AdminEvent
 		case s == events.SubjectInvalidate:
 			name = schemas.Invalidation
+		case s == events.SubjectHeartbeat:
+			name = schemas.Heartbeat
 		case syncSubject.MatchString(s):
 			name = schemas.SyncRequest
 		case commandInboxes[s]:

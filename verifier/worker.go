@@ -105,6 +105,26 @@ var attemptsBackOff = []time.Duration{10 * time.Second, 20 * time.Second, 30 * t
 // naksBackOff spaces retries after a transient error (decision not stored).
 var naksBackOff = []time.Duration{50 * time.Millisecond, 200 * time.Millisecond, time.Second, 5 * time.Second}
 
+// Freshness. The KV revision is the truth; invalidations only make changes
+// arrive fast, and a verifier that stalls (paused, starved, partitioned)
+// can miss them while attempts pile up in its buffer. So a verifier decides
+// only while it holds a lease: the proof, at most FreshnessLease old, that
+// its view held every revision the bucket had. It renews the lease every
+// leaseRenewEvery; a verifier that stalled longer than the lease checks the
+// bucket again before it decides anything. The rotator waits longer than
+// the lease for a verifier it knows to be alive (HeartbeatEvery) before it
+// names it unconfirmed, so a verifier that did not confirm a rotation in
+// time cannot decide with the retired key once it returns.
+const (
+	// FreshnessLease is how long a check that the view is current lets the
+	// verifier decide.
+	FreshnessLease = time.Second
+	// leaseRenewEvery is how often the lease is renewed.
+	leaseRenewEvery = 250 * time.Millisecond
+	// HeartbeatEvery is how often a verifier says it is alive.
+	HeartbeatEvery = time.Second
+)
+
 // staleWait bounds how long an attempt waits for the view to catch up with
 // an announced change before it is handed back; staleRetry is how soon it
 // is then tried again.
@@ -127,6 +147,10 @@ type Verifier struct {
 	deciding atomic.Bool
 	// resyncing is set while the view catches up after a reconnect.
 	resyncing atomic.Bool
+	// start anchors the monotonic clock of the freshness lease; leaseFrom
+	// is when (since start) the last successful freshness check began.
+	start     time.Time
+	leaseFrom atomic.Int64
 }
 
 // New makes a verifier.
@@ -140,7 +164,8 @@ func New(cfg Config, log zerolog.Logger) (*Verifier, error) {
 		return nil, fmt.Errorf("verifier: jetstream: %w", err)
 	}
 	log = log.With().Str("component", "verifier").Str("instance", cfg.Instance).Logger()
-	v := &Verifier{cfg: cfg, log: log, js: js}
+	v := &Verifier{cfg: cfg, log: log, js: js, start: time.Now()}
+	v.leaseFrom.Store(-int64(FreshnessLease))
 	cacheEntries := max(cfg.CacheEntries, 0)
 	v.decider = NewDecider(cacheEntries)
 	v.view = newView(cfg.Sealer, log, v.decider.Purge)
@@ -216,12 +241,30 @@ func (v *Verifier) Run(ctx context.Context) error {
 		return err
 	}
 	defer func() { _ = svc.Stop() }()
+	// Known to the rotator from now on: discovery finds the service, and
+	// the first heartbeat goes out at once. Heartbeats and the freshness
+	// lease outlive ctx until the attempts in hand are decided (the
+	// deferred stop runs after the workers' below); the last heartbeat
+	// says the verifier leaves.
+	aliveCtx, stopAlive := context.WithCancel(context.WithoutCancel(ctx))
+	var alive sync.WaitGroup
+	alive.Add(1)
+	go func() { defer alive.Done(); v.heartbeat(aliveCtx) }()
+	defer func() {
+		stopAlive()
+		alive.Wait()
+	}()
 	// Barrier: a rotation that wrote the bucket before this verifier became
-	// discoverable did not ask it to confirm, so hold everything written so
-	// far before deciding anything.
+	// known did not ask it to confirm, so hold everything written so far
+	// before deciding anything.
 	if err := v.catchUp(ctx, kv); err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
 		return err
 	}
+	alive.Add(1)
+	go func() { defer alive.Done(); v.keepFresh(aliveCtx, kv) }()
 
 	cons, err := v.js.CreateOrUpdateConsumer(ctx, events.StreamAttempts, AttemptsConsumer(v.cfg.AckWait))
 	if err != nil {
@@ -274,22 +317,82 @@ func (v *Verifier) Run(ctx context.Context) error {
 
 // catchUp waits until the view holds every revision the bucket had when it
 // was called.
+// It renews the freshness lease from the moment it asked.
 func (v *Verifier) catchUp(ctx context.Context, kv jetstream.KeyValue) error {
+	asked := time.Since(v.start)
 	st, err := kv.Status(ctx)
 	if err != nil {
 		return fmt.Errorf("verifier: projects bucket status: %w", err)
 	}
 	bs, ok := st.(*jetstream.KeyValueBucketStatus)
 	if !ok {
-		return nil
+		return errors.New("verifier: projects bucket status of an unknown kind")
 	}
 	last := bs.StreamInfo().State.LastSeq
 	for !v.view.waitFor(ctx, last) {
 		if ctx.Err() != nil {
-			return nil
+			return ctx.Err()
 		}
 	}
+	v.renewLease(asked)
 	return nil
+}
+
+// renewLease records a successful freshness check that began at asked.
+func (v *Verifier) renewLease(asked time.Duration) {
+	for {
+		cur := v.leaseFrom.Load()
+		if int64(asked) <= cur || v.leaseFrom.CompareAndSwap(cur, int64(asked)) {
+			return
+		}
+	}
+}
+
+// fresh reports whether the verifier holds a freshness lease now.
+func (v *Verifier) fresh() bool {
+	return time.Since(v.start)-time.Duration(v.leaseFrom.Load()) < FreshnessLease
+}
+
+// keepFresh renews the freshness lease every leaseRenewEvery until ctx
+// ends. A check that fails (NATS away) simply lets the lease run out.
+func (v *Verifier) keepFresh(ctx context.Context, kv jetstream.KeyValue) {
+	t := time.NewTicker(leaseRenewEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		cctx, cancel := context.WithTimeout(ctx, FreshnessLease)
+		if err := v.catchUp(cctx, kv); err != nil && ctx.Err() == nil {
+			v.log.Debug().Err(err).Msg("freshness check failed; the lease runs out")
+		}
+		cancel()
+	}
+}
+
+// heartbeat tells the rotator, now and every HeartbeatEvery, that this
+// verifier is alive, until ctx ends.
+func (v *Verifier) heartbeat(ctx context.Context) {
+	t := time.NewTicker(HeartbeatEvery)
+	defer t.Stop()
+	send := func(leaving bool) {
+		b, _ := json.Marshal(events.Heartbeat{SchemaVersion: events.SchemaVersion, Verifier: v.cfg.Instance,
+			Revision: v.view.lastRev.Load(), Time: time.Now().UTC(), Leaving: leaving})
+		_ = v.cfg.NATS.Publish(events.SubjectHeartbeat, b)
+	}
+	for {
+		send(false)
+		select {
+		case <-ctx.Done():
+			// Stopping: rotations need not wait for this verifier.
+			send(true)
+			_ = v.cfg.NATS.Flush()
+			return
+		case <-t.C:
+		}
+	}
 }
 
 // AttemptsConsumer is the configuration of the durable pull consumer every
@@ -318,21 +421,14 @@ func (v *Verifier) handle(ctx context.Context, msg jetstream.Msg) error {
 	if a.SchemaVersion != events.SchemaVersion || a.AttemptID == "" {
 		return worker.Permanent(fmt.Errorf("attempt %q: schema version %d or attempt id unsupported", a.AttemptID, a.SchemaVersion))
 	}
-	p, ok := v.current(ctx, a.ProjectID)
+	dec, ok := v.decide(ctx, &a)
 	if !ok {
 		// An invalidation announced a change the watch has not brought yet,
-		// or the connection came back and the view is catching up: decide
-		// nothing for this project until it has.
+		// the connection came back and the view is catching up, or the
+		// verifier stalled past its freshness lease: decide nothing for
+		// this project until the view is current.
 		return worker.Retry(errStale, staleRetry)
 	}
-	now := v.cfg.Clock()
-	dec := v.decider.Decide(p, Request{
-		ProjectID:    a.ProjectID,
-		Origin:       a.Origin,
-		Token:        a.WidgetToken,
-		UserID:       a.UserID,
-		UserMetadata: a.UserMetadata,
-	}, now)
 	ev := DecisionEvent(&a, dec, v.cfg.Instance)
 	body, err := json.Marshal(ev)
 	if err != nil {
@@ -351,7 +447,7 @@ func (v *Verifier) handle(ctx context.Context, msg jetstream.Msg) error {
 	if !a.ReceivedAt.IsZero() {
 		metrics.DecisionLatency.Observe(time.Since(a.ReceivedAt).Seconds())
 	}
-	if a.ReplyTo != "" && now.Before(a.Deadline) && strings.HasPrefix(a.ReplyTo, events.SubjectReplyPrefix) {
+	if a.ReplyTo != "" && v.cfg.Clock().Before(a.Deadline) && strings.HasPrefix(a.ReplyTo, events.SubjectReplyPrefix) {
 		if err := v.cfg.NATS.Publish(a.ReplyTo, body); err != nil {
 			v.log.Warn().Err(err).Str("attempt", a.AttemptID).Msg("reply not sent")
 		}
@@ -362,8 +458,8 @@ func (v *Verifier) handle(ctx context.Context, msg jetstream.Msg) error {
 var errStale = errors.New("project view is behind an announced change")
 
 // current returns the project as the view holds it once the view is not
-// known to be behind for it, waiting up to staleWait; ok is false when it
-// is still behind.
+// known to be behind for it and the freshness lease holds, waiting up to
+// staleWait; ok is false when it is still behind.
 func (v *Verifier) current(ctx context.Context, id string) (p *Project, ok bool) {
 	deadline := time.Now().Add(staleWait)
 	for {
@@ -371,7 +467,7 @@ func (v *Verifier) current(ctx context.Context, id string) (p *Project, ok bool)
 		changed := v.view.changed
 		v.view.mu.RUnlock()
 		p, stale := v.view.lookup(id)
-		if !stale && !v.resyncing.Load() {
+		if !stale && !v.resyncing.Load() && v.fresh() {
 			return p, true
 		}
 		wait := time.Until(deadline)
@@ -385,6 +481,32 @@ func (v *Verifier) current(ctx context.Context, id string) (p *Project, ok bool)
 			return nil, false
 		}
 	}
+}
+
+// decide makes the decision on a current view, waiting up to staleWait for
+// one. A decision counts only if, once made, the freshness lease still
+// holds and the project it used is still the view's: a verifier paused
+// between looking the project up and deciding would otherwise decide with
+// what it held before the pause.
+func (v *Verifier) decide(ctx context.Context, a *events.Attempt) (Decision, bool) {
+	deadline := time.Now().Add(staleWait)
+	for time.Now().Before(deadline) {
+		p, ok := v.current(ctx, a.ProjectID)
+		if !ok {
+			return Decision{}, false
+		}
+		dec := v.decider.Decide(p, Request{
+			ProjectID:    a.ProjectID,
+			Origin:       a.Origin,
+			Token:        a.WidgetToken,
+			UserID:       a.UserID,
+			UserMetadata: a.UserMetadata,
+		}, v.cfg.Clock())
+		if q, stale := v.view.lookup(a.ProjectID); q == p && !stale && v.fresh() {
+			return dec, true
+		}
+	}
+	return Decision{}, false
 }
 
 // resync makes the verifier decide nothing until its view holds everything
