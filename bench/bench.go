@@ -13,8 +13,6 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
-	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -233,14 +231,13 @@ func Run(ctx context.Context, cfg Config, log zerolog.Logger) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
-	url := "http://" + st.HTTPAddr + "/v1/widget/connect"
 
 	if cfg.Warmup > 0 {
-		if _, err := httpLoad(ctx, url, reqs, cfg.Concurrency, cfg.Warmup); err != nil {
+		if _, err := httpLoad(ctx, st.HTTPAddr, reqs, cfg.Concurrency, cfg.Warmup); err != nil {
 			return Result{}, err
 		}
 	}
-	if res.E2E, err = httpLoad(ctx, url, reqs, cfg.Concurrency, cfg.Duration); err != nil {
+	if res.E2E, err = httpLoad(ctx, st.HTTPAddr, reqs, cfg.Concurrency, cfg.Duration); err != nil {
 		return Result{}, err
 	}
 	loadEnd := time.Now()
@@ -283,15 +280,11 @@ func waitProjects(ctx context.Context, st *stack.Stack, n int) error {
 
 // httpLoad drives the ingress with c keep-alive clients for d, each cycling
 // through the pool from its own offset.
-func httpLoad(ctx context.Context, url string, reqs []request, c int, d time.Duration) (Load, error) {
-	transport := &http.Transport{
-		MaxIdleConns:        c * 2,
-		MaxIdleConnsPerHost: c * 2,
-		IdleConnTimeout:     time.Minute,
-		DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+func httpLoad(ctx context.Context, addr string, reqs []request, c int, d time.Duration) (Load, error) {
+	wires := make([][]byte, len(reqs))
+	for i, r := range reqs {
+		wires[i] = wire(addr, r)
 	}
-	defer transport.CloseIdleConnections()
-	client := &http.Client{Transport: transport, Timeout: 30 * time.Second}
 	var stop atomic.Bool
 	var wg sync.WaitGroup
 	loads := make([]Load, c)
@@ -301,27 +294,23 @@ func httpLoad(ctx context.Context, url string, reqs []request, c int, d time.Dur
 		go func(w int) {
 			defer wg.Done()
 			l := &loads[w]
-			var buf bytes.Buffer
+			cl := &conn{addr: addr}
+			defer cl.close()
+			var body []byte
 			for i := w * (len(reqs) / c); !stop.Load() && ctx.Err() == nil; i++ {
 				r := reqs[i%len(reqs)]
-				hr, _ := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(r.body))
-				hr.Header.Set("Content-Type", "application/json")
-				hr.Header.Set("Origin", r.origin)
 				t0 := time.Now()
-				resp, err := client.Do(hr)
+				status, err := cl.do(wires[i%len(wires)], &body)
 				if err != nil {
 					l.Errors++
 					continue
 				}
-				buf.Reset()
-				_, _ = io.Copy(&buf, resp.Body)
-				resp.Body.Close()
 				l.Latencies = append(l.Latencies, time.Since(t0))
 				l.Requests++
-				if resp.StatusCode != r.status {
+				if status != r.status {
 					l.Unexpected++
 				}
-				if id := decisionID(buf.Bytes()); id != "" {
+				if id := decisionID(body); id != "" {
 					l.ids = append(l.ids, id)
 				}
 			}

@@ -321,14 +321,10 @@ func (in *Ingress) parse(r *http.Request) (*events.Attempt, error) {
 		}
 		return nil, fmt.Errorf("the body could not be read: %v", err)
 	}
-	// The body goes through encoding/json, whose errors bodyError words.
-	dec := stdjson.NewDecoder(bytes.NewReader(raw))
 	var req connectRequest
-	if err := dec.Decode(&req); err != nil {
-		return nil, bodyError(err)
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return nil, errors.New("the body has data after its JSON object")
+	if err := json.Unmarshal(raw, &req); err != nil {
+		// Refused: say why in encoding/json's terms, which bodyError words.
+		return nil, stdBodyError(raw)
 	}
 	if req.ProjectID == nil || *req.ProjectID == "" {
 		return nil, errors.New("projectId is missing")
@@ -384,6 +380,20 @@ func (in *Ingress) parse(r *http.Request) (*events.Attempt, error) {
 		}
 	}
 	return a, nil
+}
+
+// stdBodyError decodes a body the fast decoder refused with encoding/json,
+// to say precisely what is wrong with it.
+func stdBodyError(raw []byte) error {
+	dec := stdjson.NewDecoder(bytes.NewReader(raw))
+	var req connectRequest
+	if err := dec.Decode(&req); err != nil {
+		return bodyError(err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return errors.New("the body has data after its JSON object")
+	}
+	return errors.New("the body is not a JSON object of projectId, widgetToken, userId and userMetadata")
 }
 
 // bodyError says in the contract's words what is wrong with a body that
