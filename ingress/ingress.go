@@ -438,7 +438,7 @@ func (in *Ingress) roundTrip(ctx context.Context, a *events.Attempt) ([]byte, in
 	msg := nats.NewMsg(events.SubjectAttempts)
 	msg.Data = body
 	msg.Header.Set(events.HeaderMsgID, a.AttemptID)
-	if _, err := in.js.PublishMsg(ctx, msg); err != nil {
+	if err := in.publish(ctx, msg); err != nil {
 		in.log.Warn().Err(err).Str("attempt", a.AttemptID).Msg("attempt not queued")
 		return nil, http.StatusServiceUnavailable, errors.New("the attempt could not be queued; retry shortly")
 	}
@@ -450,6 +450,30 @@ func (in *Ingress) roundTrip(ctx context.Context, a *events.Attempt) ([]byte, in
 			return nil, http.StatusServiceUnavailable, fmt.Errorf("no verifier answered within %s; retry shortly", in.cfg.Deadline)
 		}
 		return nil, 499, errors.New("the client went away")
+	}
+}
+
+// publishTry bounds one try of publishing an attempt.
+const publishTry = time.Second
+
+// publish stores the attempt in JetStream, trying again until ctx's
+// deadline: a publish sent to a stream leader that is stepping down is
+// dropped unanswered. The Nats-Msg-Id makes a repeat a no-op.
+func (in *Ingress) publish(ctx context.Context, msg *nats.Msg) error {
+	for {
+		tctx, cancel := context.WithTimeout(ctx, publishTry)
+		_, err := in.js.PublishMsg(tctx, msg)
+		cancel()
+		var apiErr *jetstream.APIError
+		if err == nil || ctx.Err() != nil || errors.As(err, &apiErr) {
+			// Stored, out of time, or refused by the stream (full, say).
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(20 * time.Millisecond):
+		}
 	}
 }
 

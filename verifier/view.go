@@ -169,24 +169,40 @@ func compile(r *project.Record, s *project.Sealer) (*Project, error) {
 }
 
 // watch loads every project, marks the view ready once the initial values
-// are in, then follows changes until ctx ends or the watch fails.
-func (v *view) watch(ctx context.Context, kv jetstream.KeyValue) error {
-	w, err := kv.WatchAll(ctx)
-	if err != nil {
-		return err
+// are in, then follows changes until ctx ends or the watch fails. A signal
+// on restart replaces the watch with a new one, which delivers every project
+// again: the way out when the watch's consumer is stuck (it lived on a
+// cluster node that went away, say) while the bucket moved on.
+func (v *view) watch(ctx context.Context, kv jetstream.KeyValue, restart <-chan struct{}) error {
+	for {
+		w, err := kv.WatchAll(ctx)
+		if err != nil {
+			return err
+		}
+		restarted, err := v.follow(ctx, w, restart)
+		_ = w.Stop()
+		if !restarted || err != nil {
+			return err
+		}
+		v.log.Warn().Uint64("revision", v.lastRev.Load()).Msg("project watch behind the bucket; watching again")
 	}
-	defer func() { _ = w.Stop() }()
+}
+
+func (v *view) follow(ctx context.Context, w jetstream.KeyWatcher, restart <-chan struct{}) (restarted bool, err error) {
 	for {
 		select {
 		case <-ctx.Done():
-			return nil
+			return false, nil
+		case <-restart:
+			return true, nil
 		case e, ok := <-w.Updates():
 			if !ok {
-				return nil
+				return false, nil
 			}
 			if e == nil {
-				v.ready.Store(true)
-				v.log.Info().Int("projects", v.size()).Uint64("revision", v.lastRev.Load()).Msg("project view complete")
+				if !v.ready.Swap(true) {
+					v.log.Info().Int("projects", v.size()).Uint64("revision", v.lastRev.Load()).Msg("project view complete")
+				}
 				continue
 			}
 			v.apply(e)

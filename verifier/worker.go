@@ -129,7 +129,7 @@ const (
 // an announced change before it is handed back; staleRetry is how soon it
 // is then tried again.
 const (
-	staleWait  = 2 * time.Second
+	staleWait  = 5 * time.Second
 	staleRetry = time.Second
 )
 
@@ -151,6 +151,8 @@ type Verifier struct {
 	// is when (since start) the last successful freshness check began.
 	start     time.Time
 	leaseFrom atomic.Int64
+	// rewatch asks the view to watch the bucket again.
+	rewatch chan struct{}
 }
 
 // New makes a verifier.
@@ -164,7 +166,7 @@ func New(cfg Config, log zerolog.Logger) (*Verifier, error) {
 		return nil, fmt.Errorf("verifier: jetstream: %w", err)
 	}
 	log = log.With().Str("component", "verifier").Str("instance", cfg.Instance).Logger()
-	v := &Verifier{cfg: cfg, log: log, js: js, start: time.Now()}
+	v := &Verifier{cfg: cfg, log: log, js: js, start: time.Now(), rewatch: make(chan struct{}, 1)}
 	v.leaseFrom.Store(-int64(FreshnessLease))
 	cacheEntries := max(cfg.CacheEntries, 0)
 	v.decider = NewDecider(cacheEntries)
@@ -201,7 +203,7 @@ func (v *Verifier) Run(ctx context.Context) error {
 	watchCtx, stopWatch := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopWatch()
 	watchErr := make(chan error, 1)
-	go func() { watchErr <- v.view.watch(watchCtx, kv) }()
+	go func() { watchErr <- v.view.watch(watchCtx, kv, v.rewatch) }()
 
 	// While disconnected, invalidations are lost: from the moment the
 	// connection drops until the view has caught up after it returns, the
@@ -270,6 +272,11 @@ func (v *Verifier) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("verifier: consumer %s: %w", events.ConsumerVerifiers, err)
 	}
+	// On a cluster a new consumer's leader may not be elected yet; a pull
+	// sent before it would go unanswered until the pull expires.
+	if err := waitLeader(ctx, cons); err != nil {
+		return fmt.Errorf("verifier: consumer %s: %w", events.ConsumerVerifiers, err)
+	}
 	// A fixed pool of workers: their stacks grow once (JSON, JWT) and stay.
 	var inflight sync.WaitGroup
 	work := make(chan jetstream.Msg)
@@ -289,7 +296,7 @@ func (v *Verifier) Run(ctx context.Context) error {
 	}()
 	cc, err := cons.Consume(func(msg jetstream.Msg) {
 		work <- msg
-	}, jetstream.PullMaxMessages(min(v.cfg.Concurrency, 512)), jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+	}, jetstream.PullMaxMessages(min(v.cfg.Concurrency, 512)), jetstream.PullExpiry(pullExpiry), jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
 		if !errors.Is(err, jetstream.ErrNoHeartbeat) || ctx.Err() == nil {
 			v.log.Warn().Err(err).Msg("consume")
 		}
@@ -353,11 +360,17 @@ func (v *Verifier) fresh() bool {
 	return time.Since(v.start)-time.Duration(v.leaseFrom.Load()) < FreshnessLease
 }
 
+// rewatchAfter is how long the view may stay behind the bucket before the
+// watch is replaced.
+const rewatchAfter = 2 * time.Second
+
 // keepFresh renews the freshness lease every leaseRenewEvery until ctx
-// ends. A check that fails (NATS away) simply lets the lease run out.
+// ends. A check that fails (NATS away) simply lets the lease run out; a
+// view that stays behind the bucket gets its watch replaced.
 func (v *Verifier) keepFresh(ctx context.Context, kv jetstream.KeyValue) {
 	t := time.NewTicker(leaseRenewEvery)
 	defer t.Stop()
+	var behindSince time.Time
 	for {
 		select {
 		case <-ctx.Done():
@@ -365,10 +378,23 @@ func (v *Verifier) keepFresh(ctx context.Context, kv jetstream.KeyValue) {
 		case <-t.C:
 		}
 		cctx, cancel := context.WithTimeout(ctx, FreshnessLease)
-		if err := v.catchUp(cctx, kv); err != nil && ctx.Err() == nil {
-			v.log.Debug().Err(err).Msg("freshness check failed; the lease runs out")
-		}
+		err := v.catchUp(cctx, kv)
 		cancel()
+		switch {
+		case err == nil:
+			behindSince = time.Time{}
+		case ctx.Err() != nil:
+			return
+		case behindSince.IsZero():
+			behindSince = time.Now()
+			v.log.Debug().Err(err).Msg("freshness check failed; the lease runs out")
+		case time.Since(behindSince) > rewatchAfter:
+			behindSince = time.Time{}
+			select {
+			case v.rewatch <- struct{}{}:
+			default:
+			}
+		}
 	}
 }
 
@@ -391,6 +417,28 @@ func (v *Verifier) heartbeat(ctx context.Context) {
 			_ = v.cfg.NATS.Flush()
 			return
 		case <-t.C:
+		}
+	}
+}
+
+// pullExpiry bounds one pull request: a pull lost (a cluster node left) is
+// noticed after two missed heartbeats of half of it.
+const pullExpiry = 5 * time.Second
+
+// waitLeader waits, up to a minute, until the consumer answers with a
+// leader (on a single server it always has one).
+func waitLeader(ctx context.Context, cons jetstream.Consumer) error {
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	for {
+		info, err := cons.Info(ctx)
+		if err == nil && (info.Cluster == nil || info.Cluster.Leader != "") {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("no leader: %w", ctx.Err())
+		case <-time.After(50 * time.Millisecond):
 		}
 	}
 }
