@@ -24,7 +24,7 @@ type Attempt struct {
 	// only its fingerprint.
 	WidgetToken string `json:"widgetToken,omitempty"`
 	// UserID and UserMetadata are what the client claims.
-	UserID       string            `json:"userId,omitempty"`
+	UserID       string   `json:"userId,omitempty"`
 	UserMetadata Metadata `json:"userMetadata,omitempty"`
 	// ReceivedAt is when the ingress received the request.
 	ReceivedAt time.Time `json:"receivedAt"`
