@@ -415,11 +415,7 @@ func runAuditor(env Env, args []string) error {
 	if _, err := parse(fs, args); err != nil {
 		return err
 	}
-	log, err := f.log.logger(env.Stderr)
-	if err != nil {
-		return err
-	}
-	nc, err := connectRole(env.Ctx, &f, "auditor", log)
+	log, nc, err := f.start(env, "auditor")
 	if err != nil {
 		return err
 	}
@@ -429,9 +425,8 @@ func runAuditor(env Env, args []string) error {
 		return err
 	}
 	checks := &health.Checks{}
-	checks.Add("nats", health.NATSConnected(nc))
 	checks.Add("clickhouse", a.Ready)
-	if err := serveHealth(env.Ctx, f.metricsListen, checks, log); err != nil {
+	if err := f.serve(env, nc, log, checks); err != nil {
 		return err
 	}
 	return a.Run(env.Ctx)

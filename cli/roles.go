@@ -77,6 +77,24 @@ func connectRole(ctx context.Context, f *roleFlags, role string, log zerolog.Log
 	return nc, nil
 }
 
+// start builds a parsed role's logger and connects it to NATS; the caller
+// closes the connection.
+func (f *roleFlags) start(env Env, role string) (zerolog.Logger, *nats.Conn, error) {
+	log, err := f.log.logger(env.Stderr)
+	if err != nil {
+		return log, nil, err
+	}
+	nc, err := connectRole(env.Ctx, f, role, log)
+	return log, nc, err
+}
+
+// serve serves the role's /healthz, /readyz (NATS connected, and the
+// role's own checks) and /metrics on --metrics-listen until the role stops.
+func (f *roleFlags) serve(env Env, nc *nats.Conn, log zerolog.Logger, checks *health.Checks) error {
+	checks.Add("nats", health.NATSConnected(nc))
+	return serveHealth(env.Ctx, f.metricsListen, checks, log)
+}
+
 // ensureStreams makes sure the topology exists: with ensure, it creates or
 // updates it and falls back to the existing streams when this role's NATS
 // user may not (the server drops such a request unanswered, hence the short
@@ -141,11 +159,7 @@ func runIngress(env Env, args []string) error {
 	if _, err := parse(fs, args); err != nil {
 		return err
 	}
-	log, err := f.log.logger(env.Stderr)
-	if err != nil {
-		return err
-	}
-	nc, err := connectRole(env.Ctx, &f, "ingress", log)
+	log, nc, err := f.start(env, "ingress")
 	if err != nil {
 		return err
 	}
@@ -155,7 +169,7 @@ func runIngress(env Env, args []string) error {
 	if err != nil {
 		return err
 	}
-	if err := serveHealth(env.Ctx, f.metricsListen, checks, log); err != nil {
+	if err := f.serve(env, nc, log, checks); err != nil {
 		return err
 	}
 	return in.Run(env.Ctx)
@@ -171,15 +185,11 @@ func runVerifier(env Env, args []string) error {
 	if _, err := parse(fs, args); err != nil {
 		return err
 	}
-	log, err := f.log.logger(env.Stderr)
-	if err != nil {
-		return err
-	}
 	sealer, err := mk.sealer()
 	if err != nil {
 		return err
 	}
-	nc, err := connectRole(env.Ctx, &f, "verifier", log)
+	log, nc, err := f.start(env, "verifier")
 	if err != nil {
 		return err
 	}
@@ -189,14 +199,13 @@ func runVerifier(env Env, args []string) error {
 		return err
 	}
 	checks := &health.Checks{}
-	checks.Add("nats", health.NATSConnected(nc))
 	checks.Add("projects", func(context.Context) error {
 		if v.Ready() {
 			return nil
 		}
 		return errors.New("project view not complete yet")
 	})
-	if err := serveHealth(env.Ctx, f.metricsListen, checks, log); err != nil {
+	if err := f.serve(env, nc, log, checks); err != nil {
 		return err
 	}
 	return v.Run(env.Ctx)
@@ -212,15 +221,11 @@ func runRotator(env Env, args []string) error {
 	if _, err := parse(fs, args); err != nil {
 		return err
 	}
-	log, err := f.log.logger(env.Stderr)
-	if err != nil {
-		return err
-	}
 	sealer, err := mk.sealer()
 	if err != nil {
 		return err
 	}
-	nc, err := connectRole(env.Ctx, &f, "rotator", log)
+	log, nc, err := f.start(env, "rotator")
 	if err != nil {
 		return err
 	}
@@ -229,9 +234,7 @@ func runRotator(env Env, args []string) error {
 	if err != nil {
 		return err
 	}
-	checks := &health.Checks{}
-	checks.Add("nats", health.NATSConnected(nc))
-	if err := serveHealth(env.Ctx, f.metricsListen, checks, log); err != nil {
+	if err := f.serve(env, nc, log, &health.Checks{}); err != nil {
 		return err
 	}
 	return r.Run(env.Ctx)
