@@ -1,0 +1,67 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"regexp"
+	"testing"
+	"time"
+
+	"github.com/hissuno/widgetauth/stack/stacktest"
+)
+
+// TestRunReportsBothLoads runs a short bench: both loads answer, the mix
+// gets the statuses it expects, the audit holds every decision once, and
+// the report ends with the ratio line.
+func TestRunReportsBothLoads(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the whole pipeline twice")
+	}
+	dsn := stacktest.ClickHouse(t)
+	var out bytes.Buffer
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	res, err := Run(ctx, Config{
+		Duration: time.Second, Warmup: 200 * time.Millisecond, Concurrency: 8, Projects: 20, Requests: 500,
+		ClickHouseDSN: dsn, DataDir: t.TempDir(), Out: &out,
+	}, stacktest.Logger(t))
+	if err != nil {
+		t.Fatalf("bench: %v\n%s", err, out.String())
+	}
+	t.Log(out.String())
+	switch {
+	case res.E2E.Requests == 0 || res.Baseline.Requests == 0:
+		t.Errorf("a load answered nothing: e2e %d, baseline %d", res.E2E.Requests, res.Baseline.Requests)
+	case res.E2E.Errors != 0 || res.E2E.Unexpected != 0:
+		t.Errorf("e2e: %d errors, %d answers with another status than the mix expects", res.E2E.Errors, res.E2E.Unexpected)
+	case !res.Audited || res.Lost != 0 || res.Doubled != 0:
+		t.Errorf("audit: measured %v, lost %d, doubled %d", res.Audited, res.Lost, res.Doubled)
+	case res.Ratio <= 0:
+		t.Errorf("ratio %v", res.Ratio)
+	}
+	if !regexp.MustCompile(`(?m)\Ae2e/baseline throughput ratio: \d+\.\d\d\n\z|\ne2e/baseline throughput ratio: \d+\.\d\d\n\z`).Match(out.Bytes()) {
+		t.Errorf("the report does not end with the ratio line:\n%s", out.String())
+	}
+}
+
+// TestMixMatchesTheIssue checks the request mix: 70 % authenticated
+// accepts, 15 % anonymous, 10 % 401, 5 % blocked origins (±2 points).
+func TestMixMatchesTheIssue(t *testing.T) {
+	projects := make([]benchProject, 8)
+	for i := range projects {
+		projects[i] = benchProject{id: "p" + string(rune('a'+i)), secret: "sk_live_0123456789abcdefghijklmnopqrstuvwxyzABCDEFG", requireToken: i%4 != 0, origin: "https://shop.example"}
+	}
+	reqs, err := buildRequests(projects, 10000, newRand())
+	if err != nil {
+		t.Fatal(err)
+	}
+	count := map[kind]int{}
+	for _, r := range reqs {
+		count[r.kind]++
+	}
+	for k, want := range map[kind]float64{kindAuthenticated: 70, kindAnonymous: 15, kindUnauthorized: 10, kindBlocked: 5} {
+		if got := float64(count[k]) / 100; got < want-2 || got > want+2 {
+			t.Errorf("kind %d: %.1f %%, want %.0f %%", k, got, want)
+		}
+	}
+}
