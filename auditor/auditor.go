@@ -175,6 +175,9 @@ func (a *Auditor) Run(ctx context.Context) error {
 			FilterSubject: src.filter,
 		})
 		if err != nil {
+			if ctx.Err() != nil {
+				return nil // stopped while starting
+			}
 			return fmt.Errorf("auditor: consumer %s: %w", src.consumer, err)
 		}
 		wg.Add(1)

@@ -234,7 +234,14 @@ func runRotator(env Env, args []string) error {
 	if err != nil {
 		return err
 	}
-	if err := f.serve(env, nc, log, &health.Checks{}); err != nil {
+	checks := &health.Checks{}
+	checks.Add("rotator", func(context.Context) error {
+		if r.Ready() {
+			return nil
+		}
+		return errors.New("not handling admin commands yet")
+	})
+	if err := f.serve(env, nc, log, checks); err != nil {
 		return err
 	}
 	return r.Run(env.Ctx)

@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -107,7 +108,11 @@ type Rotator struct {
 	settler    *worker.Settler
 	handler    worker.Handler
 	heartbeats heartbeats
+	ready      atomic.Bool
 }
+
+// Ready reports whether the rotator handles admin commands.
+func (r *Rotator) Ready() bool { return r.ready.Load() }
 
 // New makes a rotator.
 func New(cfg Config, log zerolog.Logger) (*Rotator, error) {
@@ -128,6 +133,14 @@ func New(cfg Config, log zerolog.Logger) (*Rotator, error) {
 
 // Run handles admin commands until ctx ends, then finishes the one in hand.
 func (r *Rotator) Run(ctx context.Context) error {
+	err := r.run(ctx)
+	if err != nil && ctx.Err() != nil {
+		return nil // stopped while starting
+	}
+	return err
+}
+
+func (r *Rotator) run(ctx context.Context) error {
 	kv, err := r.js.KeyValue(ctx, events.BucketProjects)
 	if err != nil {
 		return fmt.Errorf("rotator: projects bucket: %w", err)
@@ -172,6 +185,8 @@ func (r *Rotator) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("rotator: consume: %w", err)
 	}
+	r.ready.Store(true)
+	defer r.ready.Store(false)
 	r.log.Info().Msg("rotator handling admin commands")
 	<-ctx.Done()
 	cc.Drain()

@@ -259,22 +259,31 @@ func (v *Verifier) Run(ctx context.Context) error {
 	// Barrier: a rotation that wrote the bucket before this verifier became
 	// known did not ask it to confirm, so hold everything written so far
 	// before deciding anything.
-	if err := v.catchUp(ctx, kv); err != nil {
+	for {
+		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		err := v.catchUp(cctx, kv)
+		cancel()
+		if err == nil {
+			break
+		}
 		if ctx.Err() != nil {
 			return nil
 		}
-		return err
+		v.log.Warn().Err(err).Msg("the projects bucket does not answer yet; retrying before deciding")
 	}
 	alive.Add(1)
 	go func() { defer alive.Done(); v.keepFresh(aliveCtx, kv) }()
 
 	cons, err := v.js.CreateOrUpdateConsumer(ctx, events.StreamAttempts, AttemptsConsumer(v.cfg.AckWait))
-	if err != nil {
-		return fmt.Errorf("verifier: consumer %s: %w", events.ConsumerVerifiers, err)
+	if err == nil {
+		// On a cluster a new consumer's leader may not be elected yet; a
+		// pull sent before it would go unanswered until the pull expires.
+		err = waitLeader(ctx, cons)
 	}
-	// On a cluster a new consumer's leader may not be elected yet; a pull
-	// sent before it would go unanswered until the pull expires.
-	if err := waitLeader(ctx, cons); err != nil {
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil // stopped while starting
+		}
 		return fmt.Errorf("verifier: consumer %s: %w", events.ConsumerVerifiers, err)
 	}
 	// A fixed pool of workers: their stacks grow once (JSON, JWT) and stay.
@@ -431,7 +440,11 @@ func waitLeader(ctx context.Context, cons jetstream.Consumer) error {
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
 	for {
-		info, err := cons.Info(ctx)
+		// Each ask bounded: while there is no leader a request can go
+		// unanswered.
+		ictx, icancel := context.WithTimeout(ctx, time.Second)
+		info, err := cons.Info(ictx)
+		icancel()
 		if err == nil && (info.Cluster == nil || info.Cluster.Leader != "") {
 			return nil
 		}
