@@ -61,6 +61,7 @@ func baseline(ctx context.Context, st *stack.Stack, reqs []request, c, consumers
 	cctx, stopConsumers := context.WithCancel(ctx)
 	defer stopConsumers()
 	var cwg sync.WaitGroup
+	var ccs []jetstream.ConsumeContext
 	for i := 0; i < consumers; i++ {
 		nc, err := st.Connect("bench-baseline-consumer")
 		if err != nil {
@@ -98,8 +99,23 @@ func baseline(ctx context.Context, st *stack.Stack, reqs []request, c, consumers
 		if err != nil {
 			return Load{}, err
 		}
-		defer cc.Stop()
+		ccs = append(ccs, cc)
 	}
+	// Stop consuming before waiting for the handlers: a message delivered
+	// after the wait began would Add to a WaitGroup being waited on.
+	stopAll := func() {
+		stopConsumers()
+		for _, cc := range ccs {
+			cc.Stop()
+			<-cc.Closed()
+		}
+		cwg.Wait()
+	}
+	defer func() {
+		if ccs != nil {
+			stopAll()
+		}
+	}()
 
 	// Publishers: one connection, one reply subscription, like an ingress.
 	pub, err := st.Connect("bench-baseline-publisher")
@@ -177,8 +193,8 @@ func baseline(ctx context.Context, st *stack.Stack, reqs []request, c, consumers
 	wg.Wait()
 	total := sum(loads, time.Since(start))
 	total.CPU = cpuTime() - cpu0
-	stopConsumers()
-	cwg.Wait()
+	stopAll()
+	ccs = nil
 	return total, ctx.Err()
 }
 
