@@ -47,6 +47,9 @@ type Config struct {
 	// AckWait is how long JetStream waits for an auditor's ack before it
 	// redelivers (an auditor that died mid-batch); default 1 min.
 	AckWait time.Duration
+	// Inserts is how many batches are inserted at once, per table; default
+	// 2, so that fetching and decoding the next batch overlaps an insert.
+	Inserts int
 
 	// crashAfterInsert, in tests, is asked after each successful insert;
 	// true makes the auditor stop as if killed before its ack.
@@ -72,6 +75,9 @@ func (c *Config) setDefaults() {
 	if c.AckWait == 0 {
 		c.AckWait = time.Minute
 	}
+	if c.Inserts == 0 {
+		c.Inserts = 2
+	}
 }
 
 // Validate checks the configuration.
@@ -87,6 +93,8 @@ func (c Config) Validate() error {
 		return errors.New("auditor: batch wait must be positive")
 	case c.AckWait < time.Second:
 		return errors.New("auditor: ack wait must be at least 1 s")
+	case c.Inserts < 1 || c.Inserts > 16:
+		return errors.New("auditor: inserts at once must be 1 to 16")
 	}
 	return nil
 }
@@ -171,7 +179,7 @@ func (a *Auditor) Run(ctx context.Context) error {
 			AckPolicy:     jetstream.AckExplicitPolicy,
 			AckWait:       a.cfg.AckWait,
 			MaxDeliver:    -1, // a ClickHouse outage may last; poison goes to dead letters
-			MaxAckPending: 4 * a.cfg.BatchSize,
+			MaxAckPending: (a.cfg.Inserts + 2) * a.cfg.BatchSize,
 			FilterSubject: src.filter,
 		})
 		if err != nil {
@@ -270,13 +278,21 @@ func (a *Auditor) copy(ctx context.Context, src source, cons jetstream.Consumer)
 			}
 		}
 	}()
-	for b := range batches {
-		if ctx.Err() != nil {
-			nakAll(b.msgs)
-			continue
-		}
-		a.store(ctx, src, b, settler)
+	var inserters sync.WaitGroup
+	for range a.cfg.Inserts {
+		inserters.Add(1)
+		go func() {
+			defer inserters.Done()
+			for b := range batches {
+				if ctx.Err() != nil {
+					nakAll(b.msgs)
+					continue
+				}
+				a.store(ctx, src, b, settler)
+			}
+		}()
 	}
+	inserters.Wait()
 	return nil
 }
 

@@ -667,8 +667,10 @@ func TestCrashAfterInsertBeforeAck(t *testing.T) {
 
 	ctxA, killA := context.WithCancel(context.Background())
 	var crashes atomic.Int32
+	// One insert at a time, so that exactly one batch is in ClickHouse
+	// and unacknowledged when A dies.
 	cfgA := auditor.WithCrashAfterInsert(auditor.Config{
-		ClickHouseDSN: dsn, Instance: "auditor-a", BatchSize: batch, BatchWait: 50 * time.Millisecond, AckWait: 2 * time.Second,
+		ClickHouseDSN: dsn, Instance: "auditor-a", BatchSize: batch, BatchWait: 50 * time.Millisecond, AckWait: 2 * time.Second, Inserts: 1,
 	}, func() bool {
 		if crashes.Add(1) == 1 {
 			killA() // the process dies: nothing after the insert happens

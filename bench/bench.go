@@ -13,15 +13,18 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+	"github.com/nats-io/nuid"
 	"github.com/rs/zerolog"
 
 	"github.com/hissuno/widgetauth/auditor"
@@ -195,6 +198,15 @@ func Run(ctx context.Context, cfg Config, log zerolog.Logger) (Result, error) {
 		defer srv.Stop()
 		dsn = srv.DSN
 	}
+	if dsn != "" {
+		// A database of the run's own: the audit counts only this run.
+		runDSN, drop, err := runDatabase(ctx, dsn)
+		if err != nil {
+			return Result{}, err
+		}
+		defer drop()
+		dsn = runDSN
+	}
 	st, err := stack.Start(ctx, stack.Config{
 		DataDir:       filepath.Join(dir, "stack"),
 		Verifiers:     cfg.Verifiers,
@@ -232,19 +244,36 @@ func Run(ctx context.Context, cfg Config, log zerolog.Logger) (Result, error) {
 		return Result{}, err
 	}
 
-	if cfg.Warmup > 0 {
-		if _, err := httpLoad(ctx, st.HTTPAddr, reqs, cfg.Concurrency, cfg.Warmup); err != nil {
+	var audit *auditCheck
+	if dsn != "" {
+		if audit, err = newAuditCheck(ctx, dsn); err != nil {
 			return Result{}, err
+		}
+		defer audit.close()
+	}
+	if cfg.Warmup > 0 {
+		warm, err := httpLoad(ctx, st.HTTPAddr, reqs, cfg.Concurrency, cfg.Warmup)
+		if err != nil {
+			return Result{}, err
+		}
+		if audit != nil {
+			// The warm-up's decisions are audited before the measured load,
+			// so that the audit's lag is the measured load's alone.
+			if _, err := audit.waitFor(ctx, len(warm.ids), time.Now()); err != nil {
+				return Result{}, err
+			}
 		}
 	}
 	if res.E2E, err = httpLoad(ctx, st.HTTPAddr, reqs, cfg.Concurrency, cfg.Duration); err != nil {
 		return Result{}, err
 	}
 	loadEnd := time.Now()
-	if dsn != "" {
+	if audit != nil {
 		res.Audited = true
-		res.AuditLag, res.Lost, res.Doubled, err = auditComplete(ctx, dsn, res.E2E.ids, loadEnd)
-		if err != nil {
+		if res.AuditLag, err = audit.waitFor(ctx, audit.seen+len(res.E2E.ids), loadEnd); err != nil {
+			return Result{}, err
+		}
+		if res.Lost, res.Doubled, err = audit.exact(ctx, res.E2E.ids); err != nil {
 			return Result{}, err
 		}
 	}
@@ -355,63 +384,94 @@ func decisionID(body []byte) string {
 	return string(rest[:j])
 }
 
-// auditComplete waits until ClickHouse holds every answered decision and
-// counts those missing or doubled.
-func auditComplete(ctx context.Context, dsn string, ids []string, loadEnd time.Time) (lag time.Duration, lost, doubled int, err error) {
+// auditCheck watches the run's audit table.
+type auditCheck struct {
+	conn driver.Conn
+	// seen is how many decisions the table held at the last waitFor.
+	seen int
+}
+
+func newAuditCheck(ctx context.Context, dsn string) (*auditCheck, error) {
 	conn, err := auditor.Open(ctx, dsn)
 	if err != nil {
-		return 0, 0, 0, err
+		return nil, err
 	}
-	defer conn.Close()
-	want := map[string]bool{}
-	for _, id := range ids {
-		want[id] = true
-	}
+	return &auditCheck{conn: conn}, nil
+}
+
+func (a *auditCheck) close() { a.conn.Close() }
+
+// waitFor waits until the table holds n distinct decisions and returns the
+// time since from, or an error after two minutes.
+func (a *auditCheck) waitFor(ctx context.Context, n int, from time.Time) (time.Duration, error) {
 	deadline := time.Now().Add(2 * time.Minute)
 	for {
-		var n uint64
-		// Only this run's decisions: the warm-up's are in the table too.
-		row := conn.QueryRow(ctx, "SELECT count() FROM hissuno_decisions WHERE time >= toDateTime(?)", loadEnd.Add(-time.Hour).Unix())
-		if err := row.Scan(&n); err == nil && n >= uint64(len(want)) {
-			// Check each id exactly.
-			counts, err := idCounts(ctx, conn, loadEnd.Add(-time.Hour))
-			if err != nil {
-				return 0, 0, 0, err
-			}
-			missing := 0
-			for id := range want {
-				if counts[id] == 0 {
-					missing++
-				}
-			}
-			if missing == 0 {
-				lag = time.Since(loadEnd)
-				for id := range want {
-					if counts[id] > 1 {
-						doubled++
-					}
-				}
-				return lag, 0, doubled, nil
-			}
-			if time.Now().After(deadline) {
-				return time.Since(loadEnd), missing, 0, nil
-			}
+		var got uint64
+		// The table exists once the auditor reached ClickHouse.
+		err := a.conn.QueryRow(ctx, "SELECT uniqExact(decision_id) FROM hissuno_decisions").Scan(&got)
+		if err == nil && got >= uint64(n) {
+			a.seen = int(got)
+			return time.Since(from), nil
 		}
 		if time.Now().After(deadline) {
-			return time.Since(loadEnd), len(want), 0, nil
+			return 0, fmt.Errorf("the audit holds %d of %d decisions after two minutes", got, n)
 		}
 		select {
 		case <-ctx.Done():
-			return 0, 0, 0, ctx.Err()
-		case <-time.After(20 * time.Millisecond):
+			return 0, ctx.Err()
+		case <-time.After(10 * time.Millisecond):
 		}
 	}
 }
 
+// exact counts, with FINAL as every audit query does, the decisions
+// answered over HTTP that the audit lacks or shows more than once.
+func (a *auditCheck) exact(ctx context.Context, ids []string) (lost, doubled int, err error) {
+	counts, err := idCounts(ctx, a.conn)
+	if err != nil {
+		return 0, 0, err
+	}
+	for _, id := range ids {
+		switch c := counts[id]; {
+		case c == 0:
+			lost++
+		case c > 1:
+			doubled++
+		}
+	}
+	return lost, doubled, nil
+}
+
+// runDatabase makes a database of its own in the ClickHouse dsn names and
+// returns a DSN for it, and how to drop it.
+func runDatabase(ctx context.Context, dsn string) (string, func(), error) {
+	conn, err := auditor.Open(ctx, dsn)
+	if err != nil {
+		return "", nil, err
+	}
+	name := "hissuno_bench_" + strings.ToLower(nuid.Next())
+	if err := conn.Exec(ctx, "CREATE DATABASE "+name); err != nil {
+		conn.Close()
+		return "", nil, fmt.Errorf("bench database: %w", err)
+	}
+	u, err := url.Parse(dsn)
+	if err != nil {
+		conn.Close()
+		return "", nil, err
+	}
+	u.Path = "/" + name
+	return u.String(), func() {
+		dctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		_ = conn.Exec(dctx, "DROP DATABASE IF EXISTS "+name)
+		conn.Close()
+	}, nil
+}
+
 // idCounts counts, with FINAL as every audit query does, the rows of each
-// decision id of the last hour.
-func idCounts(ctx context.Context, conn driver.Conn, since time.Time) (map[string]int, error) {
-	rows, err := conn.Query(ctx, "SELECT decision_id, count() FROM hissuno_decisions FINAL WHERE time >= toDateTime(?) GROUP BY decision_id", since.Unix())
+// decision id.
+func idCounts(ctx context.Context, conn driver.Conn) (map[string]int, error) {
+	rows, err := conn.Query(ctx, "SELECT decision_id, count() FROM hissuno_decisions FINAL GROUP BY decision_id")
 	if err != nil {
 		return nil, err
 	}
