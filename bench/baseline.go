@@ -144,58 +144,41 @@ func baseline(ctx context.Context, st *stack.Stack, reqs []request, c, consumers
 	_ = sub.SetPendingLimits(-1, -1)
 	defer func() { _ = sub.Unsubscribe() }()
 
-	var stop atomic.Bool
-	var wg sync.WaitGroup
-	loads := make([]Load, c)
-	start, cpu0 := time.Now(), cpuTime()
-	for w := 0; w < c; w++ {
-		wg.Add(1)
-		go func(w int) {
-			defer wg.Done()
-			l := &loads[w]
-			for i := w * (len(payloads) / c); !stop.Load() && ctx.Err() == nil; i++ {
-				id := nuid.Next()
-				ch := make(chan struct{})
-				mu.Lock()
-				waiting[id] = ch
-				mu.Unlock()
-				m := nats.NewMsg(baseInSubj)
-				m.Data = payloads[i%len(payloads)]
-				m.Header.Set(baseReplyHdr, baseReply+id)
-				t0 := time.Now()
-				pctx, cancel := context.WithTimeout(ctx, basePublishTO)
-				_, err := pjs.PublishMsg(pctx, m)
-				if err == nil {
-					select {
-					case <-ch:
-					case <-pctx.Done():
-						err = pctx.Err()
-					}
+	total, err := drive(ctx, c, d, func(w int, l *Load, stop *atomic.Bool) {
+		for i := w * (len(payloads) / c); !stop.Load() && ctx.Err() == nil; i++ {
+			id := nuid.Next()
+			ch := make(chan struct{})
+			mu.Lock()
+			waiting[id] = ch
+			mu.Unlock()
+			m := nats.NewMsg(baseInSubj)
+			m.Data = payloads[i%len(payloads)]
+			m.Header.Set(baseReplyHdr, baseReply+id)
+			t0 := time.Now()
+			pctx, cancel := context.WithTimeout(ctx, basePublishTO)
+			_, err := pjs.PublishMsg(pctx, m)
+			if err == nil {
+				select {
+				case <-ch:
+				case <-pctx.Done():
+					err = pctx.Err()
 				}
-				cancel()
-				if err != nil {
-					mu.Lock()
-					delete(waiting, id)
-					mu.Unlock()
-					l.Errors++
-					continue
-				}
-				l.Latencies = append(l.Latencies, time.Since(t0))
-				l.Requests++
 			}
-		}(w)
-	}
-	select {
-	case <-time.After(d):
-	case <-ctx.Done():
-	}
-	stop.Store(true)
-	wg.Wait()
-	total := sum(loads, time.Since(start))
-	total.CPU = cpuTime() - cpu0
+			cancel()
+			if err != nil {
+				mu.Lock()
+				delete(waiting, id)
+				mu.Unlock()
+				l.Errors++
+				continue
+			}
+			l.Latencies = append(l.Latencies, time.Since(t0))
+			l.Requests++
+		}
+	})
 	stopAll()
 	ccs = nil
-	return total, ctx.Err()
+	return total, err
 }
 
 // attemptPayloads are the attempt events the ingress would publish for the

@@ -314,6 +314,33 @@ func httpLoad(ctx context.Context, addr string, reqs []request, c int, d time.Du
 	for i, r := range reqs {
 		wires[i] = wire(addr, r)
 	}
+	return drive(ctx, c, d, func(w int, l *Load, stop *atomic.Bool) {
+		cl := &conn{addr: addr}
+		defer cl.close()
+		var body []byte
+		for i := w * (len(reqs) / c); !stop.Load() && ctx.Err() == nil; i++ {
+			r := reqs[i%len(reqs)]
+			t0 := time.Now()
+			status, err := cl.do(wires[i%len(wires)], &body)
+			if err != nil {
+				l.Errors++
+				continue
+			}
+			l.Latencies = append(l.Latencies, time.Since(t0))
+			l.Requests++
+			if status != r.status {
+				l.Unexpected++
+			}
+			if id := decisionID(body); id != "" {
+				l.ids = append(l.ids, id)
+			}
+		}
+	})
+}
+
+// drive runs c clients for d, each recording into its own Load until stop
+// is set, and adds their loads up, with the process's CPU time meanwhile.
+func drive(ctx context.Context, c int, d time.Duration, client func(w int, l *Load, stop *atomic.Bool)) (Load, error) {
 	var stop atomic.Bool
 	var wg sync.WaitGroup
 	loads := make([]Load, c)
@@ -322,27 +349,7 @@ func httpLoad(ctx context.Context, addr string, reqs []request, c int, d time.Du
 		wg.Add(1)
 		go func(w int) {
 			defer wg.Done()
-			l := &loads[w]
-			cl := &conn{addr: addr}
-			defer cl.close()
-			var body []byte
-			for i := w * (len(reqs) / c); !stop.Load() && ctx.Err() == nil; i++ {
-				r := reqs[i%len(reqs)]
-				t0 := time.Now()
-				status, err := cl.do(wires[i%len(wires)], &body)
-				if err != nil {
-					l.Errors++
-					continue
-				}
-				l.Latencies = append(l.Latencies, time.Since(t0))
-				l.Requests++
-				if status != r.status {
-					l.Unexpected++
-				}
-				if id := decisionID(body); id != "" {
-					l.ids = append(l.ids, id)
-				}
-			}
+			client(w, &loads[w], &stop)
 		}(w)
 	}
 	select {

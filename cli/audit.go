@@ -184,16 +184,21 @@ func auditQuery(env Env, args []string) error {
 	return writeDecisions(env.Stdout, f.format, recs)
 }
 
+// writeJSONLines writes one JSON object a line.
+func writeJSONLines[T any](w io.Writer, recs []T) error {
+	enc := json.NewEncoder(w)
+	for _, r := range recs {
+		if err := enc.Encode(r); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 func writeDecisions(w io.Writer, format string, recs []auditor.Record) error {
 	switch format {
 	case "json":
-		enc := json.NewEncoder(w)
-		for _, r := range recs {
-			if err := enc.Encode(r); err != nil {
-				return err
-			}
-		}
-		return nil
+		return writeJSONLines(w, recs)
 	case "csv":
 		cw := csv.NewWriter(w)
 		_ = cw.Write([]string{"decisionId", "time", "projectId", "decision", "reason", "session", "userId", "claimedUserId", "origin", "tokenFingerprint", "keyVersion", "verifier", "clientIp"})
@@ -221,13 +226,7 @@ func writeDecisions(w io.Writer, format string, recs []auditor.Record) error {
 func writeAdmin(w io.Writer, format string, recs []auditor.AdminRecord) error {
 	switch format {
 	case "json":
-		enc := json.NewEncoder(w)
-		for _, r := range recs {
-			if err := enc.Encode(r); err != nil {
-				return err
-			}
-		}
-		return nil
+		return writeJSONLines(w, recs)
 	case "csv":
 		cw := csv.NewWriter(w)
 		_ = cw.Write([]string{"eventId", "time", "kind", "actor", "projectId", "keyVersion", "previousKeyVersion", "keyFingerprint", "graceSeconds", "userId"})
