@@ -31,26 +31,12 @@ const auditUsage = `hissuno audit query [--project ID] [--since 24h] [--until TI
        hissuno audit migrate`
 
 func runAudit(env Env, args []string) error {
-	if len(args) == 0 {
-		fmt.Fprintf(env.Stderr, "usage: %s\n", auditUsage)
-		return errUsage
-	}
-	if isHelp(args[0]) {
-		fmt.Fprintf(env.Stdout, "usage: %s\n\nrun a subcommand with --help for its flags\n", auditUsage)
-		return nil
-	}
-	switch args[0] {
-	case "query":
-		return auditQuery(env, args[1:])
-	case "stats":
-		return auditStats(env, args[1:])
-	case "tail":
-		return auditTail(env, args[1:])
-	case "migrate":
-		return auditMigrate(env, args[1:])
-	}
-	fmt.Fprintf(env.Stderr, "hissuno audit: unknown subcommand %q\nusage: %s\n", args[0], auditUsage)
-	return errUsage
+	return dispatch(env, args, "audit", auditUsage, map[string]func(Env, []string) error{
+		"query":   auditQuery,
+		"stats":   auditStats,
+		"tail":    auditTail,
+		"migrate": auditMigrate,
+	})
 }
 
 // devDSNFile is where `hissuno dev` writes the DSN of the ClickHouse it

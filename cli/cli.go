@@ -105,3 +105,22 @@ func usage(w io.Writer) {
 func isHelp(arg string) bool {
 	return arg == "help" || arg == "-h" || arg == "--help" || arg == "-help"
 }
+
+// dispatch runs the subcommand args[0] of a command with subcommands, or
+// prints its usage: to stdout on request, to stderr with errUsage when the
+// subcommand is missing or unknown.
+func dispatch(env Env, args []string, name, usage string, subs map[string]func(Env, []string) error) error {
+	if len(args) == 0 {
+		fmt.Fprintf(env.Stderr, "usage: %s\n", usage)
+		return errUsage
+	}
+	if isHelp(args[0]) {
+		fmt.Fprintf(env.Stdout, "usage: %s\n\nrun a subcommand with --help for its flags\n", usage)
+		return nil
+	}
+	if run, ok := subs[args[0]]; ok {
+		return run(env, args[1:])
+	}
+	fmt.Fprintf(env.Stderr, "hissuno %s: unknown subcommand %q\nusage: %s\n", name, args[0], usage)
+	return errUsage
+}

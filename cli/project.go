@@ -31,28 +31,13 @@ const projectUsage = `hissuno project create --name NAME [--require-token] [--or
        hissuno project revoke-user ID --user USER_ID`
 
 func runProject(env Env, args []string) error {
-	if len(args) == 0 {
-		fmt.Fprintf(env.Stderr, "usage: %s\n", projectUsage)
-		return errUsage
-	}
-	if isHelp(args[0]) {
-		fmt.Fprintf(env.Stdout, "usage: %s\n\nrun a subcommand with --help for its flags\n", projectUsage)
-		return nil
-	}
-	switch args[0] {
-	case "create":
-		return projectCreate(env, args[1:])
-	case "get":
-		return projectGet(env, args[1:])
-	case "update":
-		return projectUpdate(env, args[1:])
-	case "rotate":
-		return projectRotate(env, args[1:])
-	case "revoke-user":
-		return projectRevokeUser(env, args[1:])
-	}
-	fmt.Fprintf(env.Stderr, "hissuno project: unknown subcommand %q\nusage: %s\n", args[0], projectUsage)
-	return errUsage
+	return dispatch(env, args, "project", projectUsage, map[string]func(Env, []string) error{
+		"create":      projectCreate,
+		"get":         projectGet,
+		"update":      projectUpdate,
+		"rotate":      projectRotate,
+		"revoke-user": projectRevokeUser,
+	})
 }
 
 // adminFlags are the flags of every command that sends an admin command.
