@@ -680,49 +680,15 @@ func (p *pipeline) streamState(t *testing.T, name string) jetstream.StreamState 
 // readDecisions reads every decision stored.
 func (p *pipeline) readDecisions(t *testing.T) []events.Decision {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	s, err := p.js.Stream(ctx, events.StreamDecisions)
-	if err != nil {
-		t.Fatal(err)
-	}
-	info, err := s.Info(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if info.State.Msgs == 0 {
-		return nil
-	}
-	last := info.State.LastSeq
-	cons, err := s.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{})
-	if err != nil {
-		t.Fatal(err)
-	}
 	var out []events.Decision
-	for {
-		batch, err := cons.Fetch(1000, jetstream.FetchMaxWait(5*time.Second))
-		if err != nil {
-			t.Fatalf("read %s: %v", events.StreamDecisions, err)
+	for _, m := range stacktest.ReadStream(t, p.js, events.StreamDecisions) {
+		var d events.Decision
+		if err := json.Unmarshal(m.Data(), &d); err != nil {
+			t.Fatalf("a stored decision is not JSON: %v: %s", err, m.Data())
 		}
-		n, done := 0, false
-		for m := range batch.Messages() {
-			n++
-			var d events.Decision
-			if err := json.Unmarshal(m.Data(), &d); err != nil {
-				t.Fatalf("a stored decision is not JSON: %v: %s", err, m.Data())
-			}
-			out = append(out, d)
-			if md, err := m.Metadata(); err == nil && md.Sequence.Stream >= last {
-				done = true
-			}
-		}
-		if done {
-			return out
-		}
-		if n == 0 {
-			t.Fatalf("read %d of the %d decisions (last sequence %d), then nothing more: %v", len(out), info.State.Msgs, last, batch.Error())
-		}
+		out = append(out, d)
 	}
+	return out
 }
 
 // checkNoDeadLetters asserts that no attempt was given up on.

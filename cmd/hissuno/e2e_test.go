@@ -753,53 +753,8 @@ func (e *e2e) readDecisions() []events.Decision {
 
 // readStream reads every message of a stream.
 func (e *e2e) readStream(name string) []jetstream.Msg {
-	t := e.t
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	s, err := e.js.Stream(ctx, name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	info, err := s.Info(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if info.State.Msgs == 0 {
-		return nil
-	}
-	last := info.State.LastSeq
-	cons, err := s.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out []jetstream.Msg
-	for {
-		// Ask for no more than is left: a batch ends when it is full.
-		want := min(int(info.State.Msgs)-len(out), 1000)
-		if want <= 0 {
-			want = 1
-		}
-		batch, err := cons.Fetch(want, jetstream.FetchMaxWait(5*time.Second))
-		if err != nil {
-			t.Fatalf("read %s: %v", name, err)
-		}
-		n := 0
-		done := false
-		for m := range batch.Messages() {
-			n++
-			out = append(out, m)
-			if md, err := m.Metadata(); err == nil && md.Sequence.Stream >= last {
-				done = true
-			}
-		}
-		if done {
-			return out
-		}
-		if n == 0 {
-			t.Fatalf("read %d messages of the %d in %s (last sequence %d), then nothing more: %v", len(out), info.State.Msgs, name, last, batch.Error())
-		}
-	}
+	e.t.Helper()
+	return stacktest.ReadStream(e.t, e.js, name)
 }
 
 // checkExactlyOnce asserts that every attempt has exactly one decision in

@@ -1,0 +1,57 @@
+package stacktest
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// ReadStream reads every message a stream holds now, in order, with an
+// ordered consumer; it fails the test when the stream stops delivering
+// before its last sequence.
+func ReadStream(t testing.TB, js jetstream.JetStream, name string) []jetstream.Msg {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	s, err := js.Stream(ctx, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := s.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.State.Msgs == 0 {
+		return nil
+	}
+	last := info.State.LastSeq
+	cons, err := s.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []jetstream.Msg
+	for {
+		// Ask for no more than is left: a batch ends when it is full.
+		want := max(min(int(info.State.Msgs)-len(out), 1000), 1)
+		batch, err := cons.Fetch(want, jetstream.FetchMaxWait(5*time.Second))
+		if err != nil {
+			t.Fatalf("read %s: %v", name, err)
+		}
+		n, done := 0, false
+		for m := range batch.Messages() {
+			n++
+			out = append(out, m)
+			if md, err := m.Metadata(); err == nil && md.Sequence.Stream >= last {
+				done = true
+			}
+		}
+		if done {
+			return out
+		}
+		if n == 0 {
+			t.Fatalf("read %d messages of the %d in %s (last sequence %d), then nothing more: %v", len(out), info.State.Msgs, name, last, batch.Error())
+		}
+	}
+}
