@@ -23,8 +23,10 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/hissuno/widgetauth/bus"
 	"github.com/hissuno/widgetauth/cli"
 	"github.com/hissuno/widgetauth/events"
 	"github.com/hissuno/widgetauth/ingress"
@@ -1037,12 +1039,11 @@ func headerListHas(h http.Header, name, token string) bool {
 	return false
 }
 
-// TestConnectNoVerifier checks the 503 of an ingress that no verifier
-// answers in time.
-func TestConnectNoVerifier(t *testing.T) {
-	t.Parallel()
-	_, nc := stacktest.NATS(t)
-	in, err := ingress.New(ingress.Config{NATS: nc, Listen: "127.0.0.1:0", Deadline: 300 * time.Millisecond}, stacktest.Logger(t))
+// runIngress runs an ingress on nc with the given deadline until the test
+// ends.
+func runIngress(t *testing.T, nc *nats.Conn, deadline time.Duration) *ingress.Ingress {
+	t.Helper()
+	in, err := ingress.New(ingress.Config{NATS: nc, Listen: "127.0.0.1:0", Deadline: deadline}, stacktest.Logger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -1062,17 +1063,116 @@ func TestConnectNoVerifier(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("ingress not listening after 10 s")
 	}
+	return in
+}
 
-	start := time.Now()
-	a := connect(t, in.Addr(), connectReq{ProjectID: "proj_any", Origin: shopOrigin})
-	if a.Status != http.StatusServiceUnavailable {
-		t.Fatalf("status: got %d, want 503; body %s", a.Status, a.Raw)
+// TestConnectNotDecided checks the 503s of an attempt no verifier decides:
+// the ingress does not wait for JetStream's acknowledgement before waiting
+// for the reply, so it must still tell "not queued" from "not answered",
+// answer a stream's refusal at once, and republish an attempt the stream
+// did not take until it is stored, once.
+func TestConnectNotDecided(t *testing.T) {
+	t.Parallel()
+	const deadline = 1500 * time.Millisecond
+	attempts := jetstream.StreamConfig{
+		Name: events.StreamAttempts, Subjects: []string{events.SubjectAttempts},
+		Retention: jetstream.WorkQueuePolicy, Duplicates: time.Minute,
 	}
-	if msg, _ := a.str("error"); msg == "" {
-		t.Errorf(`body: got %s, want {"error": …}`, a.Raw)
+	for _, tc := range []struct {
+		name string
+		// setup prepares the server; it returns once the request may be sent.
+		setup     func(t *testing.T, ctx context.Context, js jetstream.JetStream)
+		wantError string
+		// wantStored is the number of attempts in the stream afterwards.
+		wantStored uint64
+		// early: the 503 comes well before the deadline.
+		early bool
+	}{
+		{
+			name:       "stored, no verifier",
+			setup:      func(t *testing.T, ctx context.Context, js jetstream.JetStream) { createStream(t, ctx, js, attempts) },
+			wantError:  "no verifier answered within 1.5s; retry shortly",
+			wantStored: 1,
+		},
+		{
+			name: "the stream refuses it",
+			setup: func(t *testing.T, ctx context.Context, js jetstream.JetStream) {
+				full := attempts
+				full.MaxMsgs, full.Discard = 1, jetstream.DiscardNew
+				createStream(t, ctx, js, full)
+				if _, err := js.Publish(ctx, events.SubjectAttempts, []byte("{}")); err != nil {
+					t.Fatal(err)
+				}
+			},
+			wantError:  "the attempt could not be queued; retry shortly",
+			wantStored: 1, // the one that filled it
+			early:      true,
+		},
+		{
+			name:      "no stream",
+			setup:     func(t *testing.T, ctx context.Context, js jetstream.JetStream) {},
+			wantError: "the attempt could not be queued; retry shortly",
+		},
+		{
+			name: "the stream appears while it waits",
+			setup: func(t *testing.T, ctx context.Context, js jetstream.JetStream) {
+				time.AfterFunc(300*time.Millisecond, func() { createStream(t, ctx, js, attempts) })
+			},
+			wantError:  "no verifier answered within 1.5s; retry shortly",
+			wantStored: 1,
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			t.Cleanup(cancel)
+			ns, err := bus.RunEmbedded(bus.EmbeddedConfig{Listen: "127.0.0.1:0", StoreDir: t.TempDir()}, stacktest.Logger(t))
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
+			nc := stacktest.Connect(t, ns)
+			js, err := jetstream.New(nc)
+			if err != nil {
+				t.Fatal(err)
+			}
+			in := runIngress(t, nc, deadline)
+			tc.setup(t, ctx, js)
+
+			start := time.Now()
+			a := connect(t, in.Addr(), connectReq{ProjectID: "proj_any", Origin: shopOrigin})
+			took := time.Since(start)
+			if a.Status != http.StatusServiceUnavailable {
+				t.Fatalf("status: got %d, want 503; body %s", a.Status, a.Raw)
+			}
+			if msg, _ := a.str("error"); msg != tc.wantError {
+				t.Errorf("error: got %q, want %q", msg, tc.wantError)
+			}
+			if tc.early && took > deadline/2 {
+				t.Errorf("the 503 came after %s, want it at once", took)
+			}
+			if !tc.early && (took < deadline || took > deadline+3*time.Second) {
+				t.Errorf("the 503 came after %s, want about the %s deadline", took, deadline)
+			}
+			var stored uint64
+			if s, err := js.Stream(ctx, events.StreamAttempts); err == nil {
+				info, err := s.Info(ctx)
+				if err != nil {
+					t.Fatal(err)
+				}
+				stored = info.State.Msgs
+			}
+			if stored != tc.wantStored {
+				t.Errorf("attempts stored: %d, want %d", stored, tc.wantStored)
+			}
+		})
 	}
-	if took := time.Since(start); took < 300*time.Millisecond || took > 5*time.Second {
-		t.Errorf("the 503 came after %s, want about the 300ms deadline", took)
+}
+
+func createStream(t *testing.T, ctx context.Context, js jetstream.JetStream, cfg jetstream.StreamConfig) {
+	t.Helper()
+	if _, err := js.CreateStream(ctx, cfg); err != nil {
+		t.Errorf("create stream %s: %v", cfg.Name, err)
 	}
 }
 

@@ -20,6 +20,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -110,9 +111,10 @@ type Ingress struct {
 	log zerolog.Logger
 	js  jetstream.JetStream
 
-	replyPrefix string
+	replyPrefix string // verifiers' replies: replyPrefix + attempt id
+	ackPrefix   string // JetStream's acknowledgements: ackPrefix + attempt id
 	mu          sync.Mutex
-	waiting     map[string]chan []byte
+	waiting     map[string]*pending
 
 	listening chan struct{} // closed once the HTTP listener is bound
 	addr      string        // the bound address
@@ -133,7 +135,8 @@ func New(cfg Config, log zerolog.Logger) (*Ingress, error) {
 		log:         log.With().Str("component", "ingress").Str("instance", cfg.Instance).Logger(),
 		js:          js,
 		replyPrefix: events.SubjectReplyPrefix + cfg.Instance + ".",
-		waiting:     make(map[string]chan []byte),
+		ackPrefix:   cfg.NATS.NewInbox() + ".",
+		waiting:     make(map[string]*pending),
 		listening:   make(chan struct{}),
 	}
 	cfg.Mux.HandleFunc(ConnectPath, in.serveConnect)
@@ -162,6 +165,15 @@ func (in *Ingress) Run(ctx context.Context) error {
 	}
 	_ = sub.SetPendingLimits(-1, -1)
 	defer func() { _ = sub.Unsubscribe() }()
+	acks, err := in.cfg.NATS.Subscribe(in.ackPrefix+"*", in.onAck)
+	if err != nil {
+		return fmt.Errorf("ingress: subscribe to acknowledgements: %w", err)
+	}
+	_ = acks.SetPendingLimits(-1, -1)
+	defer func() { _ = acks.Unsubscribe() }()
+	sweepCtx, stopSweep := context.WithCancel(ctx)
+	defer stopSweep()
+	go in.republish(sweepCtx)
 
 	svc, err := micro.AddService(in.cfg.NATS, micro.Config{
 		Name:        events.ServiceIngress,
@@ -214,14 +226,102 @@ func (in *Ingress) Run(ctx context.Context) error {
 	return nil
 }
 
+// pending is an attempt waiting for its verifier's reply.
+type pending struct {
+	msg    *nats.Msg    // the attempt as published, for a republish
+	done   chan outcome // the reply, or the stream's refusal
+	acked  atomic.Bool  // JetStream acknowledged storing the attempt
+	sentAt atomic.Int64 // last publish, Unix ns
+}
+
+// outcome ends a pending attempt: the verifier's reply, or the stream's
+// refusal to store it.
+type outcome struct {
+	reply []byte
+	err   error
+}
+
+// send delivers o unless an outcome is already there: the first one counts.
+func (p *pending) send(o outcome) {
+	select {
+	case p.done <- o:
+	default:
+	}
+}
+
 func (in *Ingress) onReply(m *nats.Msg) {
 	id := strings.TrimPrefix(m.Subject, in.replyPrefix)
 	in.mu.Lock()
-	ch, ok := in.waiting[id]
+	p, ok := in.waiting[id]
 	delete(in.waiting, id)
 	in.mu.Unlock()
 	if ok {
-		ch <- m.Data
+		p.send(outcome{reply: m.Data})
+	}
+}
+
+// onAck handles JetStream's answer to an attempt's publish. The request
+// does not wait for it (the verifier's reply proves the attempt was
+// stored); it only stops republishing, or ends the request when the stream
+// refused the attempt. "No responders" (the stream has no leader for a
+// moment) republishes after noResponderWait.
+func (in *Ingress) onAck(m *nats.Msg) {
+	id := strings.TrimPrefix(m.Subject, in.ackPrefix)
+	in.mu.Lock()
+	p, ok := in.waiting[id]
+	in.mu.Unlock()
+	if !ok || p.acked.Load() {
+		return
+	}
+	if len(m.Data) == 0 && m.Header.Get("Status") == "503" {
+		p.sentAt.Store(time.Now().Add(noResponderWait - publishTry).UnixNano())
+		return
+	}
+	if _, err := bus.ParseAck(m.Data); err != nil {
+		in.log.Warn().Err(err).Str("attempt", id).Msg("attempt not queued")
+		p.send(outcome{err: err})
+		return
+	}
+	p.acked.Store(true)
+}
+
+// Republishing: an attempt without JetStream's acknowledgement after
+// publishTry (a publish sent to a stream leader that is stepping down is
+// dropped unanswered), or noResponderWait after "no responders", is
+// published again, until its request ends. Its Nats-Msg-Id makes a repeat
+// a no-op.
+const (
+	publishTry      = time.Second
+	noResponderWait = 250 * time.Millisecond
+	sweepEvery      = 50 * time.Millisecond
+)
+
+// republish sweeps the pending attempts until ctx ends.
+func (in *Ingress) republish(ctx context.Context) {
+	tick := time.NewTicker(sweepEvery)
+	defer tick.Stop()
+	var again []*pending
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		now := time.Now().UnixNano()
+		again = again[:0]
+		in.mu.Lock()
+		for _, p := range in.waiting {
+			if !p.acked.Load() && now-p.sentAt.Load() >= int64(publishTry) {
+				again = append(again, p)
+			}
+		}
+		in.mu.Unlock()
+		for _, p := range again {
+			p.sentAt.Store(now)
+			if err := in.cfg.NATS.PublishMsg(p.msg); err != nil {
+				in.log.Warn().Err(err).Str("attempt", p.msg.Header.Get(events.HeaderMsgID)).Msg("attempt not republished")
+			}
+		}
 	}
 }
 
@@ -423,9 +523,14 @@ func (in *Ingress) roundTrip(ctx context.Context, a *events.Attempt) ([]byte, in
 	if err != nil {
 		return nil, http.StatusInternalServerError, fmt.Errorf("attempt not encoded: %v", err)
 	}
-	ch := make(chan []byte, 1)
+	msg := nats.NewMsg(events.SubjectAttempts)
+	msg.Data = body
+	msg.Reply = in.ackPrefix + a.AttemptID
+	msg.Header.Set(events.HeaderMsgID, a.AttemptID)
+	p := &pending{msg: msg, done: make(chan outcome, 1)}
+	p.sentAt.Store(time.Now().UnixNano())
 	in.mu.Lock()
-	in.waiting[a.AttemptID] = ch
+	in.waiting[a.AttemptID] = p
 	in.mu.Unlock()
 	defer func() {
 		in.mu.Lock()
@@ -433,47 +538,27 @@ func (in *Ingress) roundTrip(ctx context.Context, a *events.Attempt) ([]byte, in
 		in.mu.Unlock()
 	}()
 
-	ctx, cancel := context.WithDeadline(ctx, a.Deadline)
-	defer cancel()
-	msg := nats.NewMsg(events.SubjectAttempts)
-	msg.Data = body
-	msg.Header.Set(events.HeaderMsgID, a.AttemptID)
-	if err := in.publish(ctx, msg); err != nil {
+	notQueued := errors.New("the attempt could not be queued; retry shortly")
+	if err := in.cfg.NATS.PublishMsg(msg); err != nil {
 		in.log.Warn().Err(err).Str("attempt", a.AttemptID).Msg("attempt not queued")
-		return nil, http.StatusServiceUnavailable, errors.New("the attempt could not be queued; retry shortly")
+		return nil, http.StatusServiceUnavailable, notQueued
 	}
+	timer := time.NewTimer(time.Until(a.Deadline))
+	defer timer.Stop()
 	select {
-	case reply := <-ch:
-		return reply, 0, nil
+	case o := <-p.done:
+		if o.err != nil {
+			return nil, http.StatusServiceUnavailable, notQueued
+		}
+		return o.reply, 0, nil
+	case <-timer.C:
+		if !p.acked.Load() {
+			in.log.Warn().Str("attempt", a.AttemptID).Msg("attempt not queued: no acknowledgement from JetStream before the deadline")
+			return nil, http.StatusServiceUnavailable, notQueued
+		}
+		return nil, http.StatusServiceUnavailable, fmt.Errorf("no verifier answered within %s; retry shortly", in.cfg.Deadline)
 	case <-ctx.Done():
-		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-			return nil, http.StatusServiceUnavailable, fmt.Errorf("no verifier answered within %s; retry shortly", in.cfg.Deadline)
-		}
 		return nil, 499, errors.New("the client went away")
-	}
-}
-
-// publishTry bounds one try of publishing an attempt.
-const publishTry = time.Second
-
-// publish stores the attempt in JetStream, trying again until ctx's
-// deadline: a publish sent to a stream leader that is stepping down is
-// dropped unanswered. The Nats-Msg-Id makes a repeat a no-op.
-func (in *Ingress) publish(ctx context.Context, msg *nats.Msg) error {
-	for {
-		tctx, cancel := context.WithTimeout(ctx, publishTry)
-		_, err := in.js.PublishMsg(tctx, msg)
-		cancel()
-		var apiErr *jetstream.APIError
-		if err == nil || ctx.Err() != nil || errors.As(err, &apiErr) {
-			// Stored, out of time, or refused by the stream (full, say).
-			return err
-		}
-		select {
-		case <-ctx.Done():
-			return err
-		case <-time.After(20 * time.Millisecond):
-		}
 	}
 }
 

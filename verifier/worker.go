@@ -499,7 +499,7 @@ func (v *Verifier) handle(ctx context.Context, msg jetstream.Msg) error {
 	out.Data = body
 	out.Header.Set(events.HeaderMsgID, ev.DecisionID)
 	pctx, cancel := context.WithTimeout(ctx, v.cfg.PublishTimeout)
-	_, err = v.js.PublishMsg(pctx, out)
+	_, err = bus.Publish(pctx, v.cfg.NATS, out)
 	cancel()
 	if err != nil {
 		return fmt.Errorf("store decision %s: %w", ev.DecisionID, err)
