@@ -27,6 +27,17 @@ import (
 	"github.com/hissuno/widgetauth/worker"
 )
 
+// Batch defaults: about one insert per second per table under load, as
+// ClickHouse recommends. Every insert writes a new part (files per column)
+// that the server merges later; five inserts a second of a few thousand
+// rows cost ClickHouse about twice the CPU of one of 10,000 (BENCHMARKS.md),
+// and took that CPU from the pipeline on a shared machine. A decision still
+// reaches the audit about a second after it was made.
+const (
+	DefaultBatchSize = 10_000
+	DefaultBatchWait = time.Second
+)
+
 // Config configures an auditor.
 type Config struct {
 	// NATS is the connection; required.
@@ -35,9 +46,10 @@ type Config struct {
 	ClickHouseDSN string
 	// Instance names this auditor in logs; default: a random name.
 	Instance string
-	// BatchSize bounds the rows of one insert; default 5000.
+	// BatchSize bounds the rows of one insert; default DefaultBatchSize.
 	BatchSize int
-	// BatchWait bounds how long a batch waits to fill up; default 200 ms.
+	// BatchWait bounds how long a batch waits to fill up; default
+	// DefaultBatchWait.
 	BatchWait time.Duration
 	// RetryMax caps the back-off between attempts to reach ClickHouse;
 	// default 10 s.
@@ -61,10 +73,10 @@ func (c *Config) setDefaults() {
 		c.Instance = bus.InstanceName("auditor")
 	}
 	if c.BatchSize == 0 {
-		c.BatchSize = 5000
+		c.BatchSize = DefaultBatchSize
 	}
 	if c.BatchWait == 0 {
-		c.BatchWait = 200 * time.Millisecond
+		c.BatchWait = DefaultBatchWait
 	}
 	if c.RetryMax == 0 {
 		c.RetryMax = 10 * time.Second

@@ -395,8 +395,8 @@ func runAuditor(env Env, args []string) error {
 	fs := newFlags("auditor", "hissuno auditor [flags]", env.Stderr)
 	f.register(fs, "auditor")
 	dsn := fs.String("clickhouse", getenv("HISSUNO_CLICKHOUSE_DSN", auditor.DefaultDSN), "ClickHouse DSN, clickhouse://[user:password@]host:9000/db[?secure=true] [HISSUNO_CLICKHOUSE_DSN]")
-	batchSize := fs.Int("batch-size", envInt("HISSUNO_AUDIT_BATCH_SIZE", 5000), "rows per ClickHouse insert at most [HISSUNO_AUDIT_BATCH_SIZE]")
-	batchWait := fs.Duration("batch-wait", envDuration("HISSUNO_AUDIT_BATCH_WAIT", 200*time.Millisecond), "how long a batch waits to fill up at most [HISSUNO_AUDIT_BATCH_WAIT]")
+	batchSize := fs.Int("batch-size", envInt("HISSUNO_AUDIT_BATCH_SIZE", auditor.DefaultBatchSize), "rows per ClickHouse insert at most [HISSUNO_AUDIT_BATCH_SIZE]")
+	batchWait := fs.Duration("batch-wait", envDuration("HISSUNO_AUDIT_BATCH_WAIT", auditor.DefaultBatchWait), "how long a batch waits to fill up at most [HISSUNO_AUDIT_BATCH_WAIT]")
 	if _, err := parse(fs, args); err != nil {
 		return err
 	}
