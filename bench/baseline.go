@@ -219,6 +219,9 @@ func report(w io.Writer, r Result) {
 	}
 	row("e2e", r.E2E)
 	row("baseline", r.Baseline)
+	if r.Floor.Requests > 0 {
+		row("http-only", r.Floor)
+	}
 	if r.Audited {
 		fmt.Fprintf(w, "audit complete %s after the load's end; lost %d, doubled %d (of %d decisions answered)\n", ms(r.AuditLag), r.Lost, r.Doubled, len(r.E2E.ids))
 	} else {

@@ -61,6 +61,9 @@ type Config struct {
 	// SkipBaseline runs only the e2e load (for profiling it alone); the
 	// ratio is then not measured.
 	SkipBaseline bool
+	// HTTPFloor also measures the HTTP exchange alone (httpFloor), to show
+	// what share of the e2e cost it is.
+	HTTPFloor bool
 	// Out receives the report.
 	Out io.Writer
 }
@@ -108,6 +111,8 @@ func (c Config) Validate() error {
 type Result struct {
 	E2E      Load
 	Baseline Load
+	// Floor is the HTTP exchange alone; measured with Config.HTTPFloor.
+	Floor Load
 	// AuditLag is the time from the end of the e2e load until ClickHouse
 	// held every decision; zero when the audit was not measured.
 	AuditLag time.Duration
@@ -279,6 +284,11 @@ func Run(ctx context.Context, cfg Config, log zerolog.Logger) (Result, error) {
 	}
 	if !cfg.SkipBaseline {
 		if res.Baseline, err = baseline(ctx, st, reqs, cfg.Concurrency, cfg.Verifiers, cfg.Duration); err != nil {
+			return Result{}, err
+		}
+	}
+	if cfg.HTTPFloor {
+		if res.Floor, err = httpFloor(ctx, reqs, cfg.Concurrency, cfg.Duration); err != nil {
 			return Result{}, err
 		}
 	}
