@@ -10,9 +10,9 @@ import (
 	"github.com/hissuno/widgetauth/stack/stacktest"
 )
 
-// TestRunReportsBothLoads runs a short bench: both loads answer, the mix
-// gets the statuses it expects, the audit holds every decision once, and
-// the report ends with the ratio line.
+// TestRunReportsBothLoads runs a short bench: both loads and the HTTP floor
+// answer, the mix gets the statuses it expects, the audit holds every
+// decision once, and the report ends with the ratio line.
 func TestRunReportsBothLoads(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs the whole pipeline twice")
@@ -23,15 +23,17 @@ func TestRunReportsBothLoads(t *testing.T) {
 	defer cancel()
 	res, err := Run(ctx, Config{
 		Duration: time.Second, Warmup: 200 * time.Millisecond, Concurrency: 8, Projects: 20, Requests: 500,
-		ClickHouseDSN: dsn, DataDir: t.TempDir(), Out: &out,
+		ClickHouseDSN: dsn, DataDir: t.TempDir(), HTTPFloor: true, Out: &out,
 	}, stacktest.Logger(t))
 	if err != nil {
 		t.Fatalf("bench: %v\n%s", err, out.String())
 	}
 	t.Log(out.String())
 	switch {
-	case res.E2E.Requests == 0 || res.Baseline.Requests == 0:
-		t.Errorf("a load answered nothing: e2e %d, baseline %d", res.E2E.Requests, res.Baseline.Requests)
+	case res.E2E.Requests == 0 || res.Baseline.Requests == 0 || res.Floor.Requests == 0:
+		t.Errorf("a load answered nothing: e2e %d, baseline %d, http-only %d", res.E2E.Requests, res.Baseline.Requests, res.Floor.Requests)
+	case res.Floor.Errors != 0 || !bytes.Contains(out.Bytes(), []byte("\nhttp-only ")):
+		t.Errorf("http floor: %d errors, or no http-only line in the report", res.Floor.Errors)
 	case res.E2E.Errors != 0 || res.E2E.Unexpected != 0:
 		t.Errorf("e2e: %d errors, %d answers with another status than the mix expects", res.E2E.Errors, res.E2E.Unexpected)
 	case !res.Audited || res.Lost != 0 || res.Doubled != 0:
