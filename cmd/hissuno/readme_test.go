@@ -158,8 +158,9 @@ func (d *readmeDev) exited() bool {
 }
 
 // readmeStartDev starts `hissuno dev` in dir on free ports, with the README's
-// default data directory, waits until its /readyz answers 200, and stops it
-// with SIGTERM at cleanup.
+// default data directory, waits until its /readyz answers 200 and it has
+// printed its banner (as a reader waits for it: the demo project and its key
+// file exist only then), and stops it with SIGTERM at cleanup.
 func readmeStartDev(t *testing.T, bin, dir string) *readmeDev {
 	t.Helper()
 	logs := t.TempDir()
@@ -215,7 +216,29 @@ func readmeStartDev(t *testing.T, bin, dir string) *readmeDev {
 		}
 	})
 	readmeWaitReady(t, "http://"+d.httpAddr+"/readyz", readmeStartTimeout, d.done, d.stderrPath)
+	readmeWaitBanner(t, stdout.Name(), readmeStartTimeout, d.done, d.stderrPath)
 	return d
+}
+
+// readmeWaitBanner waits until the file of dev's stdout holds the banner's
+// last line, failing the test after timeout or as soon as exited is closed.
+func readmeWaitBanner(t *testing.T, stdoutPath string, timeout time.Duration, exited <-chan struct{}, stderrPath string) {
+	t.Helper()
+	const last = "Stop with Ctrl-C"
+	deadline := time.Now().Add(timeout)
+	for {
+		if b, err := os.ReadFile(stdoutPath); err == nil && bytes.Contains(b, []byte(last)) {
+			return
+		}
+		select {
+		case <-exited:
+			t.Fatalf("hissuno dev exited before its banner; its stderr ends with:\n%s", tail(stderrPath, 30))
+		case <-time.After(50 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("hissuno dev printed no banner within %s; its stderr ends with:\n%s", timeout, tail(stderrPath, 30))
+		}
+	}
 }
 
 // readmeWaitReady polls url until it answers 200, failing the test after
