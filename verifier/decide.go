@@ -86,7 +86,8 @@ type Decision struct {
 // Decider makes decisions. It holds a bounded cache of verified tokens, so
 // one Decider should serve a whole verifier; it is safe for concurrent use.
 type Decider struct {
-	cache *tokenCache
+	cache   *tokenCache
+	origins originCache
 }
 
 // DefaultCacheEntries is the default bound of the verified-token cache.
@@ -111,7 +112,7 @@ func (d *Decider) Decide(p *Project, req Request, now time.Time) Decision {
 	if p == nil {
 		return dec.refuse(fmt.Errorf("%w: no project has id %q", ErrUnknownProject, clip(req.ProjectID)))
 	}
-	if err := checkOrigin(p.Origins, req.Origin); err != nil {
+	if err := checkOriginWith(p.Origins, req.Origin, d.origins.parse); err != nil {
 		return dec.refuse(err)
 	}
 	if req.Token == "" {
@@ -172,13 +173,18 @@ func (dec Decision) refuse(err error) Decision {
 // checkOrigin applies the origin rule: an empty allowlist passes everything;
 // otherwise the Origin header must be a bare origin matching a pattern.
 func checkOrigin(patterns []Pattern, header string) error {
+	return checkOriginWith(patterns, header, ParseOrigin)
+}
+
+// checkOriginWith is checkOrigin with the given parser of the header.
+func checkOriginWith(patterns []Pattern, header string, parse func(string) (Origin, error)) error {
 	if len(patterns) == 0 {
 		return nil
 	}
 	if header == "" || header == "null" {
 		return fmt.Errorf("%w: the request has no Origin and the project allows only listed origins", ErrOriginMissing)
 	}
-	o, err := ParseOrigin(header)
+	o, err := parse(header)
 	if err != nil {
 		return fmt.Errorf("%w: %q matches no pattern: %v", ErrOriginNotAllowed, clip(header), err)
 	}

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"unicode/utf8"
 
 	"golang.org/x/net/idna"
@@ -297,4 +298,37 @@ func defaultPort(scheme string) int {
 		return 80
 	}
 	return 443
+}
+
+// maxCachedOrigins bounds the parsed-origin cache; when full it starts over.
+const maxCachedOrigins = 4096
+
+// originCache remembers parsed Origin headers: a project's widget sends the
+// same few origins again and again, and parsing one (net/url, IDNA) was a
+// third of a cached decision. Only well-formed origins are kept; the
+// parse does not depend on any project, so one cache serves them all.
+type originCache struct {
+	mu sync.RWMutex
+	m  map[string]Origin
+}
+
+// parse is ParseOrigin through the cache.
+func (c *originCache) parse(h string) (Origin, error) {
+	c.mu.RLock()
+	o, ok := c.m[h]
+	c.mu.RUnlock()
+	if ok {
+		return o, nil
+	}
+	o, err := ParseOrigin(h)
+	if err != nil {
+		return o, err
+	}
+	c.mu.Lock()
+	if c.m == nil || len(c.m) >= maxCachedOrigins {
+		c.m = make(map[string]Origin, 64)
+	}
+	c.m[h] = o
+	c.mu.Unlock()
+	return o, nil
 }

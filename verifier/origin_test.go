@@ -89,16 +89,22 @@ func TestOriginMatching(t *testing.T) {
 		{"ideographic full stop at the end", []string{"https://myapp.com"}, "https://myapp.com\u3002", false},
 		{"ideographic full stop inside", []string{"*.myapp.com"}, "https://a\u3002myapp.com", true},
 	}
+	// One cache for every case, as a Decider has, each origin checked twice
+	// through it (parsed, then remembered) and once without it.
+	var cache originCache
+	cached := func(patterns []Pattern, h string) error { return checkOriginWith(patterns, h, cache.parse) }
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			patterns := mustPatterns(t, tt.patterns...)
-			err := checkOrigin(patterns, tt.origin)
-			if (err == nil) != tt.allowed {
-				t.Errorf("origin %q against %v: allowed=%v, want %v (%v)", tt.origin, tt.patterns, err == nil, tt.allowed, err)
-			}
-			if err != nil && !errors.Is(err, ErrOriginNotAllowed) && !errors.Is(err, ErrOriginMissing) {
-				t.Errorf("error %v is not an origin refusal", err)
+			for i, check := range []func([]Pattern, string) error{checkOrigin, cached, cached} {
+				err := check(patterns, tt.origin)
+				if (err == nil) != tt.allowed {
+					t.Errorf("check %d: origin %q against %v: allowed=%v, want %v (%v)", i, tt.origin, tt.patterns, err == nil, tt.allowed, err)
+				}
+				if err != nil && !errors.Is(err, ErrOriginNotAllowed) && !errors.Is(err, ErrOriginMissing) {
+					t.Errorf("check %d: error %v is not an origin refusal", i, err)
+				}
 			}
 		})
 	}
