@@ -516,6 +516,9 @@ func bodyError(err error) error {
 	return errors.New("the body is not a JSON object of projectId, widgetToken, userId and userMetadata")
 }
 
+// errNotQueued answers an attempt JetStream did not store.
+var errNotQueued = errors.New("the attempt could not be queued; retry shortly")
+
 // roundTrip publishes the attempt and waits for the verifier's reply until
 // the deadline. Its errors carry the HTTP status to answer.
 func (in *Ingress) roundTrip(ctx context.Context, a *events.Attempt) ([]byte, int, error) {
@@ -538,23 +541,22 @@ func (in *Ingress) roundTrip(ctx context.Context, a *events.Attempt) ([]byte, in
 		in.mu.Unlock()
 	}()
 
-	notQueued := errors.New("the attempt could not be queued; retry shortly")
 	if err := in.cfg.NATS.PublishMsg(msg); err != nil {
 		in.log.Warn().Err(err).Str("attempt", a.AttemptID).Msg("attempt not queued")
-		return nil, http.StatusServiceUnavailable, notQueued
+		return nil, http.StatusServiceUnavailable, errNotQueued
 	}
 	timer := time.NewTimer(time.Until(a.Deadline))
 	defer timer.Stop()
 	select {
 	case o := <-p.done:
 		if o.err != nil {
-			return nil, http.StatusServiceUnavailable, notQueued
+			return nil, http.StatusServiceUnavailable, errNotQueued
 		}
 		return o.reply, 0, nil
 	case <-timer.C:
 		if !p.acked.Load() {
 			in.log.Warn().Str("attempt", a.AttemptID).Msg("attempt not queued: no acknowledgement from JetStream before the deadline")
-			return nil, http.StatusServiceUnavailable, notQueued
+			return nil, http.StatusServiceUnavailable, errNotQueued
 		}
 		return nil, http.StatusServiceUnavailable, fmt.Errorf("no verifier answered within %s; retry shortly", in.cfg.Deadline)
 	case <-ctx.Done():
