@@ -16,6 +16,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -64,6 +65,10 @@ type Config struct {
 	// HTTPFloor also measures the HTTP exchange alone (httpFloor), to show
 	// what share of the e2e cost it is.
 	HTTPFloor bool
+	// BlockProfileRate, when above zero, turns on block profiling
+	// (runtime.SetBlockProfileRate) once the pipeline runs: the embedded
+	// NATS server sets the process's rate to its own (off) when it starts.
+	BlockProfileRate int
 	// Out receives the report.
 	Out io.Writer
 }
@@ -221,6 +226,9 @@ func Run(ctx context.Context, cfg Config, log zerolog.Logger) (Result, error) {
 		return Result{}, err
 	}
 	defer st.Stop()
+	if cfg.BlockProfileRate > 0 {
+		runtime.SetBlockProfileRate(cfg.BlockProfileRate)
+	}
 	fmt.Fprintf(cfg.Out, "machine: %s\n", machine())
 	fmt.Fprintf(cfg.Out, "load: %s, %d keep-alive clients, %d verifier(s), %d projects, a pool of %d requests (each token comes back every %[5]d requests)\n",
 		cfg.Duration, cfg.Concurrency, cfg.Verifiers, cfg.Projects, cfg.Requests)

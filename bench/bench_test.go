@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"regexp"
+	"runtime"
+	"runtime/pprof"
 	"testing"
 	"time"
 
@@ -12,18 +14,21 @@ import (
 
 // TestRunReportsBothLoads runs a short bench: both loads and the HTTP floor
 // answer, the mix gets the statuses it expects, the audit holds every
-// decision once, and the report ends with the ratio line.
+// decision once, the report ends with the ratio line, and the block profile
+// holds the load's waits (the embedded NATS server once switched block
+// profiling off as it started, so --blockprofile recorded nothing of them).
 func TestRunReportsBothLoads(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs the whole pipeline twice")
 	}
 	dsn := stacktest.ClickHouse(t)
 	var out bytes.Buffer
+	t.Cleanup(func() { runtime.SetBlockProfileRate(0) })
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	res, err := Run(ctx, Config{
 		Duration: time.Second, Warmup: 200 * time.Millisecond, Concurrency: 8, Projects: 20, Requests: 500,
-		ClickHouseDSN: dsn, DataDir: t.TempDir(), HTTPFloor: true, Out: &out,
+		ClickHouseDSN: dsn, DataDir: t.TempDir(), HTTPFloor: true, BlockProfileRate: int(time.Microsecond), Out: &out,
 	}, stacktest.Logger(t))
 	if err != nil {
 		t.Fatalf("bench: %v\n%s", err, out.String())
@@ -40,6 +45,13 @@ func TestRunReportsBothLoads(t *testing.T) {
 		t.Errorf("audit: measured %v, lost %d, doubled %d", res.Audited, res.Lost, res.Doubled)
 	case res.Ratio <= 0:
 		t.Errorf("ratio %v", res.Ratio)
+	}
+	var block bytes.Buffer
+	if err := pprof.Lookup("block").WriteTo(&block, 1); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(block.Bytes(), []byte("ingress.(*Ingress).roundTrip")) {
+		t.Errorf("the block profile has no wait of the ingress for a reply:\n%.2000s", block.String())
 	}
 	if !regexp.MustCompile(`(?m)\Ae2e/baseline throughput ratio: \d+\.\d\d\n\z|\ne2e/baseline throughput ratio: \d+\.\d\d\n\z`).Match(out.Bytes()) {
 		t.Errorf("the report does not end with the ratio line:\n%s", out.String())

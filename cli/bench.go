@@ -2,7 +2,6 @@ package cli
 
 import (
 	"os"
-	"runtime"
 	"runtime/pprof"
 	"time"
 
@@ -50,7 +49,7 @@ func runBench(env Env, args []string) error {
 		defer pprof.StopCPUProfile()
 	}
 	if *blockProfile != "" {
-		runtime.SetBlockProfileRate(int(time.Microsecond))
+		cfg.BlockProfileRate = int(time.Microsecond)
 		defer writeProfile("block", *blockProfile)
 	}
 	if *memProfile != "" {
