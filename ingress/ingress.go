@@ -316,11 +316,18 @@ func (in *Ingress) republish(ctx context.Context) {
 			}
 		}
 		in.mu.Unlock()
+		var failed int
+		var lastErr error
 		for _, p := range again {
 			p.sentAt.Store(now)
 			if err := in.cfg.NATS.PublishMsg(p.msg); err != nil {
-				in.log.Warn().Err(err).Str("attempt", p.msg.Header.Get(events.HeaderMsgID)).Msg("attempt not republished")
+				failed, lastErr = failed+1, err
 			}
+		}
+		if failed > 0 {
+			// One line per sweep, not one per attempt: during an outage every
+			// pending attempt fails alike.
+			in.log.Warn().Err(lastErr).Int("attempts", failed).Msg("attempts not republished; retrying until their deadlines")
 		}
 	}
 }
