@@ -11,7 +11,7 @@ import (
 )
 
 // floorBody is an answer the size of a typical accept.
-var floorBody = []byte(`{"decision":"accept","session":"identified","userId":"user_0042","userVerified":true,"userMetadata":{"plan":"pro","name":"Ada"},"keyVersion":1,"decisionId":"dec_00000000000000000000000000000000"}` + "\n")
+var floorBody = []byte(`{"decision":"accept","session":"authenticated","userId":"user_0042","userVerified":true,"userMetadata":{"plan":"pro","name":"Ada"},"keyVersion":1,"decisionId":"dec_00000000000000000000000000000000"}` + "\n")
 
 // httpFloor measures the HTTP exchange alone: the same clients and request
 // pool against a net/http server in this process, configured as the
@@ -30,6 +30,8 @@ func httpFloor(ctx context.Context, reqs []request, c int, d time.Duration) (Loa
 			_, _ = w.Write(floorBody)
 		}),
 		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       10 * time.Second,
+		WriteTimeout:      13 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    32 << 10,
 	}
