@@ -33,49 +33,79 @@ const (
 	basePublishTO = 5 * time.Second
 )
 
-// baseline measures the bare JetStream round trip with the same payloads:
-// c clients publish attempts to a work-queue stream and wait for a reply on
+// baselineRig is the bare JetStream round trip with the same payloads: c
+// clients publish attempts to a work-queue stream and wait for a reply on
 // one reply subscription; `consumers` pull consumers reply to the inbox,
 // publish the payload to a second stream (waiting for its ack), then ack.
-// No HTTP, no JSON decoding, no decision.
-func baseline(ctx context.Context, st *stack.Stack, reqs []request, c, consumers int, d time.Duration) (Load, error) {
+// No HTTP, no JSON decoding, no decision. It is set up once and driven in
+// one or more slices (run).
+type baselineRig struct {
+	payloads [][]byte
+	pjs      jetstream.JetStream
+
+	mu      sync.Mutex
+	waiting map[string]chan struct{}
+
+	stopAll func()
+}
+
+// startBaseline creates the baseline's streams, consumers and publisher.
+func startBaseline(ctx context.Context, st *stack.Stack, reqs []request, consumers int) (rig *baselineRig, err error) {
 	admin, err := st.Connect("bench-baseline-admin")
 	if err != nil {
-		return Load{}, err
+		return nil, err
 	}
 	js, err := jetstream.New(admin)
 	if err != nil {
-		return Load{}, err
+		return nil, err
 	}
 	for _, sc := range []jetstream.StreamConfig{
 		{Name: baseIn, Subjects: []string{baseInSubj}, Retention: jetstream.WorkQueuePolicy, Storage: jetstream.FileStorage},
 		{Name: baseOut, Subjects: []string{baseOutSubj}, Retention: jetstream.LimitsPolicy, Storage: jetstream.FileStorage},
 	} {
 		if _, err := js.CreateOrUpdateStream(ctx, sc); err != nil {
-			return Load{}, fmt.Errorf("baseline stream %s: %w", sc.Name, err)
+			return nil, fmt.Errorf("baseline stream %s: %w", sc.Name, err)
 		}
 	}
-	payloads := attemptPayloads(reqs)
+	rig = &baselineRig{payloads: attemptPayloads(reqs), waiting: map[string]chan struct{}{}}
 
 	// Consumers: one connection each, like verifiers.
-	cctx, stopConsumers := context.WithCancel(ctx)
-	defer stopConsumers()
+	cctx, stopConsumers := context.WithCancel(context.Background())
 	var cwg sync.WaitGroup
 	var ccs []jetstream.ConsumeContext
+	var sub *nats.Subscription
+	// Stop consuming before waiting for the handlers: a message delivered
+	// after the wait began would Add to a WaitGroup being waited on.
+	rig.stopAll = func() {
+		stopConsumers()
+		for _, cc := range ccs {
+			cc.Stop()
+			<-cc.Closed()
+		}
+		cwg.Wait()
+		if sub != nil {
+			_ = sub.Unsubscribe()
+		}
+	}
+	defer func() {
+		if err != nil {
+			rig.stopAll()
+		}
+	}()
 	for i := 0; i < consumers; i++ {
 		nc, err := st.Connect("bench-baseline-consumer")
 		if err != nil {
-			return Load{}, err
+			return nil, err
 		}
 		cjs, err := jetstream.New(nc)
 		if err != nil {
-			return Load{}, err
+			return nil, err
 		}
 		cons, err := cjs.CreateOrUpdateConsumer(ctx, baseIn, jetstream.ConsumerConfig{
 			Durable: baseConsumer, AckPolicy: jetstream.AckExplicitPolicy, AckWait: 10 * time.Second, MaxAckPending: 4096,
 		})
 		if err != nil {
-			return Load{}, err
+			return nil, err
 		}
 		sem := make(chan struct{}, baseInflight)
 		cc, err := cons.Consume(func(m jetstream.Msg) {
@@ -97,66 +127,54 @@ func baseline(ctx context.Context, st *stack.Stack, reqs []request, c, consumers
 			}()
 		}, jetstream.PullMaxMessages(512))
 		if err != nil {
-			return Load{}, err
+			return nil, err
 		}
 		ccs = append(ccs, cc)
 	}
-	// Stop consuming before waiting for the handlers: a message delivered
-	// after the wait began would Add to a WaitGroup being waited on.
-	stopAll := func() {
-		stopConsumers()
-		for _, cc := range ccs {
-			cc.Stop()
-			<-cc.Closed()
-		}
-		cwg.Wait()
-	}
-	defer func() {
-		if ccs != nil {
-			stopAll()
-		}
-	}()
 
 	// Publishers: one connection, one reply subscription, like an ingress.
 	pub, err := st.Connect("bench-baseline-publisher")
 	if err != nil {
-		return Load{}, err
+		return nil, err
 	}
-	pjs, err := jetstream.New(pub)
-	if err != nil {
-		return Load{}, err
+	if rig.pjs, err = jetstream.New(pub); err != nil {
+		return nil, err
 	}
-	var mu sync.Mutex
-	waiting := map[string]chan struct{}{}
-	sub, err := pub.Subscribe(baseReply+"*", func(m *nats.Msg) {
+	sub, err = pub.Subscribe(baseReply+"*", func(m *nats.Msg) {
 		id := strings.TrimPrefix(m.Subject, baseReply)
-		mu.Lock()
-		ch := waiting[id]
-		delete(waiting, id)
-		mu.Unlock()
+		rig.mu.Lock()
+		ch := rig.waiting[id]
+		delete(rig.waiting, id)
+		rig.mu.Unlock()
 		if ch != nil {
 			close(ch)
 		}
 	})
 	if err != nil {
-		return Load{}, err
+		return nil, err
 	}
 	_ = sub.SetPendingLimits(-1, -1)
-	defer func() { _ = sub.Unsubscribe() }()
+	return rig, nil
+}
 
-	total, err := drive(ctx, c, d, func(w int, l *Load, stop *atomic.Bool) {
-		for i := w * (len(payloads) / c); !stop.Load() && ctx.Err() == nil; i++ {
+// stop stops the consumers and waits for their handlers.
+func (b *baselineRig) stop() { b.stopAll() }
+
+// run drives the baseline with c clients for d.
+func (b *baselineRig) run(ctx context.Context, c int, d time.Duration) (Load, error) {
+	return drive(ctx, c, d, func(w int, l *Load, stop *atomic.Bool) {
+		for i := w * (len(b.payloads) / c); !stop.Load() && ctx.Err() == nil; i++ {
 			id := nuid.Next()
 			ch := make(chan struct{})
-			mu.Lock()
-			waiting[id] = ch
-			mu.Unlock()
+			b.mu.Lock()
+			b.waiting[id] = ch
+			b.mu.Unlock()
 			m := nats.NewMsg(baseInSubj)
-			m.Data = payloads[i%len(payloads)]
+			m.Data = b.payloads[i%len(b.payloads)]
 			m.Header.Set(baseReplyHdr, baseReply+id)
 			t0 := time.Now()
 			pctx, cancel := context.WithTimeout(ctx, basePublishTO)
-			_, err := pjs.PublishMsg(pctx, m)
+			_, err := b.pjs.PublishMsg(pctx, m)
 			if err == nil {
 				select {
 				case <-ch:
@@ -166,9 +184,9 @@ func baseline(ctx context.Context, st *stack.Stack, reqs []request, c, consumers
 			}
 			cancel()
 			if err != nil {
-				mu.Lock()
-				delete(waiting, id)
-				mu.Unlock()
+				b.mu.Lock()
+				delete(b.waiting, id)
+				b.mu.Unlock()
 				l.Errors++
 				continue
 			}
@@ -176,9 +194,6 @@ func baseline(ctx context.Context, st *stack.Stack, reqs []request, c, consumers
 			l.Requests++
 		}
 	})
-	stopAll()
-	ccs = nil
-	return total, err
 }
 
 // attemptPayloads are the attempt events the ingress would publish for the

@@ -65,6 +65,10 @@ type Config struct {
 	// HTTPFloor also measures the HTTP exchange alone (httpFloor), to show
 	// what share of the e2e cost it is.
 	HTTPFloor bool
+	// Rounds splits each load into this many slices of Duration/Rounds,
+	// run alternately (e2e, baseline, e2e, …) so that the machine's drift
+	// during the run touches both loads alike; default 1.
+	Rounds int
 	// BlockProfileRate, when above zero, turns on block profiling
 	// (runtime.SetBlockProfileRate) once the pipeline runs: the embedded
 	// NATS server sets the process's rate to its own (off) when it starts.
@@ -92,6 +96,9 @@ func (c *Config) setDefaults() {
 	if c.Requests == 0 {
 		c.Requests = 5000
 	}
+	if c.Rounds == 0 {
+		c.Rounds = 1
+	}
 	if c.Out == nil {
 		c.Out = os.Stdout
 	}
@@ -102,6 +109,8 @@ func (c Config) Validate() error {
 	switch {
 	case c.Duration < time.Second:
 		return errors.New("bench: --duration must be at least 1s")
+	case c.Rounds < 1 || c.Duration/time.Duration(c.Rounds) < 500*time.Millisecond:
+		return errors.New("bench: --rounds must be at least 1, with slices (--duration / --rounds) of at least 500ms")
 	case c.Concurrency < 1 || c.Concurrency > 10000:
 		return errors.New("bench: --concurrency must be 1 to 10000")
 	case c.Verifiers < 1 || c.Verifiers > 64:
@@ -119,7 +128,8 @@ type Result struct {
 	// Floor is the HTTP exchange alone; measured with Config.HTTPFloor.
 	Floor Load
 	// AuditLag is the time from the end of the e2e load until ClickHouse
-	// held every decision; zero when the audit was not measured.
+	// held every decision (the longest over the rounds); zero when the
+	// audit was not measured.
 	AuditLag time.Duration
 	// Lost and Doubled count decisions answered over HTTP that the audit
 	// lacks, or holds more than once.
@@ -232,6 +242,9 @@ func Run(ctx context.Context, cfg Config, log zerolog.Logger) (Result, error) {
 	fmt.Fprintf(cfg.Out, "machine: %s\n", machine())
 	fmt.Fprintf(cfg.Out, "load: %s, %d keep-alive clients, %d verifier(s), %d projects, a pool of %d requests (each token comes back every %[5]d requests)\n",
 		cfg.Duration, cfg.Concurrency, cfg.Verifiers, cfg.Projects, cfg.Requests)
+	if cfg.Rounds > 1 {
+		fmt.Fprintf(cfg.Out, "rounds: %d, e2e and baseline alternating in slices of %s\n", cfg.Rounds, cfg.Duration/time.Duration(cfg.Rounds))
+	}
 
 	nc, err := st.Connect("bench-seed")
 	if err != nil {
@@ -277,21 +290,47 @@ func Run(ctx context.Context, cfg Config, log zerolog.Logger) (Result, error) {
 			}
 		}
 	}
-	if res.E2E, err = httpLoad(ctx, st.HTTPAddr, reqs, cfg.Concurrency, cfg.Duration); err != nil {
-		return Result{}, err
+	// The loads alternate in cfg.Rounds slices (e2e, audit caught up,
+	// baseline, e2e, …): the machine's drift then touches both alike.
+	slice := cfg.Duration / time.Duration(cfg.Rounds)
+	var rig *baselineRig
+	defer func() {
+		if rig != nil {
+			rig.stop()
+		}
+	}()
+	for r := 0; r < cfg.Rounds; r++ {
+		e2e, err := httpLoad(ctx, st.HTTPAddr, reqs, cfg.Concurrency, slice)
+		if err != nil {
+			return Result{}, err
+		}
+		res.E2E.add(e2e)
+		if audit != nil {
+			// The slice's decisions are audited before the baseline runs,
+			// so that the auditor's catching up does not slow it down.
+			lag, err := audit.waitFor(ctx, audit.seen+len(e2e.ids), time.Now())
+			if err != nil {
+				return Result{}, err
+			}
+			res.AuditLag = max(res.AuditLag, lag)
+		}
+		if cfg.SkipBaseline {
+			continue
+		}
+		if rig == nil {
+			if rig, err = startBaseline(ctx, st, reqs, cfg.Verifiers); err != nil {
+				return Result{}, err
+			}
+		}
+		base, err := rig.run(ctx, cfg.Concurrency, slice)
+		if err != nil {
+			return Result{}, err
+		}
+		res.Baseline.add(base)
 	}
-	loadEnd := time.Now()
 	if audit != nil {
 		res.Audited = true
-		if res.AuditLag, err = audit.waitFor(ctx, audit.seen+len(res.E2E.ids), loadEnd); err != nil {
-			return Result{}, err
-		}
 		if res.Lost, res.Doubled, err = audit.exact(ctx, res.E2E.ids); err != nil {
-			return Result{}, err
-		}
-	}
-	if !cfg.SkipBaseline {
-		if res.Baseline, err = baseline(ctx, st, reqs, cfg.Concurrency, cfg.Verifiers, cfg.Duration); err != nil {
 			return Result{}, err
 		}
 	}
@@ -379,6 +418,17 @@ func drive(ctx context.Context, c int, d time.Duration, client func(w int, l *Lo
 	total := sum(loads, time.Since(start))
 	total.CPU = cpuTime() - cpu0
 	return total, ctx.Err()
+}
+
+// add adds another slice of the same load to l.
+func (l *Load) add(o Load) {
+	l.Requests += o.Requests
+	l.Errors += o.Errors
+	l.Unexpected += o.Unexpected
+	l.Elapsed += o.Elapsed
+	l.CPU += o.CPU
+	l.Latencies = append(l.Latencies, o.Latencies...)
+	l.ids = append(l.ids, o.ids...)
 }
 
 // sum adds up the loads of the clients of one run.

@@ -6,14 +6,15 @@ import (
 	"regexp"
 	"runtime"
 	"runtime/pprof"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/hissuno/widgetauth/stack/stacktest"
 )
 
-// TestRunReportsBothLoads runs a short bench: both loads and the HTTP floor
-// answer, the mix gets the statuses it expects, the audit holds every
+// TestRunReportsBothLoads runs a short bench in two rounds: both loads and
+// the HTTP floor answer, each load runs its whole duration, the mix gets the statuses it expects, the audit holds every
 // decision once, the report ends with the ratio line, and the block profile
 // holds the load's waits (the embedded NATS server once switched block
 // profiling off as it started, so --blockprofile recorded nothing of them).
@@ -27,7 +28,7 @@ func TestRunReportsBothLoads(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	res, err := Run(ctx, Config{
-		Duration: time.Second, Warmup: 200 * time.Millisecond, Concurrency: 8, Projects: 20, Requests: 500,
+		Duration: 2 * time.Second, Rounds: 2, Warmup: 200 * time.Millisecond, Concurrency: 8, Projects: 20, Requests: 500,
 		ClickHouseDSN: dsn, DataDir: t.TempDir(), HTTPFloor: true, BlockProfileRate: int(time.Microsecond), Out: &out,
 	}, stacktest.Logger(t))
 	if err != nil {
@@ -45,6 +46,8 @@ func TestRunReportsBothLoads(t *testing.T) {
 		t.Errorf("audit: measured %v, lost %d, doubled %d", res.Audited, res.Lost, res.Doubled)
 	case res.Ratio <= 0:
 		t.Errorf("ratio %v", res.Ratio)
+	case res.E2E.Elapsed < 2*time.Second || res.Baseline.Elapsed < 2*time.Second:
+		t.Errorf("two rounds of 1s: e2e ran %s, baseline %s, want 2s each", res.E2E.Elapsed, res.Baseline.Elapsed)
 	}
 	var block bytes.Buffer
 	if err := pprof.Lookup("block").WriteTo(&block, 1); err != nil {
@@ -77,5 +80,35 @@ func TestMixMatchesTheIssue(t *testing.T) {
 		if got := float64(count[k]) / 100; got < want-2 || got > want+2 {
 			t.Errorf("kind %d: %.1f %%, want %.0f %%", k, got, want)
 		}
+	}
+}
+
+// TestConfigValidate checks the refusals of bad bench settings, each naming
+// the flag to fix.
+func TestConfigValidate(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		edit func(c *Config)
+		want string // "" when valid
+	}{
+		{name: "defaults", edit: func(c *Config) {}},
+		{name: "five rounds of 2s", edit: func(c *Config) { c.Rounds = 5 }},
+		{name: "short duration", edit: func(c *Config) { c.Duration = 500 * time.Millisecond }, want: "--duration"},
+		{name: "negative rounds", edit: func(c *Config) { c.Rounds = -1 }, want: "--rounds"},
+		{name: "slices under 500ms", edit: func(c *Config) { c.Duration, c.Rounds = 2*time.Second, 5 }, want: "--rounds"},
+		{name: "no clients", edit: func(c *Config) { c.Concurrency = -1 }, want: "--concurrency"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var c Config
+			c.setDefaults()
+			tc.edit(&c)
+			err := c.Validate()
+			switch {
+			case tc.want == "" && err != nil:
+				t.Fatalf("refused: %v", err)
+			case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+				t.Fatalf("error %v, want one naming %s", err, tc.want)
+			}
+		})
 	}
 }

@@ -22,6 +22,7 @@ func runBench(env Env, args []string) error {
 	fs.BoolVar(&cfg.ScaleCheck, "scale-check", true, "start a separate verifier process once the projects are in the KV and report its start time and memory")
 	fs.StringVar(&cfg.ClickHouseDSN, "clickhouse", "", "ClickHouse for the audit; default: start clickhouse-server from PATH, or skip the audit check")
 	fs.BoolVar(&cfg.SkipBaseline, "skip-baseline", false, "run only the e2e load (to profile it alone); no ratio")
+	fs.IntVar(&cfg.Rounds, "rounds", 1, "split each load into this many slices, run alternately (e2e, baseline, e2e, …), so that the machine's drift touches both alike")
 	fs.BoolVar(&cfg.HTTPFloor, "http-floor", false, "also measure the HTTP exchange alone (a handler that answers at once), the floor under the e2e cost")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
 	memProfile := fs.String("memprofile", "", "write an allocation profile to this file at the end")
