@@ -795,27 +795,9 @@ func TestAuditMigrate(t *testing.T) {
 	}
 }
 
-// syncBuffer is a bytes.Buffer safe for one writer and one reader at once.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // tail runs `hissuno audit tail` until the test ends or stop is called.
 type tail struct {
-	stdout, stderr syncBuffer
+	stdout, stderr stacktest.SyncBuffer
 	cancel         context.CancelFunc
 	done           chan int
 }

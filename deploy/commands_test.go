@@ -133,7 +133,7 @@ func runUntilReady(t *testing.T, addr string, args []string) string {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	var stdout, stderr syncBuffer
+	var stdout, stderr stacktest.SyncBuffer
 	exited := make(chan int, 1)
 	go func() { exited <- runCommand(ctx, &stdout, &stderr, args) }()
 

@@ -138,7 +138,7 @@ func TestPipelineWithOneUserPerRole(t *testing.T) {
 
 	t.Run("audit tail as admin", func(t *testing.T) {
 		tailCtx, stopTail := context.WithCancel(cmdCtx)
-		var out, errOut syncBuffer
+		var out, errOut stacktest.SyncBuffer
 		done := make(chan int, 1)
 		go func() {
 			done <- runCommand(tailCtx, &out, &errOut, append([]string{"audit", "tail", "--project", id, "--format", "json"}, admin...))

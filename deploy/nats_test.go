@@ -1,7 +1,6 @@
 package deploy_test
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -12,7 +11,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -153,28 +151,9 @@ func masterKey(t *testing.T) (string, *project.Sealer) {
 	return hex.EncodeToString(b), s
 }
 
-// syncBuffer is a bytes.Buffer safe for a command writing while the test
-// reads.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // runCLI runs one hissuno command line and returns its output and exit code.
 func runCLI(ctx context.Context, args ...string) (stdout, stderr string, code int) {
-	var out, errOut syncBuffer
+	var out, errOut stacktest.SyncBuffer
 	code = runCommand(ctx, &out, &errOut, args)
 	return out.String(), errOut.String(), code
 }
