@@ -57,7 +57,7 @@ func RunEmbedded(c EmbeddedConfig, log zerolog.Logger) (*server.Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("start nats: %w", err)
 	}
-	ns.SetLoggerV2(serverLogger{log.With().Str("component", "nats-server").Logger()}, false, false, false)
+	ns.SetLoggerV2(ServerLogger(log.With().Str("component", "nats-server").Logger()), false, false, false)
 	go ns.Start()
 	if !ns.ReadyForConnections(10 * time.Second) {
 		ns.Shutdown()
@@ -66,7 +66,10 @@ func RunEmbedded(c EmbeddedConfig, log zerolog.Logger) (*server.Server, error) {
 	return ns, nil
 }
 
-// serverLogger sends nats-server's log to zerolog.
+// ServerLogger sends an embedded nats-server's log to log (its notices at
+// debug level).
+func ServerLogger(log zerolog.Logger) server.Logger { return serverLogger{log} }
+
 type serverLogger struct{ log zerolog.Logger }
 
 func (l serverLogger) Noticef(format string, v ...any) { l.log.Debug().Msgf(format, v...) }

@@ -9,7 +9,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
-	"github.com/rs/zerolog"
+
+	"github.com/hissuno/widgetauth/bus"
 )
 
 // Cluster is an embedded JetStream cluster of this test process: every node
@@ -83,7 +84,7 @@ func startCluster(t testing.TB, n int) (*Cluster, error) {
 			return nil, fmt.Errorf("node %s: %w", opts.ServerName, err)
 		}
 		log := Logger(t).With().Str("component", "nats-server").Str("node", opts.ServerName).Logger()
-		ns.SetLoggerV2(serverLogger{log}, false, false, false)
+		ns.SetLoggerV2(bus.ServerLogger(log), false, false, false)
 		go ns.Start()
 		c.Servers = append(c.Servers, ns)
 		if !ns.ReadyForConnections(30 * time.Second) {
@@ -179,13 +180,3 @@ func (c *Cluster) Shutdown() {
 		s.WaitForShutdown()
 	}
 }
-
-// serverLogger sends a node's log to the test logger.
-type serverLogger struct{ log zerolog.Logger }
-
-func (l serverLogger) Noticef(format string, v ...any) { l.log.Debug().Msgf(format, v...) }
-func (l serverLogger) Warnf(format string, v ...any)   { l.log.Warn().Msgf(format, v...) }
-func (l serverLogger) Fatalf(format string, v ...any)  { l.log.Error().Msgf(format, v...) }
-func (l serverLogger) Errorf(format string, v ...any)  { l.log.Error().Msgf(format, v...) }
-func (l serverLogger) Debugf(format string, v ...any)  { l.log.Debug().Msgf(format, v...) }
-func (l serverLogger) Tracef(format string, v ...any)  { l.log.Trace().Msgf(format, v...) }
