@@ -431,15 +431,11 @@ func (l *Load) add(o Load) {
 	l.ids = append(l.ids, o.ids...)
 }
 
-// sum adds up the loads of the clients of one run.
+// sum adds up the loads of the clients of one run (theirs carry no time).
 func sum(loads []Load, elapsed time.Duration) Load {
 	total := Load{Elapsed: elapsed}
 	for _, l := range loads {
-		total.Requests += l.Requests
-		total.Errors += l.Errors
-		total.Unexpected += l.Unexpected
-		total.Latencies = append(total.Latencies, l.Latencies...)
-		total.ids = append(total.ids, l.ids...)
+		total.add(l)
 	}
 	return total
 }
