@@ -392,17 +392,40 @@ func (in *Ingress) serveConnect(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, status, ErrorResponse{Error: err.Error()})
 		return
 	}
-	var d events.Decision
+	in.answer(w, a.AttemptID, body)
+}
+
+// answer writes the HTTP answer to the verifier's reply to an attempt.
+func (in *Ingress) answer(w http.ResponseWriter, attemptID string, body []byte) {
+	var d reply
 	if err := json.Unmarshal(body, &d); err != nil {
-		in.log.Error().Err(err).Str("attempt", a.AttemptID).Msg("verifier reply not understood")
+		in.log.Error().Err(err).Str("attempt", attemptID).Msg("verifier reply not understood")
 		writeJSON(w, http.StatusBadGateway, ErrorResponse{Error: "the verifier's reply was not understood; retry"})
 		return
 	}
-	writeJSON(w, d.Decision.HTTPStatus(), ResponseFor(&d))
+	writeJSON(w, d.Decision.HTTPStatus(), responseFor(&d))
 }
 
-// ResponseFor is the HTTP body of a decision.
-func ResponseFor(d *events.Decision) Response {
+// reply is what the HTTP answer uses of the verifier's reply, a decision
+// event (events.Decision): the decoder skips the other fields without
+// allocating them.
+type reply struct {
+	DecisionID    string          `json:"decisionId"`
+	Time          time.Time       `json:"time"`
+	Decision      events.Outcome  `json:"decision"`
+	Reason        events.Reason   `json:"reason"`
+	Message       string          `json:"message"`
+	Session       events.Session  `json:"session"`
+	UserID        string          `json:"userId"`
+	UserVerified  bool            `json:"userVerified"`
+	UserMetadata  events.Metadata `json:"userMetadata"`
+	KeyVersion    int             `json:"keyVersion"`
+	SkewSeconds   int64           `json:"skewSeconds"`
+	LeewaySeconds int64           `json:"leewaySeconds"`
+}
+
+// responseFor is the HTTP body of a decision.
+func responseFor(d *reply) Response {
 	resp := Response{Decision: d.Decision, DecisionID: d.DecisionID}
 	if d.Decision == events.OutcomeAccept {
 		verified, userID := d.UserVerified, d.UserID
@@ -614,9 +637,16 @@ func clip(s string, n int) string {
 	return s[:n]
 }
 
+// Header values of every JSON answer, shared: net/http only reads them.
+var (
+	contentTypeJSON = []string{"application/json"}
+	noStore         = []string{"no-store"}
+)
+
 func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Cache-Control", "no-store")
+	h := w.Header()
+	h["Content-Type"] = contentTypeJSON
+	h["Cache-Control"] = noStore
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(v)
 }
