@@ -51,7 +51,7 @@ type baselineRig struct {
 
 // startBaseline creates the baseline's streams, consumers and publisher.
 func startBaseline(ctx context.Context, st *stack.Stack, reqs []request, consumers int) (rig *baselineRig, err error) {
-	admin, err := st.Connect("bench-baseline-admin")
+	admin, err := st.ConnectAs(benchUser, "bench-baseline-admin")
 	if err != nil {
 		return nil, err
 	}
@@ -93,7 +93,7 @@ func startBaseline(ctx context.Context, st *stack.Stack, reqs []request, consume
 		}
 	}()
 	for i := 0; i < consumers; i++ {
-		nc, err := st.Connect("bench-baseline-consumer")
+		nc, err := st.ConnectAs(benchUser, "bench-baseline-consumer")
 		if err != nil {
 			return nil, err
 		}
@@ -133,7 +133,7 @@ func startBaseline(ctx context.Context, st *stack.Stack, reqs []request, consume
 	}
 
 	// Publishers: one connection, one reply subscription, like an ingress.
-	pub, err := st.Connect("bench-baseline-publisher")
+	pub, err := st.ConnectAs(benchUser, "bench-baseline-publisher")
 	if err != nil {
 		return nil, err
 	}

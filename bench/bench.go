@@ -33,6 +33,10 @@ import (
 	"github.com/hissuno/widgetauth/stack"
 )
 
+// benchUser is the NATS user of the bench's own clients (seeding the
+// projects, the baseline's streams): the stack's superuser.
+const benchUser = "bench"
+
 // Config configures a bench run.
 type Config struct {
 	// Duration is how long each load runs; default 10 s.
@@ -231,6 +235,7 @@ func Run(ctx context.Context, cfg Config, log zerolog.Logger) (Result, error) {
 		DataDir:       filepath.Join(dir, "stack"),
 		Verifiers:     cfg.Verifiers,
 		ClickHouseDSN: dsn,
+		Superuser:     benchUser,
 	}, log)
 	if err != nil {
 		return Result{}, err
@@ -246,7 +251,7 @@ func Run(ctx context.Context, cfg Config, log zerolog.Logger) (Result, error) {
 		fmt.Fprintf(cfg.Out, "rounds: %d, e2e and baseline alternating in slices of %s\n", cfg.Rounds, cfg.Duration/time.Duration(cfg.Rounds))
 	}
 
-	nc, err := st.Connect("bench-seed")
+	nc, err := st.ConnectAs(benchUser, "bench-seed")
 	if err != nil {
 		return Result{}, err
 	}
@@ -259,7 +264,8 @@ func Run(ctx context.Context, cfg Config, log zerolog.Logger) (Result, error) {
 	}
 	var res Result
 	if cfg.ScaleCheck {
-		if res.Scale, err = verifierScale(ctx, st.NATSURL, filepath.Join(dir, "stack", "master.key"), cfg.Projects); err != nil {
+		creds, _ := st.Credentials("verifier")
+		if res.Scale, err = verifierScale(ctx, creds, filepath.Join(dir, "stack", "master.key"), cfg.Projects); err != nil {
 			return Result{}, err
 		}
 		fmt.Fprintf(cfg.Out, "separate verifier ready with %d projects in %s, RSS %.0f MiB (peak %.0f MiB)\n",

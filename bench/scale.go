@@ -12,6 +12,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/hissuno/widgetauth/stack"
 )
 
 // Scale is how a separate verifier process copes with the projects in the
@@ -26,7 +28,7 @@ type Scale struct {
 // verifierScale starts `hissuno verifier` as its own process against the
 // stack's NATS and master key, and measures the time until its /readyz
 // answers 200 and its resident memory then.
-func verifierScale(ctx context.Context, natsURL, masterKeyFile string, projects int) (Scale, error) {
+func verifierScale(ctx context.Context, creds stack.Credentials, masterKeyFile string, projects int) (Scale, error) {
 	exe, err := os.Executable()
 	if err != nil {
 		return Scale{}, err
@@ -40,9 +42,9 @@ func verifierScale(ctx context.Context, natsURL, masterKeyFile string, projects 
 	}
 	addr := l.Addr().String()
 	l.Close()
-	cmd := exec.CommandContext(ctx, exe, "verifier", "--nats", natsURL, "--master-key-file", masterKeyFile,
-		"--metrics-listen", addr, "--instance", "verifier-scale", "--log-level", "warn")
-	cmd.Env = append(os.Environ(), "HISSUNO_MASTER_KEY=")
+	cmd := exec.CommandContext(ctx, exe, "verifier", "--nats", creds.URL, "--nats-user", creds.User, "--master-key-file", masterKeyFile,
+		"--metrics-listen", addr, "--instance", "verifier-scale", "--log-level", "warn", "--ensure-streams=false")
+	cmd.Env = append(os.Environ(), "HISSUNO_MASTER_KEY=", "HISSUNO_NATS_PASSWORD="+creds.Password)
 	cmd.Stderr = os.Stderr
 	start := time.Now()
 	if err := cmd.Start(); err != nil {

@@ -116,7 +116,7 @@ func TestEnsure(t *testing.T) {
 	}
 
 	// Every subject lands in its stream.
-	for _, subj := range []string{events.SubjectAttempts, events.SubjectDecisions, events.SubjectCommandPrefix + "project.rotate", events.SubjectAdminEventPrefix + "key.rotated", events.SubjectDeadLetterPrefix + "X"} {
+	for _, subj := range []string{events.AttemptSubject("ingress.i1"), events.SubjectDecisions, events.CommandRotateKey.SubjectFrom(events.SourceAdmin), events.SubjectAdminEventPrefix + "key.rotated", events.SubjectDeadLetterPrefix + "X"} {
 		if _, err := js.Publish(ctx, subj, []byte("{}")); err != nil {
 			t.Errorf("publish to %s: %v", subj, err)
 		}

@@ -1,6 +1,7 @@
 package bus
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"strconv"
@@ -22,18 +23,34 @@ type EmbeddedConfig struct {
 	// ConfigFile, when set, is a nats-server configuration file; Listen and
 	// StoreDir still override its address and store.
 	ConfigFile string
+	// Config, when set, is a nats-server configuration's text, used as
+	// ConfigFile is; its monitoring port, if any, is not opened.
+	Config string
+	// Users are added to the configuration's users, each with the
+	// permissions it carries (nil: every permission). Tests and benchmarks
+	// use it for a user that may watch everything; `hissuno dev` never does.
+	Users []*server.User
 }
 
 // RunEmbedded starts a NATS server with JetStream and waits until it takes
 // connections. The caller shuts it down with Shutdown.
 func RunEmbedded(c EmbeddedConfig, log zerolog.Logger) (*server.Server, error) {
 	opts := &server.Options{}
-	if c.ConfigFile != "" {
+	switch {
+	case c.ConfigFile != "" && c.Config != "":
+		return nil, errors.New("nats config: give a file or a text, not both")
+	case c.ConfigFile != "":
 		var err error
 		if opts, err = server.ProcessConfigFile(c.ConfigFile); err != nil {
 			return nil, fmt.Errorf("nats config %s: %w", c.ConfigFile, err)
 		}
+	case c.Config != "":
+		if err := opts.ProcessConfigString(c.Config); err != nil {
+			return nil, fmt.Errorf("nats config: %w", err)
+		}
+		opts.HTTPHost, opts.HTTPPort = "", 0
 	}
+	opts.Users = append(opts.Users, c.Users...)
 	host, portStr, err := net.SplitHostPort(c.Listen)
 	if err != nil {
 		return nil, fmt.Errorf("nats listen address %q: %w (use host:port, e.g. 127.0.0.1:4222)", c.Listen, err)

@@ -68,6 +68,10 @@ func (t Topology) Validate() error {
 		return errors.New("the duplicate window must be shorter than the streams' max age")
 	case t.DuplicateWindow < 90*time.Second:
 		return errors.New("the duplicate window must cover the verifiers' redelivery span: at least 90 s")
+	case t.DuplicateWindow <= events.AttemptWindow+events.AttemptClockSkew:
+		// An attempt id stored twice must always be a duplicate JetStream
+		// drops: verifiers accept an attempt only within this span of its id.
+		return fmt.Errorf("the duplicate window must be longer than %s, the span verifiers accept an attempt in", events.AttemptWindow+events.AttemptClockSkew)
 	case t.DecisionsMaxBytes < 1<<20:
 		return errors.New("the decisions stream needs at least 1 MiB")
 	}
@@ -80,7 +84,7 @@ func (t Topology) Streams() []jetstream.StreamConfig {
 		{
 			Name:        events.StreamAttempts,
 			Description: "Widget connection attempts, until a verifier has decided them",
-			Subjects:    []string{events.SubjectAttempts},
+			Subjects:    []string{events.SubjectAttempts + ".>"},
 			Retention:   jetstream.WorkQueuePolicy,
 			Storage:     jetstream.FileStorage,
 			Replicas:    t.Replicas,

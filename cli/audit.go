@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"cmp"
 	"encoding/csv"
 	"encoding/json"
 	"errors"
@@ -39,6 +40,10 @@ func runAudit(env Env, args []string) error {
 	})
 }
 
+// auditUser is the NATS user of read-only audit access (audit tail): it
+// may follow decisions and nothing else.
+const auditUser = "audit"
+
 // devDSNFile is where `hissuno dev` writes the DSN of the ClickHouse it
 // started, so the audit commands find it without --clickhouse.
 const devDSNFile = "clickhouse-dsn"
@@ -49,8 +54,7 @@ func defaultDSN() string {
 	if v := os.Getenv("HISSUNO_CLICKHOUSE_DSN"); v != "" {
 		return v
 	}
-	data := getenv("HISSUNO_DATA", "hissuno-data")
-	if b, err := os.ReadFile(filepath.Join(data, devDSNFile)); err == nil {
+	if b, err := os.ReadFile(filepath.Join(dataDir(), devDSNFile)); err == nil {
 		return strings.TrimSpace(string(b))
 	}
 	return auditor.DefaultDSN
@@ -324,8 +328,11 @@ func auditTail(env Env, args []string) error {
 	if *format != "table" && *format != "json" {
 		return fmt.Errorf("--format %q: use table or json", *format)
 	}
-	cfg := n.config("hissuno-audit-tail")
-	cfg.InboxPrefix = events.AdminInboxPrefix
+	cfg, err := n.config("hissuno-audit-tail", auditUser)
+	if err != nil {
+		return err
+	}
+	cfg.InboxPrefix = events.InboxPrefix(cmp.Or(cfg.User, auditUser))
 	nc, err := bus.Connect(cfg, zerolog.Nop())
 	if err != nil {
 		return err

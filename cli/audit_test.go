@@ -63,7 +63,7 @@ func auditStack(t *testing.T) (*stack.Stack, string) {
 // returns its id and secret key.
 func createProject(t *testing.T, st *stack.Stack, flags ...string) (string, string) {
 	t.Helper()
-	r := run(t, append([]string{"project", "create", "--name", "x", "--json", "--nats", st.NATSURL}, flags...)...)
+	r := run(t, append(append([]string{"project", "create", "--name", "x", "--json"}, stacktest.NATSArgs(t, st, events.SourceAdmin)...), flags...)...)
 	if r.code != 0 {
 		t.Fatalf("project create\n%s", r)
 	}
@@ -831,8 +831,8 @@ func TestAuditTail(t *testing.T) {
 	t.Parallel()
 	st := stacktest.Start(t, stack.Config{}) // tail reads JetStream, no ClickHouse needed
 	id, key := createProject(t, st)
-	all := startTail(t, "--format", "json", "--nats", st.NATSURL)
-	mine := startTail(t, "--format", "json", "--project", id, "--nats", st.NATSURL)
+	all := startTail(t, append([]string{"--format", "json"}, stacktest.NATSArgs(t, st, "audit")...)...)
+	mine := startTail(t, append([]string{"--format", "json", "--project", id}, stacktest.NATSArgs(t, st, "audit")...)...)
 	client := &http.Client{Timeout: 20 * time.Second}
 
 	// The tails follow new decisions only: send until both show one.
@@ -914,7 +914,7 @@ func TestAuditTail(t *testing.T) {
 func TestAuditTailTable(t *testing.T) {
 	t.Parallel()
 	st := stacktest.Start(t, stack.Config{})
-	tl := startTail(t, "--nats", st.NATSURL)
+	tl := startTail(t, stacktest.NATSArgs(t, st, "audit")...)
 	stacktest.Eventually(t, 30*time.Second, "the banner", func() bool {
 		return strings.Contains(tl.stderr.String(), "following decisions live")
 	})

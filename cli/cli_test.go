@@ -397,10 +397,10 @@ func connect(t *testing.T, st *stack.Stack, projectID, token string) (int, map[s
 func TestProjectCommands(t *testing.T) {
 	t.Parallel()
 	st := stacktest.Start(t, stack.Config{})
-	nurl := st.NATSURL
+	nats := stacktest.NATSArgs(t, st, events.SourceAdmin)
 
 	// create --json
-	r := run(t, "project", "create", "--name", "My app", "--origin", "https://a.example.com", "--json", "--nats", nurl)
+	r := run(t, append([]string{"project", "create", "--name", "My app", "--origin", "https://a.example.com", "--json"}, nats...)...)
 	if r.code != 0 {
 		t.Fatalf("project create failed\n%s", r)
 	}
@@ -425,7 +425,7 @@ func TestProjectCommands(t *testing.T) {
 	// getJSON reads the project with `project get ID --json`.
 	getJSON := func(t *testing.T) events.ProjectView {
 		t.Helper()
-		r := run(t, "project", "get", id, "--json", "--nats", nurl)
+		r := run(t, append([]string{"project", "get", id, "--json"}, nats...)...)
 		if r.code != 0 {
 			t.Fatalf("project get --json failed\n%s", r)
 		}
@@ -442,7 +442,7 @@ func TestProjectCommands(t *testing.T) {
 	}
 
 	t.Run("create table", func(t *testing.T) {
-		r := run(t, "project", "create", "--name", "Table app", "--nats", nurl)
+		r := run(t, append([]string{"project", "create", "--name", "Table app"}, nats...)...)
 		if r.code != 0 {
 			t.Fatalf("project create failed\n%s", r)
 		}
@@ -455,14 +455,14 @@ func TestProjectCommands(t *testing.T) {
 	})
 
 	t.Run("create with a taken id", func(t *testing.T) {
-		r := run(t, "project", "create", "--name", "Dup", "--id", id, "--nats", nurl)
+		r := run(t, append([]string{"project", "create", "--name", "Dup", "--id", id}, nats...)...)
 		if r.code != 1 {
 			t.Errorf("exit %d, want 1\n%s", r.code, r)
 		}
 	})
 
 	t.Run("key stored sealed", func(t *testing.T) {
-		nc := stacktest.Connect(t, st.Server)
+		nc := stacktest.ConnectAs(t, st, stacktest.Superuser)
 		js, err := jetstream.New(nc)
 		if err != nil {
 			t.Fatal(err)
@@ -483,7 +483,7 @@ func TestProjectCommands(t *testing.T) {
 	})
 
 	t.Run("get table", func(t *testing.T) {
-		r := run(t, "project", "get", id, "--nats", nurl)
+		r := run(t, append([]string{"project", "get", id}, nats...)...)
 		if r.code != 0 {
 			t.Fatalf("project get failed\n%s", r)
 		}
@@ -506,14 +506,14 @@ func TestProjectCommands(t *testing.T) {
 			t.Errorf("origins %q, want %q", v.Origins, want)
 		}
 		// Flags before the id work too.
-		r := run(t, "project", "get", "--json", "--nats", nurl, id)
+		r := run(t, append(append([]string{"project", "get", "--json"}, nats...), id)...)
 		if r.code != 0 || !json.Valid([]byte(r.stdout)) {
 			t.Errorf("project get --json ID\n%s", r)
 		}
 	})
 
 	t.Run("get unknown", func(t *testing.T) {
-		r := run(t, "project", "get", "nope", "--nats", nurl)
+		r := run(t, append([]string{"project", "get", "nope"}, nats...)...)
 		if r.code != 1 {
 			t.Errorf("exit %d, want 1\n%s", r.code, r)
 		}
@@ -534,7 +534,7 @@ func TestProjectCommands(t *testing.T) {
 	})
 
 	t.Run("update", func(t *testing.T) {
-		r := run(t, "project", "update", id, "--require-token=true", "--origin", "https://B.example.com", "--origin", "*.c.example.com", "--nats", nurl)
+		r := run(t, append([]string{"project", "update", id, "--require-token=true", "--origin", "https://B.example.com", "--origin", "*.c.example.com"}, nats...)...)
 		if r.code != 0 {
 			t.Fatalf("project update failed\n%s", r)
 		}
@@ -545,7 +545,7 @@ func TestProjectCommands(t *testing.T) {
 		if want := []string{"https://b.example.com", "https://*.c.example.com"}; !reflect.DeepEqual(v.Origins, want) {
 			t.Errorf("origins %q, want %q", v.Origins, want)
 		}
-		r = run(t, "project", "update", id, "--clear-origins", "--require-token=false", "--nats", nurl)
+		r = run(t, append([]string{"project", "update", id, "--clear-origins", "--require-token=false"}, nats...)...)
 		if r.code != 0 {
 			t.Fatalf("project update --clear-origins failed\n%s", r)
 		}
@@ -556,7 +556,7 @@ func TestProjectCommands(t *testing.T) {
 	})
 
 	t.Run("update unknown", func(t *testing.T) {
-		r := run(t, "project", "update", "nope", "--require-token=true", "--nats", nurl)
+		r := run(t, append([]string{"project", "update", "nope", "--require-token=true"}, nats...)...)
 		if r.code != 1 || !strings.Contains(r.stderr, `no project "nope"`) {
 			t.Errorf("update of an unknown project\n%s", r)
 		}
@@ -564,7 +564,7 @@ func TestProjectCommands(t *testing.T) {
 
 	var key2 string
 	t.Run("rotate json", func(t *testing.T) {
-		r := run(t, "project", "rotate", id, "--json", "--nats", nurl)
+		r := run(t, append([]string{"project", "rotate", id, "--json"}, nats...)...)
 		if r.code != 0 {
 			t.Fatalf("project rotate failed\n%s", r)
 		}
@@ -607,7 +607,7 @@ func TestProjectCommands(t *testing.T) {
 
 	t.Run("rotate with grace", func(t *testing.T) {
 		before := time.Now()
-		r := run(t, "project", "rotate", id, "--grace", "10s", "--nats", nurl)
+		r := run(t, append([]string{"project", "rotate", id, "--grace", "10s"}, nats...)...)
 		if r.code != 0 {
 			t.Fatalf("project rotate --grace failed\n%s", r)
 		}
@@ -645,14 +645,14 @@ func TestProjectCommands(t *testing.T) {
 	})
 
 	t.Run("revoke user", func(t *testing.T) {
-		r := run(t, "project", "revoke-user", id, "--user", "u", "--nats", nurl)
+		r := run(t, append([]string{"project", "revoke-user", id, "--user", "u"}, nats...)...)
 		if r.code != 0 {
 			t.Fatalf("revoke-user failed\n%s", r)
 		}
 		if v := getJSON(t); v.RevokedUsers != 1 {
 			t.Errorf("revokedUsers %d, want 1", v.RevokedUsers)
 		}
-		r = run(t, "project", "revoke-user", id, "--nats", nurl)
+		r = run(t, append([]string{"project", "revoke-user", id}, nats...)...)
 		if r.code != 1 || !strings.Contains(r.stderr, "--user") {
 			t.Errorf("revoke-user without --user\n%s", r)
 		}
@@ -660,13 +660,13 @@ func TestProjectCommands(t *testing.T) {
 
 	t.Run("no key in any output", func(t *testing.T) {
 		for _, args := range [][]string{
-			{"project", "get", id, "--nats", nurl},
-			{"project", "get", id, "--json", "--nats", nurl},
-			{"project", "update", id, "--require-token=false", "--nats", nurl},
-			{"project", "update", id, "--require-token=false", "--json", "--nats", nurl},
-			{"project", "revoke-user", id, "--user", "v", "--json", "--nats", nurl},
+			{"project", "get", id},
+			{"project", "get", id, "--json"},
+			{"project", "update", id, "--require-token=false"},
+			{"project", "update", id, "--require-token=false", "--json"},
+			{"project", "revoke-user", id, "--user", "v", "--json"},
 		} {
-			r := run(t, args...)
+			r := run(t, append(args, nats...)...)
 			if r.code != 0 {
 				t.Errorf("%q failed\n%s", args, r)
 			}

@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 
+	"github.com/hissuno/widgetauth/admin"
 	"github.com/hissuno/widgetauth/chlocal"
 	"github.com/hissuno/widgetauth/events"
 	"github.com/hissuno/widgetauth/project"
@@ -106,7 +107,7 @@ func roleFailure(st *stack.Stack) <-chan struct{} {
 // ensureDemoProject creates the demo project on the first start, through the
 // rotator like any admin would, and keeps its key in the data directory.
 func ensureDemoProject(ctx context.Context, st *stack.Stack, data string) (bool, error) {
-	nc, err := st.Connect("dev-setup")
+	nc, err := st.ConnectAs(events.SourceAdmin, "dev-setup")
 	if err != nil {
 		return false, err
 	}
@@ -123,9 +124,13 @@ func ensureDemoProject(ctx context.Context, st *stack.Stack, data string) (bool,
 	} else if !errors.Is(err, project.ErrNotFound) {
 		return false, err
 	}
-	cmd := newCommand(events.CommandCreateProject, DemoProjectID, "hissuno-dev")
+	client, err := admin.New(nc, events.SourceAdmin)
+	if err != nil {
+		return false, err
+	}
+	cmd := admin.NewCommand(events.CommandCreateProject, DemoProjectID, "hissuno-dev")
 	cmd.Name = "Demo"
-	res, err := submit(ctx, nc, cmd, 20*time.Second)
+	res, err := client.Submit(ctx, cmd, 20*time.Second)
 	if err != nil {
 		return false, fmt.Errorf("create the demo project: %w", err)
 	}

@@ -5,6 +5,8 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
+	"net/url"
 	"os"
 	"strconv"
 	"strings"
@@ -15,6 +17,7 @@ import (
 	"github.com/hissuno/widgetauth/bus"
 	"github.com/hissuno/widgetauth/project"
 	"github.com/hissuno/widgetauth/redact"
+	"github.com/hissuno/widgetauth/stack"
 )
 
 // errUsage marks a command line that could not be parsed; the flag package
@@ -122,8 +125,12 @@ func (n *natsFlags) register(fs *flag.FlagSet) {
 }
 
 // config is the connection configuration: the flags, with the secret ones
-// taken from their environment variables when not given.
-func (n *natsFlags) config(name string) bus.ConnConfig {
+// taken from their environment variables when not given. When no
+// credential is given at all and the `hissuno dev` of the data directory
+// (HISSUNO_DATA, default hissuno-data) runs on the same NATS URL, the
+// credentials it keeps there for user are used: the CLI next to a dev
+// stack needs no flags.
+func (n *natsFlags) config(name, user string) (bus.ConnConfig, error) {
 	c := n.cfg
 	c.Name = name
 	if c.Password == "" {
@@ -132,7 +139,48 @@ func (n *natsFlags) config(name string) bus.ConnConfig {
 	if c.Token == "" {
 		c.Token = os.Getenv("HISSUNO_NATS_TOKEN")
 	}
-	return c
+	if c.User != "" || c.Password != "" || c.Token != "" || c.CredsFile != "" {
+		return c, nil
+	}
+	data := dataDir()
+	dc, err := stack.ReadCredentials(data, user)
+	switch {
+	case errors.Is(err, stack.ErrNoCredentials):
+		return c, nil
+	case err != nil:
+		return c, fmt.Errorf("%w (or give --nats-user and HISSUNO_NATS_PASSWORD)", err)
+	case sameServer(dc.URL, c.URL):
+		c.User, c.Password = dc.User, dc.Password
+	}
+	return c, nil
+}
+
+// dataDir is the data directory of a local `hissuno dev`.
+func dataDir() string { return getenv("HISSUNO_DATA", "hissuno-data") }
+
+// sameServer reports whether two NATS URLs name the same single server
+// (scheme and host:port; "localhost" and 127.0.0.1 alike).
+func sameServer(a, b string) bool {
+	norm := func(s string) string {
+		s = strings.TrimSpace(s)
+		if !strings.Contains(s, "://") {
+			s = "nats://" + s
+		}
+		u, err := url.Parse(s)
+		if err != nil || strings.Contains(s, ",") {
+			return ""
+		}
+		host, port := u.Hostname(), u.Port()
+		if host == "localhost" {
+			host = "127.0.0.1"
+		}
+		if port == "" {
+			port = "4222"
+		}
+		return u.Scheme + "://" + net.JoinHostPort(host, port)
+	}
+	na := norm(a)
+	return na != "" && na == norm(b)
 }
 
 // logFlags choose the log level and format.

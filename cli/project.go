@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -15,9 +16,9 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/nats-io/nuid"
 	"github.com/rs/zerolog"
 
+	"github.com/hissuno/widgetauth/admin"
 	"github.com/hissuno/widgetauth/bus"
 	"github.com/hissuno/widgetauth/events"
 	"github.com/hissuno/widgetauth/project"
@@ -66,75 +67,42 @@ func defaultActor() string {
 	return name + "@" + host
 }
 
-// connect opens a NATS connection for one admin command.
-func (a *adminFlags) connect() (*nats.Conn, error) {
-	cfg := a.nats.config("hissuno-cli")
-	cfg.InboxPrefix = events.AdminInboxPrefix
-	return bus.Connect(cfg, zerolog.Nop())
+// source is the name the CLI sends commands as: its NATS user's (nats.conf
+// lets each user publish commands under its own name only), else admin.
+func (a *adminFlags) source(cfg bus.ConnConfig) string {
+	return cmp.Or(cfg.User, events.SourceAdmin)
 }
 
-// submit publishes an admin command to JetStream and waits for the
-// rotator's answer on an inbox of this process.
-func (a *adminFlags) submit(ctx context.Context, cmd events.Command) (events.CommandResult, error) {
-	nc, err := a.connect()
+// connect opens a NATS connection for one admin command, with the inbox
+// prefix of its source.
+func (a *adminFlags) connect() (*nats.Conn, string, error) {
+	cfg, err := a.nats.config("hissuno-cli", events.SourceAdmin)
 	if err != nil {
-		return events.CommandResult{}, err
+		return nil, "", err
+	}
+	source := a.source(cfg)
+	cfg.InboxPrefix = events.InboxPrefix(source)
+	nc, err := bus.Connect(cfg, zerolog.Nop())
+	return nc, source, err
+}
+
+// submit sends an admin command and waits for the rotator's answer.
+func (a *adminFlags) submit(ctx context.Context, cmd events.Command) (admin.Result, error) {
+	nc, source, err := a.connect()
+	if err != nil {
+		return admin.Result{}, err
 	}
 	defer nc.Close()
-	return submit(ctx, nc, cmd, a.timeout)
-}
-
-// NewCommand fills a command's id, schema version, actor and time.
-func newCommand(kind events.CommandKind, projectID, actor string) events.Command {
-	return events.Command{
-		SchemaVersion: events.SchemaVersion,
-		CommandID:     "cmd_" + nuid.Next(),
-		Kind:          kind,
-		Actor:         actor,
-		IssuedAt:      time.Now().UTC(),
-		ProjectID:     projectID,
-	}
-}
-
-// submit publishes cmd and waits for its result.
-func submit(ctx context.Context, nc *nats.Conn, cmd events.Command, timeout time.Duration) (events.CommandResult, error) {
-	js, err := jetstream.New(nc)
+	c, err := admin.New(nc, source)
 	if err != nil {
-		return events.CommandResult{}, fmt.Errorf("jetstream: %w", err)
+		return admin.Result{}, err
 	}
-	inbox := nc.NewRespInbox()
-	sub, err := nc.SubscribeSync(inbox)
-	if err != nil {
-		return events.CommandResult{}, fmt.Errorf("subscribe for the answer: %w", err)
+	res, err := c.Submit(ctx, cmd, a.timeout)
+	if errors.Is(err, admin.ErrRefused) {
+		// The rotator's words alone: they say what to fix.
+		return res, errors.New(res.Error)
 	}
-	defer func() { _ = sub.Unsubscribe() }()
-	body, err := json.Marshal(cmd)
-	if err != nil {
-		return events.CommandResult{}, err
-	}
-	m := nats.NewMsg(cmd.Kind.Subject())
-	m.Data = body
-	m.Header.Set(events.HeaderMsgID, cmd.CommandID)
-	m.Header.Set(events.HeaderReplyTo, inbox)
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	if _, err := js.PublishMsg(ctx, m); err != nil {
-		return events.CommandResult{}, fmt.Errorf("the command could not be stored in JetStream: %w (is `hissuno dev` running, and --nats right?)", err)
-	}
-	for {
-		reply, err := sub.NextMsgWithContext(ctx)
-		if err != nil {
-			return events.CommandResult{}, fmt.Errorf("the command %s is stored but no rotator answered within %s: start `hissuno dev` or `hissuno rotator`; it is applied if one picks it up within 2 minutes, otherwise it expires", cmd.CommandID, timeout)
-		}
-		var res events.CommandResult
-		if err := json.Unmarshal(reply.Data, &res); err != nil || res.CommandID != cmd.CommandID {
-			continue
-		}
-		if res.Error != "" {
-			return res, errors.New(res.Error)
-		}
-		return res, nil
-	}
+	return res, err
 }
 
 func projectCreate(env Env, args []string) error {
@@ -167,7 +135,7 @@ func projectCreate(env Env, args []string) error {
 	} else if !project.ValidID(*id) {
 		return fmt.Errorf("project id %q: use 1 to 64 letters, digits, '-' or '_'", *id)
 	}
-	cmd := newCommand(events.CommandCreateProject, *id, a.actor)
+	cmd := admin.NewCommand(events.CommandCreateProject, *id, a.actor)
 	cmd.Name, cmd.RequireToken, cmd.Origins = *name, requireToken, canon
 	res, err := a.submit(env.Ctx, cmd)
 	if err != nil {
@@ -184,7 +152,7 @@ func projectCreate(env Env, args []string) error {
 }
 
 // keyAnswer is the --json answer of create and rotate.
-func keyAnswer(res events.CommandResult) map[string]any {
+func keyAnswer(res admin.Result) map[string]any {
 	out := map[string]any{
 		"projectId":   res.Project.ProjectID,
 		"secretKey":   res.SecretKey,
@@ -218,7 +186,7 @@ func projectGet(env Env, args []string) error {
 	if err != nil {
 		return err
 	}
-	nc, err := a.connect()
+	nc, _, err := a.connect()
 	if err != nil {
 		return err
 	}
@@ -295,7 +263,7 @@ func projectUpdate(env Env, args []string) error {
 	if err != nil {
 		return fmt.Errorf("%w; fix the --origin value", err)
 	}
-	cmd := newCommand(events.CommandUpdateProject, id, a.actor)
+	cmd := admin.NewCommand(events.CommandUpdateProject, id, a.actor)
 	cmd.Origins, cmd.ClearOrigins = canon, *clear
 	if requireToken.set {
 		v := requireToken.value
@@ -333,7 +301,7 @@ func projectRotate(env Env, args []string) error {
 	if *grace > 0 && *grace < time.Second {
 		return errors.New("--grace is counted in whole seconds: give at least 1s, or 0 to retire the old key at once")
 	}
-	cmd := newCommand(events.CommandRotateKey, id, a.actor)
+	cmd := admin.NewCommand(events.CommandRotateKey, id, a.actor)
 	cmd.GraceSeconds = int64(*grace / time.Second)
 	res, err := a.submit(env.Ctx, cmd)
 	if err != nil {
@@ -372,7 +340,7 @@ func projectRevokeUser(env Env, args []string) error {
 	if *userID == "" {
 		return errors.New("whose tokens? add --user USER_ID")
 	}
-	cmd := newCommand(events.CommandRevokeUser, id, a.actor)
+	cmd := admin.NewCommand(events.CommandRevokeUser, id, a.actor)
 	cmd.UserID = *userID
 	res, err := a.submit(env.Ctx, cmd)
 	if err != nil {
@@ -405,7 +373,7 @@ func explainNotFound(err error, id string) error {
 	return err
 }
 
-func warnUnconfirmed(w io.Writer, res events.CommandResult) {
+func warnUnconfirmed(w io.Writer, res admin.Result) {
 	if len(res.Unconfirmed) == 0 {
 		return
 	}

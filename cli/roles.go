@@ -59,7 +59,10 @@ func (f *topologyFlags) register(fs *flag.FlagSet) {
 
 // connectRole connects a role to NATS and makes sure the streams exist.
 func connectRole(ctx context.Context, f *roleFlags, role string, log zerolog.Logger) (*nats.Conn, error) {
-	cfg := f.nats.config("hissuno-" + role)
+	cfg, err := f.nats.config("hissuno-"+role, role)
+	if err != nil {
+		return nil, err
+	}
 	cfg.InboxPrefix = events.InboxPrefix(role)
 	nc, err := bus.Connect(cfg, log)
 	if err != nil {
@@ -260,7 +263,10 @@ func runSetup(env Env, args []string) error {
 	if len(pos) > 0 {
 		return fmt.Errorf("unexpected argument %q", pos[0])
 	}
-	cfg := n.config("hissuno-setup")
+	cfg, err := n.config("hissuno-setup", "setup")
+	if err != nil {
+		return err
+	}
 	cfg.InboxPrefix = events.InboxPrefix("setup")
 	nc, err := bus.Connect(cfg, zerolog.Nop())
 	if err != nil {

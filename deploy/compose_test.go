@@ -15,6 +15,8 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 	"go.yaml.in/yaml/v3"
+
+	"github.com/hissuno/widgetauth/deploy"
 )
 
 // No Docker engine runs where the tests run: these tests read
@@ -91,7 +93,7 @@ func readCompose(t *testing.T) compose {
 }
 
 // roleUsers maps each service that runs a role to its NATS user.
-var roleUsers = map[string]string{"setup": "setup", "ingress": "ingress", "verifier": "verifier", "rotator": "rotator", "auditor": "auditor", "admin": "admin"}
+var roleUsers = map[string]string{"setup": "setup", "ingress": "ingress", "verifier": "verifier", "rotator": "rotator", "auditor": "auditor", "admin": "admin", "audit": "audit"}
 
 // roles are the services that run a role of the binary until stopped.
 var roles = []string{"ingress", "verifier", "rotator", "auditor"}
@@ -334,8 +336,8 @@ func TestComposeNATS(t *testing.T) {
 	}
 	// Every password nats.conf reads from the environment, and nothing else.
 	var want []string
-	for _, u := range users {
-		want = append(want, passwordVar(u))
+	for _, u := range deploy.NATSUsers {
+		want = append(want, deploy.PasswordVar(u))
 	}
 	slices.Sort(want)
 	got := slices.Sorted(maps.Keys(n.Environment))
@@ -375,11 +377,11 @@ func TestNATSConf(t *testing.T) {
 			continue // a bcrypt hash
 		}
 		if u.Password != "pw-"+u.Username {
-			t.Errorf("user %s: password not taken from %s", u.Username, passwordVar(u.Username))
+			t.Errorf("user %s: password not taken from %s", u.Username, deploy.PasswordVar(u.Username))
 		}
 	}
-	if !slices.Equal(got, users) {
-		t.Errorf("users %v, want %v", got, users)
+	if !slices.Equal(got, deploy.NATSUsers) {
+		t.Errorf("users %v, want %v", got, deploy.NATSUsers)
 	}
 	if opts.NoAuthUser != "" {
 		t.Errorf("no_auth_user %q lets anyone in", opts.NoAuthUser)
@@ -390,8 +392,8 @@ func TestNATSConf(t *testing.T) {
 // user in the environment.
 func processNATSConf(t *testing.T, path string) *server.Options {
 	t.Helper()
-	for _, u := range users {
-		t.Setenv(passwordVar(u), "pw-"+u)
+	for _, u := range deploy.NATSUsers {
+		t.Setenv(deploy.PasswordVar(u), "pw-"+u)
 	}
 	opts, err := server.ProcessConfigFile(path)
 	if err != nil {
@@ -438,8 +440,8 @@ func TestComposeCommands(t *testing.T) {
 			if want := roleUsers[name]; user != want {
 				t.Errorf("NATS user %q, want %q", user, want)
 			}
-			if ref := interpolated(s.Environment["HISSUNO_NATS_PASSWORD"]); !slices.Equal(ref, []string{passwordVar(user)}) {
-				t.Errorf("HISSUNO_NATS_PASSWORD = %q, want it from ${%s}", s.Environment["HISSUNO_NATS_PASSWORD"], passwordVar(user))
+			if ref := interpolated(s.Environment["HISSUNO_NATS_PASSWORD"]); !slices.Equal(ref, []string{deploy.PasswordVar(user)}) {
+				t.Errorf("HISSUNO_NATS_PASSWORD = %q, want it from ${%s}", s.Environment["HISSUNO_NATS_PASSWORD"], deploy.PasswordVar(user))
 			}
 			if u := s.Environment["HISSUNO_NATS_URL"]; u != "nats://nats:4222" {
 				t.Errorf("HISSUNO_NATS_URL %q, want nats://nats:4222", u)

@@ -136,12 +136,13 @@ func TestPipelineWithOneUserPerRole(t *testing.T) {
 		t.Fatalf("project revoke-user as admin: exit %d\n%s%s", code, out, errOut)
 	}
 
-	t.Run("audit tail as admin", func(t *testing.T) {
+	t.Run("audit tail as the audit user", func(t *testing.T) {
+		audit := []string{"--nats", s.url, "--nats-user", "audit", "--nats-password", s.passwords["audit"]}
 		tailCtx, stopTail := context.WithCancel(cmdCtx)
 		var out, errOut stacktest.SyncBuffer
 		done := make(chan int, 1)
 		go func() {
-			done <- runCommand(tailCtx, &out, &errOut, append([]string{"audit", "tail", "--project", id, "--format", "json"}, admin...))
+			done <- runCommand(tailCtx, &out, &errOut, append([]string{"audit", "tail", "--project", id, "--format", "json"}, audit...))
 		}()
 		// The tail follows new decisions only: connect until one shows.
 		var sent []string

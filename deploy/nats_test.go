@@ -19,6 +19,7 @@ import (
 
 	"github.com/hissuno/widgetauth/bus"
 	"github.com/hissuno/widgetauth/cli"
+	"github.com/hissuno/widgetauth/deploy"
 	"github.com/hissuno/widgetauth/events"
 	"github.com/hissuno/widgetauth/project"
 	"github.com/hissuno/widgetauth/stack/stacktest"
@@ -26,15 +27,6 @@ import (
 
 // natsConf is the NATS configuration docker-compose.yml mounts.
 const natsConf = "nats/nats.conf"
-
-// users are the NATS users of nats.conf, one per role.
-var users = []string{"setup", "ingress", "verifier", "rotator", "auditor", "admin"}
-
-// passwordVar is the environment variable nats.conf reads a user's
-// password from.
-func passwordVar(user string) string {
-	return "HISSUNO_NATS_" + strings.ToUpper(user) + "_PASSWORD"
-}
 
 // natsServer is an embedded server started from nats.conf.
 type natsServer struct {
@@ -51,10 +43,10 @@ type natsServer struct {
 // test cannot be parallel.
 func startNATS(t *testing.T) *natsServer {
 	t.Helper()
-	pw := make(map[string]string, len(users))
-	for _, u := range users {
+	pw := make(map[string]string, len(deploy.NATSUsers))
+	for _, u := range deploy.NATSUsers {
 		pw[u] = randomPassword(t)
-		t.Setenv(passwordVar(u), pw[u])
+		t.Setenv(deploy.PasswordVar(u), pw[u])
 	}
 	abs, err := filepath.Abs(natsConf)
 	if err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -13,6 +14,7 @@ import (
 	"github.com/nats-io/nuid"
 
 	"github.com/hissuno/widgetauth/bus"
+	"github.com/hissuno/widgetauth/deploy"
 	"github.com/hissuno/widgetauth/events"
 	"github.com/hissuno/widgetauth/project"
 	"github.com/hissuno/widgetauth/stack/stacktest"
@@ -43,10 +45,12 @@ func TestEachRoleDoesOnlyItsJob(t *testing.T) {
 	projectID := seedProject(t, s)
 
 	var (
-		publishAttempt   = jsPublish(events.SubjectAttempts)
+		publishAttempt   = jsPublish(events.AttemptSubject("ingress.ingress-1"))
+		spoofAttempt     = jsPublish(events.AttemptSubject("edge.gw-1"))
 		publishDecision  = jsPublish(events.SubjectDecisions)
-		rotateKey        = jsPublish(events.CommandRotateKey.Subject())
-		updateSettings   = jsPublish(events.CommandUpdateProject.Subject())
+		rotateKey        = jsPublish(events.CommandRotateKey.SubjectFrom(events.SourceAdmin))
+		updateSettings   = jsPublish(events.CommandUpdateProject.SubjectFrom(events.SourceAdmin))
+		rotateAsConsole  = jsPublish(events.CommandRotateKey.SubjectFrom("console"))
 		forgeAdminEvent  = jsPublish(events.AdminKeyRotated.Subject())
 		readSealedKey    = kvGet(projectID)
 		writeProject     = kvPut("proj_written")
@@ -60,8 +64,9 @@ func TestEachRoleDoesOnlyItsJob(t *testing.T) {
 		checkStreams     = checkTopology()
 		hearInvalidation = subscribe(events.SubjectInvalidate)
 		invalidate       = publish(events.SubjectInvalidate)
-		hearReplies      = subscribe(events.SubjectReplyPrefix + "ingress-1.*")
-		reply            = publish(events.SubjectReplyPrefix + "ingress-1.att_1")
+		hearReplies      = subscribe(events.ReplySubject("ingress.ingress-1", "*"))
+		hearEdgeReplies  = subscribe(events.SubjectReplyPrefix + "edge.>")
+		reply            = publish(events.ReplySubject("ingress.ingress-1", "att_1"))
 		sniffDecisions   = subscribe(events.SubjectDecisions)
 		readAdminAnswers = subscribe(events.AdminInboxPrefix + ".>")
 		answerAdmin      = publish(events.AdminInboxPrefix + ".x.y")
@@ -75,6 +80,8 @@ func TestEachRoleDoesOnlyItsJob(t *testing.T) {
 		{"ingress publishes attempts", "ingress", publishAttempt, true},
 		{"ingress receives its replies", "ingress", hearReplies, true},
 		{"ingress checks the streams exist", "ingress", checkStreams, true},
+		{"ingress cannot publish attempts as another source", "ingress", spoofAttempt, false},
+		{"ingress cannot hear another source's replies", "ingress", hearEdgeReplies, false},
 		{"ingress cannot rotate a key", "ingress", rotateKey, false},
 		{"ingress cannot change settings", "ingress", updateSettings, false},
 		{"ingress cannot read a sealed key", "ingress", readSealedKey, false},
@@ -142,8 +149,9 @@ func TestEachRoleDoesOnlyItsJob(t *testing.T) {
 		{"admin rotates a key", "admin", rotateKey, true},
 		{"admin changes settings", "admin", updateSettings, true},
 		{"admin reads a project", "admin", readSealedKey, true},
-		{"admin follows decisions", "admin", tailDecisions, true},
 		{"admin reads its answers", "admin", readAdminAnswers, true},
+		{"admin cannot send commands as another source", "admin", rotateAsConsole, false},
+		{"admin cannot follow decisions (that is the audit user's)", "admin", tailDecisions, false},
 		{"admin cannot write a project directly", "admin", writeProject, false},
 		{"admin cannot forge an admin event", "admin", forgeAdminEvent, false},
 		{"admin cannot consume the auditor's decisions", "admin", auditDecisions, false},
@@ -151,6 +159,15 @@ func TestEachRoleDoesOnlyItsJob(t *testing.T) {
 		{"admin cannot forge a decision", "admin", publishDecision, false},
 		{"admin cannot invalidate", "admin", invalidate, false},
 		{"admin cannot change the streams", "admin", changeStreams, false},
+
+		{"audit follows decisions", "audit", tailDecisions, true},
+		{"audit cannot read admin answers", "audit", readAdminAnswers, false},
+		{"audit cannot read a sealed key", "audit", action{subject: "$JS.API.", do: readSealedKey.do}, false},
+		{"audit cannot rotate a key", "audit", rotateKey, false},
+		{"audit cannot consume the auditor's decisions", "audit", auditDecisions, false},
+		{"audit cannot sniff attempts", "audit", subscribe(events.SubjectAttempts + ".>"), false},
+		{"audit cannot forge a reply", "audit", reply, false},
+		{"audit cannot change the streams", "audit", changeStreams, false},
 
 		{"setup creates and updates the streams", "setup", changeStreams, true},
 		{"setup checks the streams exist", "setup", checkStreams, true},
@@ -171,8 +188,17 @@ func TestEachRoleDoesOnlyItsJob(t *testing.T) {
 		{"auditor cannot forge an answer to the rotator", "auditor", publish(events.InboxPrefix("rotator") + ".x.y"), false},
 		{"admin cannot forge an answer to setup", "admin", publish(inboxOf("setup") + ".x.y"), false},
 	}
-	for _, user := range users {
-		for _, other := range users {
+	// Every stream has its writers; no other user may publish to it (a
+	// forged decision, admin event or attempt would reach the audit).
+	for _, w := range streamWriters {
+		for _, user := range deploy.NATSUsers {
+			allowed := slices.Contains(w.users, user)
+			verb := map[bool]string{true: "publishes", false: "cannot publish"}[allowed]
+			cases = append(cases, roleCase{fmt.Sprintf("%s %s to %s (%s)", user, verb, w.stream, w.subject), user, jsPublish(w.subject), allowed})
+		}
+	}
+	for _, user := range deploy.NATSUsers {
+		for _, other := range deploy.NATSUsers {
 			inbox := subscribe(inboxOf(other) + ".>")
 			switch {
 			case other == user:
@@ -211,6 +237,24 @@ func TestEachRoleDoesOnlyItsJob(t *testing.T) {
 			}
 		})
 	}
+}
+
+// streamWriters names, for one subject of each stream, the users that may
+// publish to it.
+var streamWriters = []struct {
+	stream, subject string
+	users           []string
+}{
+	{events.StreamAttempts, events.AttemptSubject("ingress.ingress-1"), []string{"ingress"}},
+	{events.StreamAttempts, events.AttemptSubject("admin.ingress-1"), nil},
+	{events.StreamDecisions, events.SubjectDecisions, []string{"verifier"}},
+	{events.StreamAdmin, events.CommandRotateKey.SubjectFrom(events.SourceAdmin), []string{"admin"}},
+	{events.StreamAdmin, events.CommandRotateKey.SubjectFrom("rotator"), nil},
+	{events.StreamAdmin, events.AdminKeyRotated.Subject(), []string{"rotator"}},
+	{events.StreamDeadLetter, events.SubjectDeadLetterPrefix + events.StreamAttempts, []string{"verifier"}},
+	{events.StreamDeadLetter, events.SubjectDeadLetterPrefix + events.StreamDecisions, []string{"auditor"}},
+	{events.StreamDeadLetter, events.SubjectDeadLetterPrefix + events.StreamAdmin, []string{"rotator", "auditor"}},
+	{"KV_" + events.BucketProjects, "$KV." + events.BucketProjects + ".proj_x", []string{"rotator"}},
 }
 
 // inboxOf is the inbox prefix a user connects with.

@@ -1,6 +1,7 @@
 package events
 
 import (
+	"strings"
 	"time"
 
 	"github.com/segmentio/encoding/json"
@@ -112,8 +113,25 @@ const (
 	CommandRevokeUser    CommandKind = "project.revoke_user"
 )
 
-// Subject is the subject a command of this kind is published on.
-func (k CommandKind) Subject() string { return SubjectCommandPrefix + string(k) }
+// SubjectFrom is the subject a command of this kind from source (the NATS
+// user that sends it, e.g. SourceAdmin) is published on.
+func (k CommandKind) SubjectFrom(source string) string {
+	return SubjectCommandPrefix + source + "." + string(k)
+}
+
+// ParseCommandSubject splits a command's subject into its source and kind;
+// ok is false when the subject is not SubjectFrom's form.
+func ParseCommandSubject(subject string) (source string, kind CommandKind, ok bool) {
+	rest, found := strings.CutPrefix(subject, SubjectCommandPrefix)
+	if !found {
+		return "", "", false
+	}
+	source, k, found := strings.Cut(rest, ".")
+	if !found || !ValidToken(source) || k == "" {
+		return "", "", false
+	}
+	return source, CommandKind(k), true
+}
 
 // Command is an admin command, published by `hissuno project …` to the admin
 // stream and handled by the rotator. Which fields matter depends on Kind.
@@ -145,12 +163,18 @@ type Command struct {
 	GraceSeconds int64 `json:"graceSeconds,omitempty"`
 	// UserID is the user whose tokens are revoked (revoke-user).
 	UserID string `json:"userId,omitempty"`
+	// ReplyKey is the public curve key (an nkeys "X…" key) the new secret
+	// key of a create or rotate is sealed to in the answer: only the client
+	// holding its private half, made for this one command, can read the key,
+	// whoever else can read the inbox. Required for create and rotate.
+	ReplyKey string `json:"replyKey,omitempty"`
 }
 
 // CommandResult is the rotator's answer to a command, sent to the
-// command's Hissuno-Reply-To inbox only (core NATS, never stored). It is the
-// one message that carries a secret key: the key made by create or rotate,
-// shown to the admin once.
+// command's Hissuno-Reply-To inbox only (core NATS, never stored), which
+// must be an inbox of the source that sent the command. The new secret key
+// of a create or rotate travels in it only sealed to the command's
+// ReplyKey.
 type CommandResult struct {
 	// CommandID is the command answered.
 	CommandID string `json:"commandId"`
@@ -158,9 +182,14 @@ type CommandResult struct {
 	Error string `json:"error,omitempty"`
 	// Project is the project after the command.
 	Project *ProjectView `json:"project,omitempty"`
-	// SecretKey is the new key (create, rotate); empty when the command was
-	// a redelivery of one already applied.
-	SecretKey string `json:"secretKey,omitempty"`
+	// SealedSecretKey is the new key (create, rotate), sealed with the
+	// curve key SealedBy to the command's ReplyKey (nkeys xkeys), in
+	// standard base64; empty when the command was a redelivery of one
+	// already applied.
+	SealedSecretKey string `json:"sealedSecretKey,omitempty"`
+	// SealedBy is the public curve key the rotator sealed the key with, made
+	// for this one answer.
+	SealedBy string `json:"sealedBy,omitempty"`
 	// AlreadyApplied is true when the command id had been applied before.
 	AlreadyApplied bool `json:"alreadyApplied,omitempty"`
 	// Confirmed lists the verifiers that confirmed they hold the change.

@@ -9,14 +9,21 @@ const SchemaVersion = 1
 // Subjects. Attempts, decisions and admin events are JetStream subjects; the
 // invalidation broadcast and the dead-letter subjects are core NATS.
 const (
-	// SubjectAttempts is where ingresses publish connection attempts.
+	// SubjectAttempts is the root of the subjects ingresses publish
+	// connection attempts on: SubjectAttempts + "." + the attempt's ingress
+	// ("<source>.<instance>", AttemptSubject). NATS permissions let each
+	// source's user publish under its own source only, and a verifier
+	// refuses an attempt whose ingress is not the one its subject names.
 	SubjectAttempts = "hissuno.attempts"
 	// SubjectDecisions is where verifiers record decisions.
 	SubjectDecisions = "hissuno.decisions"
 	// SubjectAdmin is the root of admin commands and admin events.
 	SubjectAdmin = "hissuno.admin"
 	// SubjectCommandPrefix starts every admin command's subject; the
-	// command's kind follows (SubjectCommandPrefix + "project.rotate").
+	// source that sent it (its NATS user) and the command's kind follow
+	// (SubjectCommandPrefix + "admin.project.rotate", CommandKind.SubjectFrom).
+	// NATS permissions let each source publish under its own name only: the
+	// rotator takes the source from the subject, never from the command.
 	SubjectCommandPrefix = "hissuno.admin.command."
 	// SubjectAdminEventPrefix starts every admin event's subject; the
 	// event's kind follows.
@@ -33,25 +40,70 @@ const (
 	// be handled; the stream it came from follows.
 	SubjectDeadLetterPrefix = "hissuno.deadletter."
 	// SubjectReplyPrefix starts the subjects ingresses receive verifier
-	// replies on: SubjectReplyPrefix + ingress instance + "." + attempt id.
-	// Verifiers reply to nothing else.
+	// replies on: ReplySubject(ingress, attempt id). Verifiers reply to
+	// nothing else, and only to the subject an attempt's ingress names.
 	SubjectReplyPrefix = "hissuno.reply."
-	// AdminInboxPrefix is the inbox prefix of admin clients (the CLI): the
-	// rotator's answers, which carry new secret keys, go there, and only
-	// admins may subscribe to it.
+	// AdminInboxPrefix is the inbox prefix of the admin CLI's connections
+	// (InboxPrefix(SourceAdmin)): the rotator answers the CLI's commands
+	// there, and only the admin user may subscribe to it.
 	AdminInboxPrefix = "_HISSUNO_ADMIN_INBOX"
 )
 
-// InboxPrefix is the inbox prefix of a role's connections
-// ("_HISSUNO_VERIFIER_INBOX"): JetStream answers and deliveries to a role
-// arrive there, so NATS permissions can keep other roles from reading them.
-// InboxPrefix("admin") is AdminInboxPrefix.
+// Sources: the NATS users that publish attempts or admin commands under
+// their own name. Other ingresses (an edge gateway) and admin tools use a
+// NATS user of their own, and its name as their source.
+const (
+	// SourceIngress is the source of Hissuno's HTTP ingress.
+	SourceIngress = "ingress"
+	// SourceAdmin is the source of the admin CLI (hissuno project …).
+	SourceAdmin = "admin"
+)
+
+// InboxPrefix is the inbox prefix of a role's or source's connections
+// ("_HISSUNO_VERIFIER_INBOX"): JetStream answers, deliveries and request
+// replies arrive there, so NATS permissions can keep others from reading
+// them. InboxPrefix(SourceAdmin) is AdminInboxPrefix.
 func InboxPrefix(role string) string { return "_HISSUNO_" + strings.ToUpper(role) + "_INBOX" }
+
+// ValidToken reports whether s can be one token of a NATS subject as
+// Hissuno names them: 1 to 64 letters, digits, '-' or '_'.
+func ValidToken(s string) bool {
+	if s == "" || len(s) > 64 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return true
+}
+
+// IngressName is the name an ingress instance gives itself in attempts:
+// "<source>.<instance>", two subject tokens.
+func IngressName(source, instance string) string { return source + "." + instance }
+
+// ValidIngress reports whether s is an IngressName of two valid tokens.
+func ValidIngress(s string) bool {
+	source, instance, ok := strings.Cut(s, ".")
+	return ok && ValidToken(source) && ValidToken(instance)
+}
+
+// AttemptSubject is the subject an ingress named ingress
+// ("<source>.<instance>") publishes its attempts on.
+func AttemptSubject(ingress string) string { return SubjectAttempts + "." + ingress }
+
+// ReplySubject is the subject a verifier replies on to the ingress named
+// ingress about one attempt.
+func ReplySubject(ingress, attemptID string) string {
+	return SubjectReplyPrefix + ingress + "." + attemptID
+}
 
 // Streams, consumers and buckets.
 const (
-	// StreamAttempts holds attempts until a verifier has decided them
-	// (work-queue retention).
+	// StreamAttempts holds attempts (every subject under SubjectAttempts)
+	// until a verifier has decided them (work-queue retention).
 	StreamAttempts = "HISSUNO_ATTEMPTS"
 	// StreamDecisions holds every decision until it ages out (limits
 	// retention); the auditor copies it into ClickHouse.

@@ -58,7 +58,7 @@ func runCLI(t *testing.T, st *stack.Stack, args ...string) string {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	var out, errb bytes.Buffer
-	args = append(args, "--nats", st.NATSURL)
+	args = append(args, stacktest.NATSArgs(t, st, events.SourceAdmin)...)
 	code := cli.Run(cli.Env{Ctx: ctx, Stdin: strings.NewReader(""), Stdout: &out, Stderr: &errb}, args)
 	if code != 0 {
 		t.Fatalf("hissuno %s: exit %d\nstdout: %s\nstderr: %s", strings.Join(args, " "), code, out.String(), errb.String())
@@ -384,7 +384,7 @@ func wantBadRequest(t *testing.T, a answer, mentions ...string) {
 // jetStream opens a client connection to the stack's server.
 func jetStream(t *testing.T, st *stack.Stack) jetstream.JetStream {
 	t.Helper()
-	js, err := jetstream.New(stacktest.Connect(t, st.Server))
+	js, err := jetstream.New(stacktest.ConnectAs(t, st, stacktest.Superuser))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -1075,7 +1075,7 @@ func TestConnectNotDecided(t *testing.T) {
 	t.Parallel()
 	const deadline = 1500 * time.Millisecond
 	attempts := jetstream.StreamConfig{
-		Name: events.StreamAttempts, Subjects: []string{events.SubjectAttempts},
+		Name: events.StreamAttempts, Subjects: []string{events.SubjectAttempts + ".>"},
 		Retention: jetstream.WorkQueuePolicy, Duplicates: time.Minute,
 	}
 	for _, tc := range []struct {
@@ -1100,7 +1100,7 @@ func TestConnectNotDecided(t *testing.T) {
 				full := attempts
 				full.MaxMsgs, full.Discard = 1, jetstream.DiscardNew
 				createStream(t, ctx, js, full)
-				if _, err := js.Publish(ctx, events.SubjectAttempts, []byte("{}")); err != nil {
+				if _, err := js.Publish(ctx, events.AttemptSubject("ingress.filler"), []byte("{}")); err != nil {
 					t.Fatal(err)
 				}
 			},

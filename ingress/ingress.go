@@ -26,7 +26,6 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nats.go/micro"
-	"github.com/nats-io/nuid"
 	"github.com/rs/zerolog"
 	"github.com/segmentio/encoding/json"
 
@@ -57,6 +56,11 @@ type Config struct {
 	// Instance names this ingress in attempts, logs and the reply subject;
 	// default: a random name.
 	Instance string
+	// Source is the NATS identity the ingress publishes attempts as: its
+	// NATS user's name, under which nats.conf lets it publish
+	// (hissuno.attempts.<source>.*) and receive replies; default
+	// events.SourceIngress.
+	Source string
 	// Deadline is how long a request waits for a verifier before it gets
 	// 503; default 3 s.
 	Deadline time.Duration
@@ -77,6 +81,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.Instance == "" {
 		c.Instance = bus.InstanceName("ingress")
+	}
+	if c.Source == "" {
+		c.Source = events.SourceIngress
 	}
 	if c.Deadline == 0 {
 		c.Deadline = 3 * time.Second
@@ -99,8 +106,14 @@ func (c Config) Validate() error {
 		return errors.New("ingress: no NATS connection")
 	case c.Deadline < 10*time.Millisecond:
 		return errors.New("ingress: the deadline must be at least 10 ms")
-	case strings.ContainsAny(c.Instance, ".*> \t"):
-		return fmt.Errorf("ingress: instance name %q must be one NATS subject token", c.Instance)
+	case c.Deadline > events.AttemptWindow/2:
+		// Republished attempts must reach JetStream within the window a
+		// verifier accepts them in.
+		return fmt.Errorf("ingress: the deadline must be at most %s", events.AttemptWindow/2)
+	case !events.ValidToken(c.Instance):
+		return fmt.Errorf("ingress: instance name %q must be one NATS subject token: 1 to 64 letters, digits, '-' or '_'", c.Instance)
+	case !events.ValidToken(c.Source):
+		return fmt.Errorf("ingress: source %q must be one NATS subject token: its NATS user's name", c.Source)
 	}
 	return nil
 }
@@ -111,6 +124,8 @@ type Ingress struct {
 	log zerolog.Logger
 	js  jetstream.JetStream
 
+	name        string // in attempts: events.IngressName(source, instance)
+	subject     string // attempts are published on it
 	replyPrefix string // verifiers' replies: replyPrefix + attempt id
 	ackPrefix   string // JetStream's acknowledgements: ackPrefix + attempt id
 	mu          sync.Mutex
@@ -134,7 +149,9 @@ func New(cfg Config, log zerolog.Logger) (*Ingress, error) {
 		cfg:         cfg,
 		log:         log.With().Str("component", "ingress").Str("instance", cfg.Instance).Logger(),
 		js:          js,
-		replyPrefix: events.SubjectReplyPrefix + cfg.Instance + ".",
+		name:        events.IngressName(cfg.Source, cfg.Instance),
+		subject:     events.AttemptSubject(events.IngressName(cfg.Source, cfg.Instance)),
+		replyPrefix: events.ReplySubject(events.IngressName(cfg.Source, cfg.Instance), ""),
 		ackPrefix:   cfg.NATS.NewInbox() + ".",
 		waiting:     make(map[string]*pending),
 		listening:   make(chan struct{}),
@@ -463,14 +480,15 @@ func (in *Ingress) parse(r *http.Request) (*events.Attempt, error) {
 		return nil, fmt.Errorf("projectId is over %d bytes", MaxProjectIDBytes)
 	}
 	now := in.cfg.Clock()
+	received := now.Truncate(time.Millisecond) // as the attempt id carries it
 	a := &events.Attempt{
 		SchemaVersion: events.SchemaVersion,
-		AttemptID:     "att_" + nuid.Next(),
+		AttemptID:     events.NewAttemptID(received),
 		ProjectID:     *req.ProjectID,
 		Origin:        r.Header.Get("Origin"),
-		ReceivedAt:    now.UTC(),
+		ReceivedAt:    received.UTC(),
 		Deadline:      now.Add(in.cfg.Deadline).UTC(),
-		Ingress:       in.cfg.Instance,
+		Ingress:       in.name,
 		ClientIP:      clientIP(r),
 		UserAgent:     clip(r.UserAgent(), 512),
 	}
@@ -556,7 +574,7 @@ func (in *Ingress) roundTrip(ctx context.Context, a *events.Attempt) ([]byte, in
 	if err != nil {
 		return nil, http.StatusInternalServerError, fmt.Errorf("attempt not encoded: %v", err)
 	}
-	msg := nats.NewMsg(events.SubjectAttempts)
+	msg := nats.NewMsg(in.subject)
 	msg.Data = body
 	msg.Reply = in.ackPrefix + a.AttemptID
 	msg.Header.Set(events.HeaderMsgID, a.AttemptID)

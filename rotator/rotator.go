@@ -15,14 +15,17 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"strings"
 	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nats.go/micro"
+	"github.com/nats-io/nkeys"
 	"github.com/rs/zerolog"
 
+	"github.com/hissuno/widgetauth/admin"
 	"github.com/hissuno/widgetauth/bus"
 	"github.com/hissuno/widgetauth/events"
 	"github.com/hissuno/widgetauth/metrics"
@@ -210,11 +213,26 @@ func (r *Rotator) handle(ctx context.Context, msg jetstream.Msg) error {
 	if err := json.Unmarshal(msg.Data(), &cmd); err != nil {
 		return worker.Permanent(fmt.Errorf("command is not valid JSON: %w", err))
 	}
+	source, kind, ok := events.ParseCommandSubject(msg.Subject())
+	if !ok || kind != cmd.Kind {
+		return worker.Permanent(fmt.Errorf("command %q of kind %q on subject %q: the subject must be %s<source>.<kind> of the command's kind", cmd.CommandID, cmd.Kind, msg.Subject(), events.SubjectCommandPrefix))
+	}
+	log := r.log.With().Str("command", cmd.CommandID).Str("kind", string(cmd.Kind)).Str("project", cmd.ProjectID).Str("source", source).Str("actor", cmd.Actor).Logger()
+	// The answer goes to an inbox of the source that sent the command only:
+	// NATS lets no other user read it.
 	replyTo := msg.Headers().Get(events.HeaderReplyTo)
-	log := r.log.With().Str("command", cmd.CommandID).Str("kind", string(cmd.Kind)).Str("project", cmd.ProjectID).Str("actor", cmd.Actor).Logger()
+	if replyTo != "" && !strings.HasPrefix(replyTo, events.InboxPrefix(source)+".") {
+		log.Warn().Str("reply_to", replyTo).Msg("command asks for its answer outside its source's inbox; no answer is sent")
+		replyTo = ""
+	}
 	now := r.cfg.Clock()
 	if cmd.CommandID == "" || cmd.SchemaVersion != events.SchemaVersion {
 		r.answer(replyTo, events.CommandResult{CommandID: cmd.CommandID, Error: "unsupported command: no commandId or unknown schemaVersion"})
+		return nil
+	}
+	if makesKey(cmd.Kind) && !nkeys.IsValidPublicCurveKey(cmd.ReplyKey) {
+		log.Info().Msg("command without a replyKey refused: its new key could not be sealed")
+		r.answer(replyTo, events.CommandResult{CommandID: cmd.CommandID, Error: "the command has no replyKey to seal its new secret key to; send it with a current hissuno CLI"})
 		return nil
 	}
 	if now.Sub(cmd.IssuedAt) > r.cfg.CommandTTL {
@@ -234,7 +252,13 @@ func (r *Rotator) handle(ctx context.Context, msg jetstream.Msg) error {
 	if err := r.record(ctx, out.event); err != nil {
 		return err
 	}
-	res := events.CommandResult{CommandID: cmd.CommandID, SecretKey: out.secret, AlreadyApplied: out.already}
+	res := events.CommandResult{CommandID: cmd.CommandID, AlreadyApplied: out.already}
+	if out.secret != "" {
+		if res.SealedSecretKey, res.SealedBy, err = admin.Seal(out.secret, cmd.ReplyKey); err != nil {
+			// Checked before applying; a failure here is the machine's.
+			return fmt.Errorf("seal the new key of command %s: %w", cmd.CommandID, err)
+		}
+	}
 	view := out.record.View(out.revision)
 	res.Project = &view
 	start := time.Now()
@@ -253,6 +277,11 @@ func (r *Rotator) handle(ctx context.Context, msg jetstream.Msg) error {
 	log.Info().Uint64("revision", out.revision).Int("key_version", out.record.KeyVersion).Bool("already_applied", out.already).Int("confirmed", len(res.Confirmed)).Msg("command applied")
 	r.answer(replyTo, res)
 	return nil
+}
+
+// makesKey reports whether a command of this kind makes a new secret key.
+func makesKey(k events.CommandKind) bool {
+	return k == events.CommandCreateProject || k == events.CommandRotateKey
 }
 
 // apply changes the project with compare-and-set, retrying on conflicts, and

@@ -176,11 +176,11 @@ func TestReasonsBelongToTheirOutcome(t *testing.T) {
 
 // Hand-written documents the tables start from.
 const (
-	attemptMinimal = `{"schemaVersion":1,"attemptId":"edge-7f3a","projectId":"proj_abc","receivedAt":"2026-03-01T10:00:00Z","deadline":"2026-03-01T10:00:03+01:00"}`
-	attemptFull    = `{"schemaVersion":1,"attemptId":"att_X9Yz","projectId":"proj_abc","origin":"https://app.example.com",
+	attemptMinimal = `{"schemaVersion":1,"attemptId":"att_19c88df7a80EdgeGw7f3aEdgeGw7f3a","projectId":"proj_abc","receivedAt":"2026-03-01T10:00:00Z","deadline":"2026-03-01T10:00:03+01:00","ingress":"edge.gw-1"}`
+	attemptFull    = `{"schemaVersion":1,"attemptId":"att_19c88df7afbX9YzAbCdEfGhIjKlMnOpQr","projectId":"proj_abc","origin":"https://app.example.com",
 		"widgetToken":"eyJhbGciOiJIUzI1NiJ9.e30.sig","userId":"u-1","userMetadata":{"plan":"pro"},
-		"receivedAt":"2026-03-01T10:00:00.123456789Z","deadline":"2026-03-01T10:00:03.123456789Z",
-		"replyTo":"hissuno.reply.ingress-h-1a2b3c.att_X9Yz","ingress":"ingress-h-1a2b3c","clientIp":"203.0.113.9","userAgent":"Mozilla/5.0"}`
+		"receivedAt":"2026-03-01T10:00:00.123Z","deadline":"2026-03-01T10:00:03.123456789Z",
+		"replyTo":"hissuno.reply.ingress.ingress-h-1a2b3c.att_19c88df7afbX9YzAbCdEfGhIjKlMnOpQr","ingress":"ingress.ingress-h-1a2b3c","clientIp":"203.0.113.9","userAgent":"Mozilla/5.0"}`
 
 	decisionAuthenticated = `{"schemaVersion":1,"decisionId":"dec_att_X9Yz","attemptId":"att_X9Yz","time":"2026-03-01T10:00:00.2Z",
 		"receivedAt":"2026-03-01T10:00:00.1Z","projectId":"proj_abc","decision":"accept","reason":"","session":"authenticated",
@@ -206,15 +206,18 @@ const (
 
 	commandCreate = `{"schemaVersion":1,"commandId":"cmd_AbC123","kind":"project.create","actor":"ada@laptop",
 		"issuedAt":"2026-03-01T10:00:00Z","projectId":"proj_abc","name":"Shop","requireToken":false,
+		"replyKey":"XB7CMVJGNYNLIRJLUUSJH5O6BAZZM364Q6S5K3S3ZC3CHPZPYCTCDMBO",
 		"origins":["https://app.example.com","https://*.example.org","http://localhost:3000","https://[::1]:8443"]}`
 	commandUpdate = `{"schemaVersion":1,"commandId":"cmd_AbC124","kind":"project.update","actor":"ada@laptop",
 		"issuedAt":"2026-03-01T10:00:00Z","projectId":"proj_abc","requireToken":true,"clearOrigins":true}`
 	commandRotate = `{"schemaVersion":1,"commandId":"cmd_AbC125","kind":"project.rotate","actor":"ada@laptop",
-		"issuedAt":"2026-03-01T10:00:00Z","projectId":"proj_abc","graceSeconds":600}`
+		"issuedAt":"2026-03-01T10:00:00Z","projectId":"proj_abc","graceSeconds":600,
+		"replyKey":"XB7CMVJGNYNLIRJLUUSJH5O6BAZZM364Q6S5K3S3ZC3CHPZPYCTCDMBO"}`
 	commandRevoke = `{"schemaVersion":1,"commandId":"cmd_AbC126","kind":"project.revoke_user","actor":"",
 		"issuedAt":"2026-03-01T10:00:00Z","projectId":"proj_abc","userId":"u-1"}`
 
-	resultCreated = `{"commandId":"cmd_AbC123","secretKey":"sk_live_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+	resultCreated = `{"commandId":"cmd_AbC123","sealedSecretKey":"eGtleQAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA==",
+		"sealedBy":"XB4PXRFMLFVHLBCM4TRWH66NIYPEZJYHOYKVCPIPVA7LH3K2MAFFP2H3",
 		"project":{"projectId":"proj_abc","name":"Shop","requireToken":false,"origins":[],"keyVersion":2,
 			"keys":[{"version":2,"fingerprint":"0123456789abcdef","createdAt":"2026-03-01T10:00:00Z"},
 				{"version":1,"fingerprint":"fedcba9876543210","createdAt":"2026-02-01T10:00:00Z","validUntil":"2026-03-01T10:10:00Z"}],
@@ -257,6 +260,10 @@ func TestValidate(t *testing.T) {
 		{"attempt: receivedAt as unix seconds", schemas.Attempt, edit(t, attemptMinimal, map[string]any{"receivedAt": 1772359200}), false},
 		{"attempt: userMetadata value not a string", schemas.Attempt, edit(t, attemptFull, map[string]any{"userMetadata": map[string]any{"age": 42}}), false},
 		{"attempt: replyTo with a wildcard", schemas.Attempt, edit(t, attemptFull, map[string]any{"replyTo": "hissuno.reply.*"}), false},
+		{"attempt: replyTo another subject", schemas.Attempt, edit(t, attemptFull, map[string]any{"replyTo": "_INBOX.abc"}), false},
+		{"attempt: no ingress", schemas.Attempt, edit(t, attemptMinimal, nil, "ingress"), false},
+		{"attempt: ingress of one token", schemas.Attempt, edit(t, attemptMinimal, map[string]any{"ingress": "gw-1"}), false},
+		{"attempt: attemptId without its time", schemas.Attempt, edit(t, attemptMinimal, map[string]any{"attemptId": "att_X9YzAbCdEfGhIjKlMnOpQr"}), false},
 		{"attempt: extra property", schemas.Attempt, edit(t, attemptMinimal, map[string]any{"tokenFingerprint": "0123456789abcdef"}), false},
 		{"attempt: trailing data", schemas.Attempt, attemptMinimal + `{}`, false},
 		{"attempt: not JSON", schemas.Attempt, `{"schemaVersion":1,`, false},
@@ -309,6 +316,9 @@ func TestValidate(t *testing.T) {
 		{"command: projectId with a dot", schemas.Command, edit(t, commandRotate, map[string]any{"projectId": "proj.abc"}), false},
 		{"command: extra property", schemas.Command, edit(t, commandRotate, map[string]any{"secretKey": "sk_live_x"}), false},
 		{"command: create without a name", schemas.Command, edit(t, commandCreate, nil, "name"), false},
+		{"command: create without a replyKey", schemas.Command, edit(t, commandCreate, nil, "replyKey"), false},
+		{"command: rotate without a replyKey", schemas.Command, edit(t, commandRotate, nil, "replyKey"), false},
+		{"command: replyKey not a curve key", schemas.Command, edit(t, commandRotate, map[string]any{"replyKey": "UAB7CMVJGNYNLIRJLUUSJH5O6BAZZM364Q6S5K3S3ZC3CHPZPYCTCDMB"}), false},
 		{"command: create with a blank name", schemas.Command, edit(t, commandCreate, map[string]any{"name": "   "}), false},
 		{"command: origin not canonical", schemas.Command, edit(t, commandCreate, map[string]any{"origins": []string{"App.Example.com"}}), false},
 		{"command: duplicate origins", schemas.Command, edit(t, commandCreate, map[string]any{"origins": []string{"https://a.example", "https://a.example"}}), false},
@@ -320,12 +330,14 @@ func TestValidate(t *testing.T) {
 		// command result
 		{"command-result: created or rotated", schemas.CommandResult, resultCreated, true},
 		{"command-result: refused", schemas.CommandResult, resultFailed, true},
-		{"command-result: already applied", schemas.CommandResult, edit(t, resultCreated, map[string]any{"alreadyApplied": true}, "secretKey"), true},
+		{"command-result: already applied", schemas.CommandResult, edit(t, resultCreated, map[string]any{"alreadyApplied": true}, "sealedSecretKey", "sealedBy"), true},
 		{"command-result: no commandId", schemas.CommandResult, edit(t, resultFailed, nil, "commandId"), false},
 		{"command-result: neither error nor project", schemas.CommandResult, `{"commandId":"cmd_AbC123"}`, false},
 		{"command-result: error with a project", schemas.CommandResult, edit(t, resultCreated, map[string]any{"error": "boom"}), false},
 		{"command-result: already applied with a key", schemas.CommandResult, edit(t, resultCreated, map[string]any{"alreadyApplied": true}), false},
-		{"command-result: secret key not sk_live_", schemas.CommandResult, edit(t, resultCreated, map[string]any{"secretKey": "hunter2"}), false},
+		{"command-result: a secret key in clear", schemas.CommandResult, edit(t, resultCreated, map[string]any{"secretKey": "sk_live_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"}), false},
+		{"command-result: sealed key without its sender", schemas.CommandResult, edit(t, resultCreated, nil, "sealedBy"), false},
+		{"command-result: sealed key not base64", schemas.CommandResult, edit(t, resultCreated, map[string]any{"sealedSecretKey": "sk_live_x"}), false},
 		{"command-result: confirmed not a list", schemas.CommandResult, edit(t, resultCreated, map[string]any{"confirmed": "verifier-a"}), false},
 		{"command-result: project without keys", schemas.CommandResult, edit(t, resultCreated, nil, "project.keys"), false},
 		{"command-result: project with no key", schemas.CommandResult, edit(t, resultCreated, map[string]any{"project.keys": []any{}}), false},
@@ -446,8 +458,8 @@ func edit(t *testing.T, doc string, set map[string]any, del ...string) string {
 func TestLiveMessagesMatchSchemas(t *testing.T) {
 	t.Parallel()
 	st := stacktest.Start(t, stack.Config{})
-	rec := record(t, stacktest.Connect(t, st.Server), "hissuno.>", "_INBOX.>", events.AdminInboxPrefix+".>")
-	u := &user{t: t, natsURL: st.NATSURL, connectURL: "http://" + st.HTTPAddr + "/v1/widget/connect"}
+	rec := record(t, stacktest.ConnectAs(t, st, stacktest.Superuser), "hissuno.>", events.InboxPrefix("rotator")+".>", events.AdminInboxPrefix+".>")
+	u := &user{t: t, natsArgs: stacktest.NATSArgs(t, st, events.SourceAdmin), connectURL: "http://" + st.HTTPAddr + "/v1/widget/connect"}
 
 	// An admin creates a project limited to one origin.
 	created := u.keyAnswer("project", "create", "--name", "Schema test", "--origin", "https://app.example.com", "--json")
@@ -534,7 +546,7 @@ func TestLiveMessagesMatchSchemas(t *testing.T) {
 		"decision accept authenticated", "decision accept anonymous", "decision unauthorized", "decision origin_blocked",
 		"command project.create", "command project.update", "command project.rotate", "command project.revoke_user",
 		"admin-event project.created", "admin-event project.updated", "admin-event key.rotated", "admin-event user.revoked",
-		"command-result ok", "command-result error", "command-result secretKey",
+		"command-result ok", "command-result error", "command-result sealedSecretKey",
 	} {
 		if !c.variants[variant] {
 			t.Errorf("no %s seen", variant)
@@ -627,7 +639,7 @@ func classify(msgs []message) classified {
 		}
 	}
 	for _, m := range msgs {
-		if m.via != "hissuno.>" && !strings.HasPrefix(m.subject, "_INBOX.") && !strings.HasPrefix(m.subject, events.AdminInboxPrefix+".") {
+		if m.via != "hissuno.>" && !strings.HasPrefix(m.subject, events.InboxPrefix("rotator")+".") && !strings.HasPrefix(m.subject, events.AdminInboxPrefix+".") {
 			// A JetStream delivery to a consumer's inbox: a copy of a
 			// message the hissuno.> subscription got when it was published.
 			continue
@@ -636,7 +648,7 @@ func classify(msgs []message) classified {
 		switch s := m.subject; {
 		case strings.HasPrefix(s, "$"):
 			continue
-		case s == events.SubjectAttempts:
+		case strings.HasPrefix(s, events.SubjectAttempts+"."):
 			name = schemas.Attempt
 		case s == events.SubjectDecisions:
 			name, where = schemas.Decision, events.SubjectDecisions
@@ -656,7 +668,7 @@ func classify(msgs []message) classified {
 			name = schemas.CommandResult
 		case syncInboxes[s]:
 			name = schemas.SyncReply
-		case strings.HasPrefix(s, "_INBOX."), strings.HasPrefix(s, events.AdminInboxPrefix+"."):
+		case strings.HasPrefix(s, events.InboxPrefix("rotator")+"."), strings.HasPrefix(s, events.AdminInboxPrefix+"."):
 			// JetStream acks and other replies no schema describes.
 			continue
 		default:
@@ -681,7 +693,7 @@ func variantOf(name string, data []byte) string {
 		Session   string `json:"session"`
 		Kind      string `json:"kind"`
 		Error     string `json:"error"`
-		SecretKey string `json:"secretKey"`
+		SecretKey string `json:"sealedSecretKey"`
 	}
 	_ = json.Unmarshal(data, &f)
 	switch name {
@@ -694,7 +706,7 @@ func variantOf(name string, data []byte) string {
 		case f.Error != "":
 			return name + " error"
 		case f.SecretKey != "":
-			return name + " secretKey"
+			return name + " sealedSecretKey"
 		}
 		return name + " ok"
 	}
@@ -717,7 +729,7 @@ func redactKeys(b []byte) string {
 // through HTTP. It counts what it did.
 type user struct {
 	t          *testing.T
-	natsURL    string
+	natsArgs   []string
 	connectURL string
 	commands   int // admin commands sent (each answered by the rotator)
 	connects   int // connect requests decided by a verifier
@@ -747,7 +759,7 @@ func (u *user) run(args []string) (stdout, stderr string, code int) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	var out, errOut bytes.Buffer
-	code = cli.Run(cli.Env{Ctx: ctx, Stdin: strings.NewReader(""), Stdout: &out, Stderr: &errOut}, append(args, "--nats", u.natsURL))
+	code = cli.Run(cli.Env{Ctx: ctx, Stdin: strings.NewReader(""), Stdout: &out, Stderr: &errOut}, append(args, u.natsArgs...))
 	if len(args) > 1 && args[0] == "project" && args[1] != "get" {
 		u.commands++
 	}

@@ -594,7 +594,7 @@ func observeAttempts(t *testing.T, c *stacktest.Cluster) *observer {
 			t.Fatalf("observer on %s: %v", s.Name(), err)
 		}
 		t.Cleanup(nc.Close)
-		sub, err := nc.Subscribe(events.SubjectAttempts, o.record)
+		sub, err := nc.Subscribe(events.SubjectAttempts+".>", o.record)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 
@@ -21,6 +22,7 @@ import (
 
 	"github.com/hissuno/widgetauth/auditor"
 	"github.com/hissuno/widgetauth/bus"
+	"github.com/hissuno/widgetauth/deploy"
 	"github.com/hissuno/widgetauth/health"
 	"github.com/hissuno/widgetauth/ingress"
 	"github.com/hissuno/widgetauth/project"
@@ -55,6 +57,10 @@ type Config struct {
 	ClickHouseDSN string
 	// Auditor tunes the auditor (its NATS and DSN are set by the stack).
 	Auditor auditor.Config
+	// Superuser, in tests and benchmarks only, names an extra NATS user
+	// with every permission (ConnectAs it), to watch or seed what no role
+	// may; `hissuno dev` never sets it.
+	Superuser string
 }
 
 // Stack is a running system.
@@ -72,6 +78,7 @@ type Stack struct {
 
 	log       zerolog.Logger
 	sealer    *project.Sealer
+	creds     map[string]Credentials
 	conns     []*nats.Conn
 	ingress   *ingress.Ingress
 	verifiers []*verifier.Verifier
@@ -113,10 +120,33 @@ func Start(ctx context.Context, cfg Config, log zerolog.Logger) (s *Stack, err e
 	if s.sealer, err = project.NewSealer(key); err != nil {
 		return nil, err
 	}
+	// The embedded server has the users and permissions of production
+	// (deploy/nats/nats.conf), with passwords made for this start: every
+	// role connects as its own user, and nothing connects anonymously.
+	passwords := map[string]string{}
+	users := append(slices.Clone(deploy.NATSUsers), cfg.Superuser)
+	for _, u := range users {
+		if u == "" {
+			continue
+		}
+		if passwords[u], err = newPassword(); err != nil {
+			return nil, err
+		}
+	}
+	conf, err := deploy.NATSConfig(passwords)
+	if err != nil {
+		return nil, err
+	}
+	var extra []*server.User
+	if cfg.Superuser != "" {
+		extra = append(extra, &server.User{Username: cfg.Superuser, Password: passwords[cfg.Superuser]})
+	}
 	s.Server, err = bus.RunEmbedded(bus.EmbeddedConfig{
 		Listen:     cfg.NATSListen,
 		StoreDir:   filepath.Join(cfg.DataDir, "jetstream"),
 		ServerName: "hissuno-dev",
+		Config:     conf,
+		Users:      extra,
 	}, log)
 	if err != nil {
 		return nil, err
@@ -127,8 +157,18 @@ func Start(ctx context.Context, cfg Config, log zerolog.Logger) (s *Stack, err e
 			s.Stop()
 		}
 	}()
+	s.creds = make(map[string]Credentials, len(passwords))
+	for u, pw := range passwords {
+		s.creds[u] = Credentials{URL: s.NATSURL, User: u, Password: pw}
+		if u == cfg.Superuser {
+			continue // never on disk
+		}
+		if err := writeCredentials(cfg.DataDir, s.creds[u]); err != nil {
+			return nil, err
+		}
+	}
 
-	admin, err := s.Connect("setup")
+	admin, err := s.ConnectAs("setup", "setup")
 	if err != nil {
 		return nil, err
 	}
@@ -143,7 +183,7 @@ func Start(ctx context.Context, cfg Config, log zerolog.Logger) (s *Stack, err e
 	rolesCtx, rolesStop := context.WithCancel(context.WithoutCancel(ctx))
 	s.rolesStop = rolesStop
 	for i := 0; i < cfg.Verifiers; i++ {
-		nc, err := s.Connect("verifier")
+		nc, err := s.ConnectAs("verifier", "verifier")
 		if err != nil {
 			return nil, err
 		}
@@ -162,7 +202,7 @@ func Start(ctx context.Context, cfg Config, log zerolog.Logger) (s *Stack, err e
 		}
 		return nil
 	})
-	nc, err := s.Connect("rotator")
+	nc, err := s.ConnectAs("rotator", "rotator")
 	if err != nil {
 		return nil, err
 	}
@@ -173,7 +213,7 @@ func Start(ctx context.Context, cfg Config, log zerolog.Logger) (s *Stack, err e
 	s.goRole(rolesCtx, "rotator", rot.Run)
 
 	if cfg.ClickHouseDSN != "" {
-		nc, err := s.Connect("auditor")
+		nc, err := s.ConnectAs("auditor", "auditor")
 		if err != nil {
 			return nil, err
 		}
@@ -186,7 +226,7 @@ func Start(ctx context.Context, cfg Config, log zerolog.Logger) (s *Stack, err e
 		s.goRole(rolesCtx, "auditor", s.auditor.Run)
 	}
 
-	nc, err = s.Connect("ingress")
+	nc, err = s.ConnectAs("ingress", "ingress")
 	if err != nil {
 		return nil, err
 	}
@@ -216,15 +256,29 @@ func Start(ctx context.Context, cfg Config, log zerolog.Logger) (s *Stack, err e
 	return s, nil
 }
 
-// Connect opens a connection to the embedded server for one role or client;
-// Stop closes it.
-func (s *Stack) Connect(name string) (*nats.Conn, error) {
-	nc, err := bus.Connect(bus.ConnConfig{URL: s.NATSURL, Name: "hissuno-" + name, InProcess: s.Server}, s.log)
+// ConnectAs opens a connection to the embedded server as a NATS user of
+// deploy/nats/nats.conf (or the Superuser), with that user's inbox prefix,
+// named "hissuno-"+name; Stop closes it.
+func (s *Stack) ConnectAs(user, name string) (*nats.Conn, error) {
+	c, ok := s.creds[user]
+	if !ok {
+		return nil, fmt.Errorf("stack: no NATS user %q", user)
+	}
+	cfg := c.ConnConfig("hissuno-" + name)
+	cfg.InProcess = s.Server
+	nc, err := bus.Connect(cfg, s.log)
 	if err != nil {
 		return nil, err
 	}
 	s.conns = append(s.conns, nc)
 	return nc, nil
+}
+
+// Credentials are the credentials of a NATS user of the embedded server
+// (as `hissuno dev` writes them into its data directory, ReadCredentials).
+func (s *Stack) Credentials(user string) (Credentials, bool) {
+	c, ok := s.creds[user]
+	return c, ok
 }
 
 // Sealer opens and seals keys under the stack's master key.

@@ -4,7 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -80,9 +80,18 @@ func (c Config) Validate() error {
 		return errors.New("verifier: concurrency must be at least 1")
 	case c.AckWait < time.Second:
 		return errors.New("verifier: ack wait must be at least 1 s")
+	case c.PublishTimeout <= 0 || c.PublishTimeout > handleBudget(c.AckWait):
+		return fmt.Errorf("verifier: the publish timeout must be positive and at most %s (three quarters of the ack wait)", handleBudget(c.AckWait))
 	}
 	return nil
 }
+
+// handleBudget bounds the handling of one attempt, its decision's publish
+// included: well below the ack wait, after which JetStream hands the
+// attempt to another verifier. So every decision on one stored attempt is
+// published within the ack wait of one of its deliveries, and all of them
+// within the streams' duplicate window, which de-duplicates them.
+func handleBudget(ackWait time.Duration) time.Duration { return ackWait * 3 / 4 }
 
 // Consumer settings of the shared durable consumer on the attempts stream.
 // Every redelivery of an attempt happens within the streams' duplicate
@@ -468,19 +477,24 @@ func AttemptsConsumer(ackWait time.Duration) jetstream.ConsumerConfig {
 		BackOff:       backoff,
 		MaxDeliver:    attemptsMaxDeliver,
 		MaxAckPending: attemptsMaxAckPending,
-		FilterSubject: events.SubjectAttempts,
+		FilterSubject: events.SubjectAttempts + ".>",
 	}
 }
 
 // handle decides one attempt: decide, store the decision (waiting for its
 // persistence ack), then reply if the ingress still waits.
 func (v *Verifier) handle(ctx context.Context, msg jetstream.Msg) error {
+	ctx, cancel := context.WithTimeout(ctx, handleBudget(v.cfg.AckWait))
+	defer cancel()
 	var a events.Attempt
 	if err := json.Unmarshal(msg.Data(), &a); err != nil {
 		return worker.Permanent(fmt.Errorf("attempt is not valid JSON: %w", err))
 	}
 	if a.SchemaVersion != events.SchemaVersion || a.AttemptID == "" {
 		return worker.Permanent(fmt.Errorf("attempt %q: schema version %d or attempt id unsupported", a.AttemptID, a.SchemaVersion))
+	}
+	if err := checkProvenance(&a, msg); err != nil {
+		return worker.Permanent(fmt.Errorf("attempt %q refused: %w", clip(a.AttemptID), err))
 	}
 	dec, ok := v.decide(ctx, &a)
 	if !ok {
@@ -499,18 +513,67 @@ func (v *Verifier) handle(ctx context.Context, msg jetstream.Msg) error {
 	out.Data = body
 	out.Header.Set(events.HeaderMsgID, ev.DecisionID)
 	pctx, cancel := context.WithTimeout(ctx, v.cfg.PublishTimeout)
-	_, err = bus.Publish(pctx, v.cfg.NATS, out)
+	ack, err := bus.Publish(pctx, v.cfg.NATS, out)
 	cancel()
 	if err != nil {
 		return fmt.Errorf("store decision %s: %w", ev.DecisionID, err)
+	}
+	if ack.Duplicate {
+		// An earlier delivery stored the decision on this attempt, and the
+		// browser may only ever see the stored one: this one, made later,
+		// can differ (settings changed meanwhile). The earlier delivery
+		// replied.
+		return nil
 	}
 	metrics.Decisions.WithLabelValues(string(dec.Outcome), string(dec.Reason)).Inc()
 	if !a.ReceivedAt.IsZero() {
 		metrics.DecisionLatency.Observe(time.Since(a.ReceivedAt).Seconds())
 	}
-	if a.ReplyTo != "" && v.cfg.Clock().Before(a.Deadline) && strings.HasPrefix(a.ReplyTo, events.SubjectReplyPrefix) {
+	if a.ReplyTo != "" && v.cfg.Clock().Before(a.Deadline) {
 		if err := v.cfg.NATS.Publish(a.ReplyTo, body); err != nil {
 			v.log.Warn().Err(err).Str("attempt", a.AttemptID).Msg("reply not sent")
+		}
+	}
+	return nil
+}
+
+// checkProvenance refuses an attempt that is not what it claims to be:
+// published on a subject other than its ingress's (NATS lets each source
+// publish under its own name only, so the subject proves who sent it), or
+// under a Nats-Msg-Id other than its id, with an id not of
+// events.NewAttemptID's form or whose time is not its
+// receivedAt, stored by JetStream outside events.AttemptWindow of its
+// receivedAt (an old attempt id published again), replying anywhere but to
+// its ingress, or with a client address that is not an IP address.
+func checkProvenance(a *events.Attempt, msg jetstream.Msg) error {
+	if !events.ValidIngress(a.Ingress) || msg.Subject() != events.AttemptSubject(a.Ingress) {
+		return fmt.Errorf("published on %q by an ingress other than the one it names (%q)", msg.Subject(), clip(a.Ingress))
+	}
+	if id := msg.Headers().Get(events.HeaderMsgID); id != a.AttemptID {
+		// JetStream de-duplicates by this header: an attempt id stored
+		// under another would be stored twice.
+		return fmt.Errorf("its %s %q is not its attempt id", events.HeaderMsgID, clip(id))
+	}
+	idTime, ok := events.AttemptTime(a.AttemptID)
+	if !ok {
+		return errors.New("the attempt id is not att_<time><NUID>")
+	}
+	if !a.ReceivedAt.Truncate(time.Millisecond).Equal(idTime) {
+		return fmt.Errorf("receivedAt %s is not the time its id carries (%s)", a.ReceivedAt.UTC().Format(time.RFC3339Nano), idTime.Format(time.RFC3339Nano))
+	}
+	md, err := msg.Metadata()
+	if err != nil {
+		return fmt.Errorf("no stream metadata: %w", err)
+	}
+	if age := md.Timestamp.Sub(a.ReceivedAt); age > events.AttemptWindow || age < -events.AttemptClockSkew {
+		return fmt.Errorf("stored %s after its receivedAt: outside [-%s, %s]; an attempt id is decided once", age.Round(time.Millisecond), events.AttemptClockSkew, events.AttemptWindow)
+	}
+	if a.ReplyTo != "" && a.ReplyTo != events.ReplySubject(a.Ingress, a.AttemptID) {
+		return fmt.Errorf("replyTo %q is not its ingress's reply subject", clip(a.ReplyTo))
+	}
+	if a.ClientIP != "" {
+		if _, err := netip.ParseAddr(a.ClientIP); err != nil {
+			return fmt.Errorf("clientIp %q is not an IP address", clip(a.ClientIP))
 		}
 	}
 	return nil

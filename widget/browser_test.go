@@ -32,6 +32,7 @@ import (
 
 	"github.com/hissuno/widgetauth/cli"
 	"github.com/hissuno/widgetauth/demosite"
+	"github.com/hissuno/widgetauth/events"
 	"github.com/hissuno/widgetauth/stack"
 	"github.com/hissuno/widgetauth/stack/stacktest"
 )
@@ -229,7 +230,7 @@ func (h *harness) cli(t *testing.T, args ...string) string {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	var stdout, stderr bytes.Buffer
-	args = append(args, "--nats", h.st.NATSURL)
+	args = append(args, stacktest.NATSArgs(t, h.st, events.SourceAdmin)...)
 	if code := cli.Run(cli.Env{Ctx: ctx, Stdin: strings.NewReader(""), Stdout: &stdout, Stderr: &stderr}, args); code != 0 {
 		t.Fatalf("hissuno %s: exit %d: %s", args[:2], code, stderr.String())
 	}

@@ -656,7 +656,7 @@ func (e *e2e) recordAttempts() *attemptLog {
 	t := e.t
 	t.Helper()
 	l := &attemptLog{}
-	sub, err := e.nc.Subscribe(events.SubjectAttempts, func(m *nats.Msg) {
+	sub, err := e.nc.Subscribe(events.SubjectAttempts+".>", func(m *nats.Msg) {
 		var a events.Attempt
 		if err := json.Unmarshal(m.Data, &a); err != nil || a.AttemptID == "" {
 			t.Errorf("an attempt that is not JSON with an attemptId: %v", err)
@@ -1190,7 +1190,7 @@ func TestLogsNeverHoldSecrets(t *testing.T) {
 		`not JSON, but it holds a token: ` + valid,
 	}
 	for i, body := range deadLetters {
-		m := nats.NewMsg(events.SubjectAttempts)
+		m := nats.NewMsg(events.AttemptSubject("ingress.e2e"))
 		m.Data = []byte(body)
 		m.Header.Set(events.HeaderMsgID, fmt.Sprintf("att_e2e_dead_%d", i))
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

@@ -40,8 +40,8 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nats.go/micro"
-	"github.com/nats-io/nuid"
 
+	"github.com/hissuno/widgetauth/admin"
 	"github.com/hissuno/widgetauth/events"
 	"github.com/hissuno/widgetauth/redact"
 	"github.com/hissuno/widgetauth/verifier"
@@ -307,16 +307,17 @@ func (e *e2e) rotAdminConn() *nats.Conn {
 	return nc
 }
 
-// rotCommand is a rotate command as `hissuno project rotate` builds it.
-func rotCommand(projectID string) events.Command {
-	return events.Command{
-		SchemaVersion: events.SchemaVersion,
-		CommandID:     "cmd_" + nuid.Next(),
-		Kind:          events.CommandRotateKey,
-		Actor:         "rotation-e2e-test",
-		IssuedAt:      time.Now().UTC(),
-		ProjectID:     projectID,
+// rotCommand is a rotate command as `hissuno project rotate` builds it,
+// with the answer key that opens the new key in its answer.
+func rotCommand(t *testing.T, projectID string) (events.Command, *admin.AnswerKey) {
+	t.Helper()
+	key, err := admin.NewAnswerKey()
+	if err != nil {
+		t.Fatal(err)
 	}
+	cmd := admin.NewCommand(events.CommandRotateKey, projectID, "rotation-e2e-test")
+	cmd.ReplyKey = key.Public()
+	return cmd, key
 }
 
 // rotPublish stores cmd in JetStream with the given Nats-Msg-Id, asking for
@@ -330,7 +331,7 @@ func rotPublish(ctx context.Context, nc *nats.Conn, cmd events.Command, msgID, r
 	if err != nil {
 		return err
 	}
-	m := nats.NewMsg(cmd.Kind.Subject())
+	m := nats.NewMsg(cmd.Kind.SubjectFrom(events.SourceAdmin))
 	m.Data = body
 	m.Header.Set(events.HeaderMsgID, msgID)
 	m.Header.Set(events.HeaderReplyTo, replyTo)
@@ -344,19 +345,20 @@ func rotPublish(ctx context.Context, nc *nats.Conn, cmd events.Command, msgID, r
 	return nil
 }
 
-// rotNextResult waits on sub for the answer to commandID.
-func rotNextResult(ctx context.Context, sub *nats.Subscription, commandID string) (events.CommandResult, error) {
+// rotNextResult waits on sub for the answer to commandID and opens its key
+// with the command's answer key.
+func rotNextResult(ctx context.Context, sub *nats.Subscription, commandID string, key *admin.AnswerKey) (admin.Result, error) {
 	for {
 		m, err := sub.NextMsgWithContext(ctx)
 		if err != nil {
-			return events.CommandResult{}, fmt.Errorf("no answer to %s: %w", commandID, err)
+			return admin.Result{}, fmt.Errorf("no answer to %s: %w", commandID, err)
 		}
 		var res events.CommandResult
 		if err := json.Unmarshal(m.Data, &res); err != nil {
-			return events.CommandResult{}, fmt.Errorf("an answer that is not JSON: %w: %s", err, redact.String(string(m.Data)))
+			return admin.Result{}, fmt.Errorf("an answer that is not JSON: %w: %s", err, redact.String(string(m.Data)))
 		}
 		if res.CommandID == commandID {
-			return res, nil
+			return key.Open(res)
 		}
 	}
 }
@@ -984,7 +986,7 @@ func TestRedeliveredRotationAppliesOnce(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = sub.Unsubscribe() })
 
-	cmd := rotCommand(p.ProjectID)
+	cmd, key := rotCommand(t, p.ProjectID)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if err := rotPublish(ctx, nc, cmd, cmd.CommandID, inbox); err != nil {
@@ -993,9 +995,9 @@ func TestRedeliveredRotationAppliesOnce(t *testing.T) {
 	if err := rotPublish(ctx, nc, cmd, cmd.CommandID+"-redelivered", inbox); err != nil {
 		t.Fatal(err)
 	}
-	var results []events.CommandResult
+	var results []admin.Result
 	for range 2 {
-		res, err := rotNextResult(ctx, sub, cmd.CommandID)
+		res, err := rotNextResult(ctx, sub, cmd.CommandID, key)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -1016,7 +1018,7 @@ func TestRedeliveredRotationAppliesOnce(t *testing.T) {
 	}
 	stored := 0
 	for _, m := range e.readStream(events.StreamAdmin) {
-		if m.Subject() == events.CommandRotateKey.Subject() {
+		if m.Subject() == events.CommandRotateKey.SubjectFrom(events.SourceAdmin) {
 			stored++
 		}
 	}
@@ -1126,13 +1128,13 @@ func TestRotationLatency(t *testing.T) {
 	inTimes := make([]time.Duration, 0, n)
 	inStart := time.Now()
 	for i := range n {
-		cmd := rotCommand(p.ProjectID)
+		cmd, key := rotCommand(t, p.ProjectID)
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		start := time.Now()
 		err := rotPublish(ctx, nc, cmd, cmd.CommandID, inbox)
-		var res events.CommandResult
+		var res admin.Result
 		if err == nil {
-			res, err = rotNextResult(ctx, sub, cmd.CommandID)
+			res, err = rotNextResult(ctx, sub, cmd.CommandID, key)
 		}
 		took := time.Since(start)
 		cancel()
@@ -1218,17 +1220,17 @@ func TestRotationWhileAVerifierIsFrozen(t *testing.T) {
 		// waits for their answers): some reach the frozen verifier's pull
 		// requests and wait in its connection.
 		for i := range 120 {
-			now := time.Now().UTC()
+			now := time.Now().UTC().Truncate(time.Millisecond)
 			body, _ := json.Marshal(events.Attempt{
 				SchemaVersion: events.SchemaVersion,
-				AttemptID:     fmt.Sprintf("att_rot_frozen_%s", nuid.Next()),
+				AttemptID:     events.NewAttemptID(now),
 				ProjectID:     p.ProjectID,
 				WidgetToken:   (*current.Load())[i%clients],
 				ReceivedAt:    now,
 				Deadline:      now.Add(ingressDeadline),
-				Ingress:       "rot-direct",
+				Ingress:       "ingress.rot-direct",
 			})
-			m := nats.NewMsg(events.SubjectAttempts)
+			m := nats.NewMsg(events.AttemptSubject("ingress.rot-direct"))
 			m.Data = body
 			pctx, pcancel := context.WithTimeout(context.Background(), 5*time.Second)
 			_, err := js.PublishMsg(pctx, m)

@@ -26,11 +26,20 @@ func Logger(t testing.TB) zerolog.Logger {
 	return zerolog.New(zerolog.NewTestWriter(t)).With().Timestamp().Logger()
 }
 
-// Start runs a whole stack (embedded NATS, every role) for the test.
+// Superuser is the NATS user with every permission that Start adds to a
+// stack (stack.Config.Superuser), for tests that watch or seed what no role
+// may.
+const Superuser = "test"
+
+// Start runs a whole stack (embedded NATS, every role) for the test, with
+// the Superuser unless cfg names another.
 func Start(t testing.TB, cfg stack.Config) *stack.Stack {
 	t.Helper()
 	if cfg.DataDir == "" {
 		cfg.DataDir = t.TempDir()
+	}
+	if cfg.Superuser == "" {
+		cfg.Superuser = Superuser
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -73,6 +82,29 @@ func Connect(t testing.TB, ns *server.Server) *nats.Conn {
 	}
 	t.Cleanup(nc.Close)
 	return nc
+}
+
+// ConnectAs opens a connection to a stack's NATS server as one of its
+// users (a role of deploy/nats/nats.conf, or the Superuser), with that
+// user's inbox prefix; the stack closes it.
+func ConnectAs(t testing.TB, st *stack.Stack, user string) *nats.Conn {
+	t.Helper()
+	nc, err := st.ConnectAs(user, "test-"+user)
+	if err != nil {
+		t.Fatalf("connect as %s: %v", user, err)
+	}
+	return nc
+}
+
+// NATSArgs are the flags that connect a CLI command to a stack's NATS as
+// user: --nats, --nats-user and --nats-password.
+func NATSArgs(t testing.TB, st *stack.Stack, user string) []string {
+	t.Helper()
+	c, ok := st.Credentials(user)
+	if !ok {
+		t.Fatalf("the stack has no NATS user %q", user)
+	}
+	return []string{"--nats", c.URL, "--nats-user", c.User, "--nats-password", c.Password}
 }
 
 // Eventually polls cond every 10 ms until it holds or the timeout passes.

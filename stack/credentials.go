@@ -1,0 +1,112 @@
+package stack
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+
+	"github.com/hissuno/widgetauth/bus"
+	"github.com/hissuno/widgetauth/events"
+)
+
+// Credentials are one NATS user's credentials for the embedded server of a
+// stack, as `hissuno dev` keeps them in its data directory (one file per
+// user, readable by its owner only) so that the CLI on the same machine
+// finds them without flags.
+type Credentials struct {
+	// URL is the NATS server they are good for.
+	URL string `json:"url"`
+	// User and Password authenticate.
+	User     string `json:"user"`
+	Password string `json:"password"`
+}
+
+// ConnConfig is how to connect with these credentials: the user's own
+// inbox prefix (events.InboxPrefix(user)) included.
+func (c Credentials) ConnConfig(name string) bus.ConnConfig {
+	return bus.ConnConfig{URL: c.URL, Name: name, User: c.User, Password: c.Password, InboxPrefix: events.InboxPrefix(c.User)}
+}
+
+// ErrNoCredentials means a data directory holds no credentials of a user
+// (no `hissuno dev` ran there).
+var ErrNoCredentials = errors.New("no credentials")
+
+// CredentialsDir is the directory of a data directory that holds the NATS
+// credentials of `hissuno dev` (mode 0700).
+func CredentialsDir(dataDir string) string { return filepath.Join(dataDir, "nats") }
+
+func credentialsFile(dataDir, user string) string {
+	return filepath.Join(CredentialsDir(dataDir), user+".json")
+}
+
+// ReadCredentials reads a user's credentials from a data directory. It
+// refuses a file that others can read.
+func ReadCredentials(dataDir, user string) (Credentials, error) {
+	path := credentialsFile(dataDir, user)
+	b, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return Credentials{}, fmt.Errorf("%w for NATS user %s in %s", ErrNoCredentials, user, CredentialsDir(dataDir))
+	}
+	if err != nil {
+		return Credentials{}, fmt.Errorf("NATS credentials: %w", err)
+	}
+	info, err := os.Stat(path)
+	if err != nil {
+		return Credentials{}, fmt.Errorf("NATS credentials: %w", err)
+	}
+	if info.Mode().Perm()&0o077 != 0 {
+		return Credentials{}, fmt.Errorf("NATS credentials file %s is readable by others (mode %v): chmod 600 it", path, info.Mode().Perm())
+	}
+	var c Credentials
+	if err := json.Unmarshal(b, &c); err != nil || c.User != user || c.Password == "" {
+		return Credentials{}, fmt.Errorf("NATS credentials file %s is not a credentials file of user %s", path, user)
+	}
+	return c, nil
+}
+
+// writeCredentials writes a user's credentials into a data directory,
+// readable by its owner only, replacing what was there.
+func writeCredentials(dataDir string, c Credentials) error {
+	dir := CredentialsDir(dataDir)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("NATS credentials: %w", err)
+	}
+	if err := os.Chmod(dir, 0o700); err != nil {
+		return fmt.Errorf("NATS credentials: %w", err)
+	}
+	b, err := json.Marshal(c)
+	if err != nil {
+		return err
+	}
+	f, err := os.CreateTemp(dir, "."+c.User+".*")
+	if err != nil {
+		return fmt.Errorf("NATS credentials: %w", err)
+	}
+	defer os.Remove(f.Name())
+	if _, err := f.Write(append(b, '\n')); err != nil {
+		f.Close()
+		return fmt.Errorf("NATS credentials: %w", err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("NATS credentials: %w", err)
+	}
+	if err := os.Rename(f.Name(), credentialsFile(dataDir, c.User)); err != nil {
+		return fmt.Errorf("NATS credentials: %w", err)
+	}
+	return nil
+}
+
+// newPassword makes a random password nats-server reads as a string:
+// letters and digits, starting with a letter.
+func newPassword() (string, error) {
+	b := make([]byte, 24)
+	if _, err := rand.Read(b); err != nil {
+		return "", fmt.Errorf("NATS password: %w", err)
+	}
+	return "pw" + hex.EncodeToString(b), nil
+}
