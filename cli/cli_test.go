@@ -725,3 +725,58 @@ func TestProjectGetWithoutBucket(t *testing.T) {
 		t.Errorf("get without the bucket\n%s", r)
 	}
 }
+
+// TestCLIFindsDevCredentials: next to a running `hissuno dev`, the CLI
+// connects with the credentials it keeps in its data directory, without
+// flags, and only to that server.
+func TestCLIFindsDevCredentials(t *testing.T) {
+	data := t.TempDir()
+	st := stacktest.Start(t, stack.Config{DataDir: data})
+	other := stacktest.Start(t, stack.Config{})
+	for _, v := range []string{"HISSUNO_NATS_USER", "HISSUNO_NATS_PASSWORD", "HISSUNO_NATS_TOKEN", "HISSUNO_NATS_CREDS"} {
+		t.Setenv(v, "")
+	}
+	t.Setenv("HISSUNO_DATA", data)
+
+	r := run(t, "project", "create", "--name", "found", "--json", "--nats", st.NATSURL)
+	if r.code != 0 {
+		t.Fatalf("project create with the dev credentials: %s", r)
+	}
+	var created struct {
+		ProjectID string `json:"projectId"`
+		SecretKey string `json:"secretKey"`
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &created); err != nil || !strings.HasPrefix(created.SecretKey, "sk_live_") {
+		t.Fatalf("project create --json: %v\n%s", err, r)
+	}
+	if r := run(t, "project", "get", created.ProjectID, "--nats", st.NATSURL); r.code != 0 {
+		t.Fatalf("project get with the dev credentials: %s", r)
+	}
+
+	// audit tail takes the read-only audit user's.
+	ctx, cancel := context.WithCancel(context.Background())
+	var out, errOut stacktest.SyncBuffer
+	done := make(chan int, 1)
+	go func() {
+		done <- Run(Env{Ctx: ctx, Stdin: strings.NewReader(""), Stdout: &out, Stderr: &errOut}, []string{"audit", "tail", "--nats", st.NATSURL})
+	}()
+	stacktest.Eventually(t, 20*time.Second, "audit tail following", func() bool {
+		return strings.Contains(errOut.String(), "following decisions live")
+	})
+	cancel()
+	if code := <-done; code != 0 {
+		t.Errorf("audit tail with the dev credentials exited %d: %s", code, errOut.String())
+	}
+
+	// Another server never gets them.
+	r = run(t, "project", "get", created.ProjectID, "--nats", other.NATSURL)
+	if r.code == 0 || !strings.Contains(r.stderr, "Authorization Violation") {
+		t.Errorf("project get on another server with this data directory: %s; want an authorization refusal", r)
+	}
+	// Without the data directory, nothing is found.
+	t.Setenv("HISSUNO_DATA", t.TempDir())
+	r = run(t, "project", "get", created.ProjectID, "--nats", st.NATSURL)
+	if r.code == 0 || !strings.Contains(r.stderr, "Authorization Violation") {
+		t.Errorf("project get without the dev credentials: %s; want an authorization refusal", r)
+	}
+}

@@ -190,7 +190,7 @@ Hissuno widget authentication is running.
 
   Widget API   %[1]s/v1/widget/connect
   Health       %[1]s/readyz   Metrics %[1]s/metrics
-  NATS         %[2]s
+  NATS         %[2]s  (a user per role; credentials in %[3]s/nats/, which the CLI finds)
   Data         %[3]s
   Audit        %[8]s
 %[9]s

@@ -219,11 +219,15 @@ func (r *Rotator) handle(ctx context.Context, msg jetstream.Msg) error {
 	}
 	log := r.log.With().Str("command", cmd.CommandID).Str("kind", string(cmd.Kind)).Str("project", cmd.ProjectID).Str("source", source).Str("actor", cmd.Actor).Logger()
 	// The answer goes to an inbox of the source that sent the command only:
-	// NATS lets no other user read it.
+	// NATS lets no other user read it. A command that asks for its answer
+	// elsewhere, or makes a key and asks for no answer (the key would be
+	// lost with every token of the old one), is not applied.
 	replyTo := msg.Headers().Get(events.HeaderReplyTo)
-	if replyTo != "" && !strings.HasPrefix(replyTo, events.InboxPrefix(source)+".") {
-		log.Warn().Str("reply_to", replyTo).Msg("command asks for its answer outside its source's inbox; no answer is sent")
-		replyTo = ""
+	switch {
+	case replyTo != "" && !strings.HasPrefix(replyTo, events.InboxPrefix(source)+"."):
+		return worker.Permanent(fmt.Errorf("command %q from %s asks for its answer on %q, outside %s's inbox %s.>; not applied", cmd.CommandID, source, replyTo, source, events.InboxPrefix(source)))
+	case replyTo == "" && makesKey(cmd.Kind):
+		return worker.Permanent(fmt.Errorf("command %q from %s makes a new secret key but asks for no answer to deliver it in; not applied", cmd.CommandID, source))
 	}
 	now := r.cfg.Clock()
 	if cmd.CommandID == "" || cmd.SchemaVersion != events.SchemaVersion {
