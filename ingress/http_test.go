@@ -529,6 +529,9 @@ func TestConnectDecisions(t *testing.T) {
 		{name: "token with crit header", req: withStrict(handToken(t, strict.Secret, "HS256", hsHeader(map[string]any{"crit": []string{"exp"}}), userClaims)), reason: events.ReasonTokenMalformed},
 		{name: "token with kid not a string", req: withStrict(handToken(t, strict.Secret, "HS256", hsHeader(map[string]any{"kid": 1}), userClaims)), reason: events.ReasonTokenMalformed},
 		{name: "bad token where none is required", req: connectReq{ProjectID: open.ID, Token: "not-a-token", Origin: shopOrigin}, reason: events.ReasonTokenMalformed},
+		{name: "valid token with CR LF in its signature", req: withStrict(breakLine(valid("u-1"), "\r\n")), reason: events.ReasonTokenMalformed},
+		{name: "valid token with LF in its signature", req: withStrict(breakLine(valid("u-1"), "\n")), reason: events.ReasonTokenMalformed},
+		{name: "valid token and a line break", req: withStrict(valid("u-1") + "\n"), reason: events.ReasonTokenMalformed},
 
 		// token_alg_not_allowed
 		{name: "alg none", req: withStrict(handToken(t, strict.Secret, "", map[string]any{"alg": "none", "typ": "JWT"}, userClaims)), reason: events.ReasonTokenAlgNotAllowed},
@@ -673,6 +676,13 @@ func TestConnectDecisions(t *testing.T) {
 
 func withOrigin(projectID, token, origin string) connectReq {
 	return connectReq{ProjectID: projectID, Token: token, Origin: origin}
+}
+
+// breakLine puts a line break into the token's signature, as a mail client
+// or a config file might: Go's base64 decoders skip it.
+func breakLine(token, lineBreak string) string {
+	i := strings.LastIndexByte(token, '.') + 10
+	return token[:i] + lineBreak + token[i:]
 }
 
 // tamper changes the token's signature, keeping it well-formed.

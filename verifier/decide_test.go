@@ -35,6 +35,14 @@ func tokenOfSize(t *testing.T, n int) string {
 	return ""
 }
 
+// insertAt returns token with s inserted at byte i of its part-th
+// dot-separated part.
+func insertAt(token string, part, i int, s string) string {
+	parts := strings.Split(token, ".")
+	parts[part] = parts[part][:i] + s + parts[part][i:]
+	return strings.Join(parts, ".")
+}
+
 func TestDecide(t *testing.T) {
 	t.Parallel()
 	now := testNow
@@ -114,6 +122,21 @@ func TestDecide(t *testing.T) {
 			p := strings.Split(sign(t, testKey1, hs256(), with(goodClaims(), "userId", "u1")), ".")
 			return p[0] + "=." + p[1] + "." + p[2]
 		}()}, want: events.ReasonTokenMalformed},
+		// Only the base64url alphabet and two dots: Go's base64 decoders
+		// skip CR and LF (Strict included), so without this one token would
+		// verify under many fingerprints.
+		{name: "LF in the signature refused", req: Request{Origin: "https://myapp.com", Token: insertAt(good(), 2, 5, "\n")}, want: events.ReasonTokenMalformed},
+		{name: "CR LF in the signature refused", req: Request{Origin: "https://myapp.com", Token: insertAt(good(), 2, 5, "\r\n")}, want: events.ReasonTokenMalformed},
+		{name: "CR LF at the end refused", req: Request{Origin: "https://myapp.com", Token: good() + "\r\n"}, want: events.ReasonTokenMalformed},
+		{name: "LF in the header refused", req: Request{Origin: "https://myapp.com", Token: insertAt(good(), 0, 4, "\n")}, want: events.ReasonTokenMalformed},
+		{name: "CR in the claims refused", req: Request{Origin: "https://myapp.com", Token: insertAt(good(), 1, 4, "\r")}, want: events.ReasonTokenMalformed},
+		{name: "space in the signature refused", req: Request{Origin: "https://myapp.com", Token: insertAt(good(), 2, 5, " ")}, want: events.ReasonTokenMalformed},
+		{name: "tab in the signature refused", req: Request{Origin: "https://myapp.com", Token: insertAt(good(), 2, 5, "\t")}, want: events.ReasonTokenMalformed},
+		{name: "NUL in the signature refused", req: Request{Origin: "https://myapp.com", Token: insertAt(good(), 2, 5, "\x00")}, want: events.ReasonTokenMalformed},
+		{name: "padding at the end refused", req: Request{Origin: "https://myapp.com", Token: good() + "="}, want: events.ReasonTokenMalformed},
+		{name: "standard base64 plus refused", req: Request{Origin: "https://myapp.com", Token: insertAt(good(), 2, 5, "+")}, want: events.ReasonTokenMalformed},
+		{name: "non-ASCII refused", req: Request{Origin: "https://myapp.com", Token: insertAt(good(), 2, 5, "é")}, want: events.ReasonTokenMalformed},
+		{name: "leading space refused", req: Request{Origin: "https://myapp.com", Token: " " + good()}, want: events.ReasonTokenMalformed},
 		{name: "crit header refused", req: Request{Origin: "https://myapp.com", Token: headerTok("crit", []string{"exp"})}, want: events.ReasonTokenMalformed},
 		{name: "empty crit header refused", req: Request{Origin: "https://myapp.com", Token: headerTok("crit", []string{})}, want: events.ReasonTokenMalformed},
 		{name: "kid not a string", req: Request{Origin: "https://myapp.com", Token: headerTok("kid", 1)}, want: events.ReasonTokenMalformed},
@@ -328,10 +351,30 @@ func TestBearerToken(t *testing.T) {
 			}
 		})
 	}
-	// A twice-prefixed header leaves "Bearer abc", which is refused.
-	tok, _ := BearerToken("Bearer Bearer " + sign(t, testKey1, hs256(), goodClaims()))
+	// What the header leaves after the scheme is verified as it is: a
+	// twice-prefixed header leaves "Bearer abc", a header with a line break
+	// or a space inside the token leaves a token outside base64url. All are
+	// refused, whatever Go's base64 decoders would skip.
+	good := sign(t, testKey1, hs256(), goodClaims())
 	p := testProject(t)
-	if got := NewDecider(0).Decide(p, Request{ProjectID: p.ID, Origin: "https://myapp.com", Token: tok}, testNow); got.Reason != events.ReasonTokenMalformed {
-		t.Errorf("double Bearer: %q", got.Reason)
+	for _, h := range []string{
+		"Bearer Bearer " + good,
+		"Bearer " + insertAt(good, 2, 5, "\r\n"),
+		"Bearer " + insertAt(good, 2, 5, "\n"),
+		"Bearer " + good + "\n",
+		"Bearer  " + good,
+		"Bearer " + good + " ",
+	} {
+		tok, ok := BearerToken(h)
+		if !ok {
+			t.Fatalf("BearerToken(%q) is not a Bearer credential", h)
+		}
+		got := NewDecider(0).Decide(p, Request{ProjectID: p.ID, Origin: "https://myapp.com", Token: tok}, testNow)
+		if got.Reason != events.ReasonTokenMalformed {
+			t.Errorf("Authorization %q: reason %q (%v), want token_malformed", h, got.Reason, got.Err)
+		}
+		if got.TokenFingerprint != Fingerprint(tok) {
+			t.Errorf("Authorization %q: fingerprint %q, want the raw token's %q", h, got.TokenFingerprint, Fingerprint(tok))
+		}
 	}
 }

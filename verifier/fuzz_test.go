@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"reflect"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -36,6 +37,8 @@ func FuzzDecide(f *testing.F) {
 		{good, "", 86400 + 61},
 		{"", "https://myapp.com", 0},
 		{"a.b.c", "https://myapp.com:443", 0},
+		{good[:len(good)-5] + "\r\n" + good[len(good)-5:], "https://myapp.com", 0},
+		{good + "\n", "https://myapp.com", 0},
 	} {
 		f.Add(seed.token, seed.origin, seed.offset)
 	}
@@ -69,14 +72,18 @@ func FuzzDecide(f *testing.F) {
 	})
 }
 
+// compactRE is a compact JWS: three base64url parts and two dots.
+var compactRE = regexp.MustCompile(`^[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*$`)
+
 // independentlyValid checks, without golang-jwt, that a token is a compact
 // HS256 JWS whose signature is the HMAC of one of the keys usable at now and
 // whose exp has not passed beyond the leeway.
 func independentlyValid(token string, keys []Key, now time.Time) bool {
-	parts := strings.Split(token, ".")
-	if len(parts) != 3 {
+	// base64.RawURLEncoding skips CR and LF: check the alphabet first.
+	if !compactRE.MatchString(token) {
 		return false
 	}
+	parts := strings.Split(token, ".")
 	hb, err := base64.RawURLEncoding.DecodeString(parts[0])
 	if err != nil {
 		return false

@@ -199,12 +199,46 @@ func (e *tokenError) Unwrap() error { return e.err }
 
 var validMethods = []string{Algorithm}
 
-// parseToken verifies a token against the project's keys usable at now. It
-// uses golang-jwt with HS256 only, exp required, iat checked, 60 s leeway and
-// strict base64; every error is a refusal, classified into one sentinel.
+// errNotCompact explains a token refused by compactJWS.
+var errNotCompact = errors.New("a widget token is three base64url parts (A-Z, a-z, 0-9, - and _) joined by two dots, and nothing else")
+
+// base64URL marks the bytes of the unpadded base64url alphabet.
+var base64URL = func() (t [256]bool) {
+	for _, r := range "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_" {
+		t[r] = true
+	}
+	return t
+}()
+
+// compactJWS reports whether a token holds only the base64url alphabet and
+// exactly two dots. Go's base64 decoders skip CR and LF, Strict included:
+// without this check one token would verify under as many spellings, and
+// fingerprints, as there are ways to sprinkle line breaks into it.
+func compactJWS(token string) bool {
+	dots := 0
+	for i := 0; i < len(token); i++ {
+		switch c := token[i]; {
+		case base64URL[c]:
+		case c == '.':
+			dots++
+		default:
+			return false
+		}
+	}
+	return dots == 2
+}
+
+// parseToken verifies a token against the project's keys usable at now.
+// A token over MaxTokenBytes, or with a byte outside base64url and its two
+// dots, is refused before anything is decoded. It then uses golang-jwt with
+// HS256 only, exp required, iat checked, 60 s leeway and strict base64;
+// every error is a refusal, classified into one sentinel.
 func parseToken(token string, keys []Key, now time.Time) (verifiedToken, *tokenError) {
 	if len(token) > MaxTokenBytes {
 		return verifiedToken{}, &tokenError{err: ErrTokenTooLarge}
+	}
+	if !compactJWS(token) {
+		return verifiedToken{}, &tokenError{err: ErrTokenMalformed, why: errNotCompact}
 	}
 	var c claims
 	kf := keyFunc(keys, now)
