@@ -18,6 +18,7 @@ import (
 	"math"
 	"net/http"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -572,6 +573,12 @@ func TestConnectDecisions(t *testing.T) {
 		{name: "userId over 256 bytes", req: withStrict(mint(t, strict.Secret, jwt.MapClaims{"userId": strings.Repeat("u", 257), "exp": exp})), reason: events.ReasonTokenInvalidClaims},
 		{name: "userMetadata of numbers", req: withStrict(mint(t, strict.Secret, jwt.MapClaims{"userId": "u-1", "exp": exp, "userMetadata": map[string]any{"plan": 3}})), reason: events.ReasonTokenInvalidClaims},
 		{name: "userMetadata a string", req: withStrict(mint(t, strict.Secret, jwt.MapClaims{"userId": "u-1", "exp": exp, "userMetadata": "pro"})), reason: events.ReasonTokenInvalidClaims},
+		{name: "exp 1e20", req: withStrict(mint(t, strict.Secret, jwt.MapClaims{"userId": "u-1", "exp": 1e20})), reason: events.ReasonTokenInvalidClaims},
+		{name: "exp 2^63", req: withStrict(mint(t, strict.Secret, jwt.MapClaims{"userId": "u-1", "exp": float64(1 << 63)})), reason: events.ReasonTokenInvalidClaims},
+		{name: "nbf 1e300", req: withStrict(mint(t, strict.Secret, jwt.MapClaims{"userId": "u-1", "exp": exp, "nbf": 1e300})), reason: events.ReasonTokenInvalidClaims},
+		{name: "iat 1e300", req: withStrict(mint(t, strict.Secret, jwt.MapClaims{"userId": "u-1", "exp": exp, "iat": 1e300})), reason: events.ReasonTokenInvalidClaims},
+		{name: "exp a string of digits", req: withStrict(mint(t, strict.Secret, jwt.MapClaims{"userId": "u-1", "exp": strconv.FormatInt(exp, 10)})), reason: events.ReasonTokenInvalidClaims},
+		{name: "USERID instead of userId", req: withStrict(mint(t, strict.Secret, jwt.MapClaims{"USERID": "u-1", "exp": exp})), reason: events.ReasonTokenInvalidClaims},
 
 		// token_too_large
 		{name: "token over 8 KiB", req: withStrict(bigToken), reason: events.ReasonTokenTooLarge},
@@ -669,6 +676,8 @@ func TestConnectDecisions(t *testing.T) {
 			wantRefusal(t, a, tc.reason, tc.req.Token, strict.Secret)
 			if tc.reason == events.ReasonTokenExpired || tc.reason == events.ReasonTokenNotYetValid {
 				wantClock(t, a, tc.skew)
+			} else if _, ok := a.Body["skewSeconds"]; ok {
+				t.Errorf("a %s refusal carries skewSeconds; body %s", tc.reason, a.Raw)
 			}
 		})
 	}
