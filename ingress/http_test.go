@@ -847,8 +847,17 @@ func TestConnectBadRequests(t *testing.T) {
 		name     string
 		body     []byte
 		mentions []string // what the error must say (see wantBadRequest)
+		// notMentions are fields the error must not name: keys that are
+		// not the documented names are unknown keys, ignored.
+		notMentions []string
 	}{
 		{name: "not JSON", body: []byte(`projectId=` + p.ID), mentions: []string{"JSON"}},
+		{name: "PROJECTID is not projectId", body: []byte(`{"PROJECTID":"` + p.ID + `"}`), mentions: []string{"projectId", "missing"}},
+		{name: "projectid is not projectId", body: []byte(`{"projectid":"` + p.ID + `"}`), mentions: []string{"projectId", "missing"}},
+		{name: "ProjectId a number is not projectId", body: []byte(`{"ProjectId":42}`), mentions: []string{"projectId", "missing"}},
+		{name: "USERID a number is not userId", body: []byte(`{"USERID":5,"projectId":42}`), mentions: []string{"projectId", "string"}, notMentions: []string{"userId"}},
+		{name: "WidgetToken a number is not widgetToken", body: []byte(`{"WidgetToken":5,"projectId":{}}`), mentions: []string{"projectId", "string"}, notMentions: []string{"widgetToken"}},
+		{name: "USERMETADATA of numbers is not userMetadata", body: []byte(`{"USERMETADATA":{"plan":3},"projectId":[]}`), mentions: []string{"projectId", "string"}, notMentions: []string{"userMetadata"}},
 		{name: "empty body", body: []byte{}, mentions: []string{"JSON|empty"}},
 		{name: "JSON array", body: []byte(`[{"projectId":"` + p.ID + `"}]`), mentions: []string{"object"}},
 		{name: "JSON string", body: []byte(`"` + p.ID + `"`), mentions: []string{"object"}},
@@ -873,11 +882,138 @@ func TestConnectBadRequests(t *testing.T) {
 			before := lastSeq(t, js, events.StreamAttempts)
 			a := post(t, st.HTTPAddr, tc.body, map[string]string{"Origin": shopOrigin})
 			wantBadRequest(t, a, tc.mentions...)
+			for _, m := range tc.notMentions {
+				if msg, _ := a.str("error"); strings.Contains(msg, m) {
+					t.Errorf("error %q names %s, which the body does not hold", msg, m)
+				}
+			}
 			if _, ok := a.Body["decision"]; ok {
 				t.Errorf("a 400 carries a decision: %s", a.Raw)
 			}
 			if after := lastSeq(t, js, events.StreamAttempts); after != before {
 				t.Errorf("a 400 published %d attempt(s)", after-before)
+			}
+		})
+	}
+}
+
+// TestConnectExactKeyNames checks that the body's keys match the
+// documented names exactly, as a WAF or an ingress written from the public
+// schema reads them: a key under another case is an unknown key, ignored.
+func TestConnectExactKeyNames(t *testing.T) {
+	t.Parallel()
+	st := stacktest.Start(t, stack.Config{})
+	strict := shopProject(t, st, "strict-keys", true)
+	open := shopProject(t, st, "open-keys", false)
+	tok := userToken(t, strict.Secret, "u-keys")
+	cases := []struct {
+		name   string
+		body   string
+		reason events.Reason // "" for an accept
+		accept acceptWant
+		// noMetadata: the accept carries no userMetadata.
+		noMetadata bool
+	}{
+		{name: "WIDGETTOKEN is not widgetToken", body: `{"projectId":"` + strict.ID + `","WIDGETTOKEN":"` + tok + `"}`, reason: events.ReasonTokenRequired},
+		{name: "WidgetToken is not widgetToken", body: `{"projectId":"` + strict.ID + `","WidgetToken":"` + tok + `"}`, reason: events.ReasonTokenRequired},
+		{name: "PROJECTID beside projectId is ignored", body: `{"projectId":"` + open.ID + `","PROJECTID":"proj_nope","userId":"v-1"}`,
+			accept: acceptWant{Session: events.SessionAnonymous, UserID: "v-1"}},
+		{name: "USERID is not userId", body: `{"projectId":"` + open.ID + `","USERID":"eve"}`,
+			accept: acceptWant{Session: events.SessionAnonymous, UserID: ""}},
+		{name: "UserMetadata is not userMetadata", body: `{"projectId":"` + open.ID + `","userId":"v-2","UserMetadata":{"role":"admin"}}`,
+			accept: acceptWant{Session: events.SessionAnonymous, UserID: "v-2"}, noMetadata: true},
+		{name: "an escaped documented name is the name", body: `{"projectI\u0064":"` + open.ID + `","userId":"v-3"}`,
+			accept: acceptWant{Session: events.SessionAnonymous, UserID: "v-3"}},
+		{name: "the documented names", body: `{"projectId":"` + strict.ID + `","widgetToken":"` + tok + `","userId":"u-keys","userMetadata":{"plan":"pro"}}`,
+			accept: acceptWant{Session: events.SessionAuthenticated, UserID: "u-keys", Verified: true, KeyVersion: 1}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			a := post(t, st.HTTPAddr, []byte(tc.body), map[string]string{"Origin": shopOrigin})
+			if tc.reason != "" {
+				wantRefusal(t, a, tc.reason, tok)
+				return
+			}
+			wantAccept(t, a, tc.accept)
+			if _, ok := a.Body["userMetadata"]; ok && tc.noMetadata {
+				t.Errorf("userMetadata under another key was read; body %s", a.Raw)
+			}
+		})
+	}
+}
+
+// TestAttemptKeysExact checks that the verifier reads attempts published
+// straight to JetStream, as another ingress following
+// schemas/attempt.schema.json would, by the schema's exact key names.
+func TestAttemptKeysExact(t *testing.T) {
+	t.Parallel()
+	st := stacktest.Start(t, stack.Config{})
+	js := jetStream(t, st)
+	strict := shopProject(t, st, "strict-attempts", true)
+	open := shopProject(t, st, "open-attempts", false)
+	tok := userToken(t, strict.Secret, "u-attempt")
+	now := time.Now().UTC()
+	attempt := func(id, fields string) string {
+		return `{"schemaVersion":1,"attemptId":"` + id + `","receivedAt":"` + now.Format(time.RFC3339Nano) +
+			`","deadline":"` + now.Add(time.Minute).Format(time.RFC3339Nano) + `","origin":"` + shopOrigin + `",` + fields + `}`
+	}
+	cases := []struct {
+		name string
+		body string
+		want func(d events.Decision) bool
+		what string
+	}{
+		{
+			name: "WidgetToken is not widgetToken",
+			body: attempt("att_keys_token", `"projectId":"`+strict.ID+`","WidgetToken":"`+tok+`"`),
+			want: func(d events.Decision) bool { return d.Reason == events.ReasonTokenRequired },
+			what: "token_required",
+		},
+		{
+			name: "ProjectId is not projectId",
+			body: attempt("att_keys_project", `"ProjectId":"`+strict.ID+`","widgetToken":"`+tok+`"`),
+			want: func(d events.Decision) bool { return d.Reason == events.ReasonUnknownProject && d.ProjectID == "" },
+			what: "unknown_project for an empty projectId",
+		},
+		{
+			name: "USERID is not userId",
+			body: attempt("att_keys_user", `"projectId":"`+open.ID+`","userId":"visitor","USERID":"eve"`),
+			want: func(d events.Decision) bool { return d.Decision == events.OutcomeAccept && d.UserID == "visitor" },
+			what: "an anonymous accept of visitor",
+		},
+		{
+			name: "USERMETADATA is not userMetadata",
+			body: attempt("att_keys_meta", `"projectId":"`+open.ID+`","USERMETADATA":{"role":"admin"}`),
+			want: func(d events.Decision) bool { return d.Decision == events.OutcomeAccept && len(d.UserMetadata) == 0 },
+			what: "an anonymous accept without metadata",
+		},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			var a struct {
+				AttemptID string `json:"attemptId"`
+			}
+			if err := json.Unmarshal([]byte(tc.body), &a); err != nil {
+				t.Fatalf("the test's attempt is not JSON: %v", err)
+			}
+			m := nats.NewMsg(events.SubjectAttempts)
+			m.Data = []byte(tc.body)
+			m.Header.Set(events.HeaderMsgID, a.AttemptID)
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			if _, err := js.PublishMsg(ctx, m); err != nil {
+				t.Fatal(err)
+			}
+			id := events.DecisionIDFor(a.AttemptID)
+			var got []events.Decision
+			stacktest.Eventually(t, 30*time.Second, "the attempt's decision", func() bool {
+				got = storedDecisions(t, js, id)
+				return len(got) > 0
+			})
+			if len(got) != 1 || !tc.want(got[0]) {
+				t.Errorf("decisions %+v, want one: %s", got, tc.what)
 			}
 		})
 	}

@@ -476,7 +476,8 @@ func AttemptsConsumer(ackWait time.Duration) jetstream.ConsumerConfig {
 // persistence ack), then reply if the ingress still waits.
 func (v *Verifier) handle(ctx context.Context, msg jetstream.Msg) error {
 	var a events.Attempt
-	if err := json.Unmarshal(msg.Data(), &a); err != nil {
+	// By the schema's exact key names: other ingresses publish attempts.
+	if err := events.Unmarshal(msg.Data(), &a); err != nil {
 		return worker.Permanent(fmt.Errorf("attempt is not valid JSON: %w", err))
 	}
 	if a.SchemaVersion != events.SchemaVersion || a.AttemptID == "" {
