@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"encoding/csv"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -170,15 +169,27 @@ func auditQuery(env Env, args []string) error {
 	return writeDecisions(env.Stdout, f.format, recs)
 }
 
-// writeJSONLines writes one JSON object a line.
+// writeJSONLines writes one JSON object a line, inert (inertJSON).
 func writeJSONLines[T any](w io.Writer, recs []T) error {
-	enc := json.NewEncoder(w)
+	jw := jsonWriter{w}
 	for _, r := range recs {
-		if err := enc.Encode(r); err != nil {
+		if err := jw.write(r); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// tableRow writes one row of a tabwriter table: every cell inert, so that
+// the row is one line whatever the audit holds.
+func tableRow(w io.Writer, cells ...string) {
+	for i, c := range cells {
+		if i > 0 {
+			io.WriteString(w, "\t")
+		}
+		io.WriteString(w, inert(c))
+	}
+	io.WriteString(w, "\n")
 }
 
 func writeDecisions(w io.Writer, format string, recs []auditor.Record) error {
@@ -186,18 +197,17 @@ func writeDecisions(w io.Writer, format string, recs []auditor.Record) error {
 	case "json":
 		return writeJSONLines(w, recs)
 	case "csv":
-		cw := csv.NewWriter(w)
-		_ = cw.Write([]string{"decisionId", "time", "projectId", "decision", "reason", "session", "userId", "claimedUserId", "origin", "tokenFingerprint", "keyVersion", "verifier", "clientIp"})
+		cw := newCSVWriter(w)
+		cw.write("decisionId", "time", "projectId", "decision", "reason", "session", "userId", "claimedUserId", "origin", "tokenFingerprint", "keyVersion", "verifier", "clientIp")
 		for _, r := range recs {
-			_ = cw.Write([]string{r.DecisionID, r.Time.Format(time.RFC3339Nano), r.ProjectID, r.Decision, r.Reason, r.Session, r.UserID, r.ClaimedUserID, r.Origin, r.TokenFingerprint, strconv.Itoa(int(r.KeyVersion)), r.Verifier, r.ClientIP})
+			cw.write(r.DecisionID, r.Time.Format(time.RFC3339Nano), r.ProjectID, r.Decision, r.Reason, r.Session, r.UserID, r.ClaimedUserID, r.Origin, r.TokenFingerprint, strconv.Itoa(int(r.KeyVersion)), r.Verifier, r.ClientIP)
 		}
-		cw.Flush()
-		return cw.Error()
+		return cw.flush()
 	}
 	tw := tabwriter.NewWriter(w, 0, 2, 2, ' ', 0)
 	fmt.Fprintln(tw, "TIME\tPROJECT\tDECISION\tREASON\tSESSION\tUSER\tCLAIMED\tORIGIN\tKEY\tTOKEN\tDECISION ID")
 	for _, r := range recs {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Time.Format("2006-01-02 15:04:05.000"), r.ProjectID, r.Decision,
+		tableRow(tw, r.Time.Format("2006-01-02 15:04:05.000"), r.ProjectID, r.Decision,
 			dash(r.Reason), dash(r.Session), dash(r.UserID), dash(r.ClaimedUserID), dash(r.Origin), keyVersion(r.KeyVersion), dash(r.TokenFingerprint), r.DecisionID)
 	}
 	if err := tw.Flush(); err != nil {
@@ -214,14 +224,13 @@ func writeAdmin(w io.Writer, format string, recs []auditor.AdminRecord) error {
 	case "json":
 		return writeJSONLines(w, recs)
 	case "csv":
-		cw := csv.NewWriter(w)
-		_ = cw.Write([]string{"eventId", "time", "kind", "actor", "projectId", "keyVersion", "previousKeyVersion", "keyFingerprint", "graceSeconds", "userId"})
+		cw := newCSVWriter(w)
+		cw.write("eventId", "time", "kind", "actor", "projectId", "keyVersion", "previousKeyVersion", "keyFingerprint", "graceSeconds", "userId")
 		for _, r := range recs {
-			_ = cw.Write([]string{r.EventID, r.Time.Format(time.RFC3339Nano), r.Kind, r.Actor, r.ProjectID, strconv.Itoa(int(r.KeyVersion)),
-				strconv.Itoa(int(r.PreviousKeyVersion)), r.KeyFingerprint, strconv.FormatInt(r.GraceSeconds, 10), r.UserID})
+			cw.write(r.EventID, r.Time.Format(time.RFC3339Nano), r.Kind, r.Actor, r.ProjectID, strconv.Itoa(int(r.KeyVersion)),
+				strconv.Itoa(int(r.PreviousKeyVersion)), r.KeyFingerprint, strconv.FormatInt(r.GraceSeconds, 10), r.UserID)
 		}
-		cw.Flush()
-		return cw.Error()
+		return cw.flush()
 	}
 	tw := tabwriter.NewWriter(w, 0, 2, 2, ' ', 0)
 	fmt.Fprintln(tw, "TIME\tKIND\tACTOR\tPROJECT\tKEY\tDETAIL")
@@ -240,7 +249,7 @@ func writeAdmin(w io.Writer, format string, recs []auditor.AdminRecord) error {
 		case string(events.AdminProjectCreated), string(events.AdminProjectUpdated):
 			detail = fmt.Sprintf("requireToken=%v origins=%s", r.RequireToken, strings.Join(r.Origins, ","))
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", r.Time.Format("2006-01-02 15:04:05.000"), r.Kind, r.Actor, r.ProjectID, keyVersion(r.KeyVersion), detail)
+		tableRow(tw, r.Time.Format("2006-01-02 15:04:05.000"), r.Kind, r.Actor, r.ProjectID, keyVersion(r.KeyVersion), detail)
 	}
 	if err := tw.Flush(); err != nil {
 		return err
@@ -293,9 +302,9 @@ func auditStats(env Env, args []string) error {
 		return err
 	}
 	if f.format == "json" {
-		enc := json.NewEncoder(env.Stdout)
+		jw := jsonWriter{env.Stdout}
 		for _, s := range stats {
-			if err := enc.Encode(map[string]any{*by: s.Key, "count": s.Count}); err != nil {
+			if err := jw.write(map[string]any{*by: s.Key, "count": s.Count}); err != nil {
 				return err
 			}
 		}
@@ -305,7 +314,7 @@ func auditStats(env Env, args []string) error {
 	fmt.Fprintf(tw, "%s\tCOUNT\t\n", strings.ToUpper(*by))
 	var total uint64
 	for _, s := range stats {
-		fmt.Fprintf(tw, "%s\t%d\t\n", s.Key, s.Count)
+		fmt.Fprintf(tw, "%s\t%d\t\n", inert(s.Key), s.Count)
 		total += s.Count
 	}
 	fmt.Fprintf(tw, "total\t%d\t\n", total)
@@ -351,11 +360,11 @@ func auditTail(env Env, args []string) error {
 			return
 		}
 		if *format == "json" {
-			_ = json.NewEncoder(env.Stdout).Encode(d)
+			_ = jsonWriter{env.Stdout}.write(d)
 			return
 		}
-		fmt.Fprintf(env.Stdout, "%s  %-14s %-22s %-12s %-20s %-24s %s\n", d.Time.Format("15:04:05.000"), d.Decision, dash(string(d.Reason)),
-			dash(string(d.Session)), dash(d.UserID), dash(d.Origin), d.ProjectID)
+		fmt.Fprintf(env.Stdout, "%s  %-14s %-22s %-12s %-20s %-24s %s\n", d.Time.Format("15:04:05.000"), inert(string(d.Decision)), inert(dash(string(d.Reason))),
+			inert(dash(string(d.Session))), inert(dash(d.UserID)), inert(dash(d.Origin)), inert(d.ProjectID))
 	})
 	if err != nil {
 		return fmt.Errorf("follow decisions: %w", err)
