@@ -6,8 +6,10 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -76,8 +78,8 @@ func (f *filterFlags) register(fs *flag.FlagSet, full bool) {
 	f.rows = full
 	fs.StringVar(&f.dsn, "clickhouse", defaultDSN(), "ClickHouse DSN, clickhouse://[user:password@]host:9000/db[?secure=true] [HISSUNO_CLICKHOUSE_DSN]")
 	fs.StringVar(&f.project, "project", "", "only this project id")
-	fs.StringVar(&f.since, "since", "24h", "from this long ago (24h, 7d, 90m) or this time (2026-11-01, RFC 3339)")
-	fs.StringVar(&f.until, "until", "", "up to this time (2026-11-02, RFC 3339) or this long ago; default now")
+	fs.StringVar(&f.since, "since", "24h", "from this long ago (24h, 7d, 90m) or this time (2026-11-01, RFC 3339), from 1970-01-01 to 2106-02-07")
+	fs.StringVar(&f.until, "until", "", "up to this time (2026-11-02, RFC 3339) or this long ago, from 1970-01-01 to 2106-02-07; default now")
 	fs.StringVar(&f.decision, "decision", "", "only accept, unauthorized or origin_blocked")
 	fs.StringVar(&f.reason, "reason", "", "only this reason code, e.g. origin_not_allowed")
 	fs.StringVar(&f.user, "user", "", "only this userId")
@@ -116,19 +118,47 @@ func (f *filterFlags) filter(now time.Time) (auditor.Filter, error) {
 		UserID: f.user, Origin: f.origin, Limit: f.limit}, nil
 }
 
+// The times the audit can hold: ClickHouse's DateTime counts seconds from
+// 1970 in 32 unsigned bits. A time outside them cannot be asked for (the
+// query would clamp or wrap it and answer nothing, or everything, in
+// silence).
+var (
+	auditFirst = time.Unix(0, 0).UTC()
+	auditLast  = time.Unix(math.MaxUint32, 0).UTC() // 2106-02-07T06:28:15Z
+)
+
+// durationRE is what time.ParseDuration reads (a non-negative one), so that
+// one it refuses for its size is told from one it cannot read.
+var durationRE = regexp.MustCompile(`^0$|^(([0-9]+(\.[0-9]*)?|\.[0-9]+)(ns|us|µs|μs|ms|s|m|h))+$`)
+
 // parseWhen reads a time: a duration back from now (90m, 24h, 7d) or an
-// absolute date or RFC 3339 time.
+// absolute date or RFC 3339 time, within the times the audit can hold
+// (1970-01-01 to 2106-02-07T06:28:15Z).
 func parseWhen(s string, now time.Time) (time.Time, error) {
-	if n, ok := strings.CutSuffix(s, "d"); ok {
-		if days, err := strconv.Atoi(n); err == nil && days >= 0 {
-			return now.Add(-time.Duration(days) * 24 * time.Hour), nil
-		}
+	tooFar := func() error {
+		return fmt.Errorf("%q reaches back before 1970-01-01, the oldest time the audit can hold; use at most %dd, or 1970-01-01",
+			s, int64(now.Sub(auditFirst)/(24*time.Hour)))
 	}
-	if d, err := time.ParseDuration(s); err == nil && d >= 0 {
+	if n, ok := strings.CutSuffix(s, "d"); ok && n != "" && strings.Trim(n, "0123456789") == "" {
+		days, err := strconv.ParseInt(n, 10, 64)
+		if err != nil || days > int64(now.Sub(auditFirst)/(24*time.Hour)) {
+			return time.Time{}, tooFar()
+		}
+		return now.Add(-time.Duration(days) * 24 * time.Hour), nil
+	}
+	if durationRE.MatchString(s) {
+		d, err := time.ParseDuration(s)
+		if err != nil || d > now.Sub(auditFirst) {
+			return time.Time{}, tooFar()
+		}
 		return now.Add(-d), nil
 	}
 	for _, layout := range []string{time.RFC3339Nano, "2006-01-02T15:04:05", "2006-01-02 15:04:05", "2006-01-02"} {
 		if t, err := time.Parse(layout, s); err == nil {
+			if t.Before(auditFirst) || t.After(auditLast) {
+				return time.Time{}, fmt.Errorf("%q is outside the times the audit can hold, %s to %s",
+					s, auditFirst.Format(time.RFC3339), auditLast.Format(time.RFC3339))
+			}
 			return t, nil
 		}
 	}
