@@ -2,14 +2,15 @@ package cli
 
 import (
 	"cmp"
-	"encoding/csv"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -81,8 +82,8 @@ func (f *filterFlags) register(fs *flag.FlagSet, full bool) {
 	f.rows = full
 	fs.StringVar(&f.dsn, "clickhouse", defaultDSN(), "ClickHouse DSN, clickhouse://[user:password@]host:9000/db[?secure=true] [HISSUNO_CLICKHOUSE_DSN]")
 	fs.StringVar(&f.project, "project", "", "only this project id")
-	fs.StringVar(&f.since, "since", "24h", "from this long ago (24h, 7d, 90m) or this time (2026-11-01, RFC 3339)")
-	fs.StringVar(&f.until, "until", "", "up to this time (2026-11-02, RFC 3339) or this long ago; default now")
+	fs.StringVar(&f.since, "since", "24h", "from this long ago (24h, 7d, 90m) or this time (2026-11-01, RFC 3339), from 1970-01-01 to 2106-02-07")
+	fs.StringVar(&f.until, "until", "", "up to this time (2026-11-02, RFC 3339) or this long ago, from 1970-01-01 to 2106-02-07; default now")
 	fs.StringVar(&f.decision, "decision", "", "only accept, unauthorized or origin_blocked")
 	fs.StringVar(&f.reason, "reason", "", "only this reason code, e.g. origin_not_allowed")
 	fs.StringVar(&f.user, "user", "", "only this userId")
@@ -121,19 +122,47 @@ func (f *filterFlags) filter(now time.Time) (auditor.Filter, error) {
 		UserID: f.user, Origin: f.origin, Limit: f.limit}, nil
 }
 
+// The times the audit can hold: ClickHouse's DateTime counts seconds from
+// 1970 in 32 unsigned bits. A time outside them cannot be asked for (the
+// query would clamp or wrap it and answer nothing, or everything, in
+// silence).
+var (
+	auditFirst = time.Unix(0, 0).UTC()
+	auditLast  = time.Unix(math.MaxUint32, 0).UTC() // 2106-02-07T06:28:15Z
+)
+
+// durationRE is what time.ParseDuration reads (a non-negative one), so that
+// one it refuses for its size is told from one it cannot read.
+var durationRE = regexp.MustCompile(`^0$|^(([0-9]+(\.[0-9]*)?|\.[0-9]+)(ns|us|µs|μs|ms|s|m|h))+$`)
+
 // parseWhen reads a time: a duration back from now (90m, 24h, 7d) or an
-// absolute date or RFC 3339 time.
+// absolute date or RFC 3339 time, within the times the audit can hold
+// (1970-01-01 to 2106-02-07T06:28:15Z).
 func parseWhen(s string, now time.Time) (time.Time, error) {
-	if n, ok := strings.CutSuffix(s, "d"); ok {
-		if days, err := strconv.Atoi(n); err == nil && days >= 0 {
-			return now.Add(-time.Duration(days) * 24 * time.Hour), nil
-		}
+	tooFar := func() error {
+		return fmt.Errorf("%q reaches back before 1970-01-01, the oldest time the audit can hold; use at most %dd, or 1970-01-01",
+			s, int64(now.Sub(auditFirst)/(24*time.Hour)))
 	}
-	if d, err := time.ParseDuration(s); err == nil && d >= 0 {
+	if n, ok := strings.CutSuffix(s, "d"); ok && n != "" && strings.Trim(n, "0123456789") == "" {
+		days, err := strconv.ParseInt(n, 10, 64)
+		if err != nil || days > int64(now.Sub(auditFirst)/(24*time.Hour)) {
+			return time.Time{}, tooFar()
+		}
+		return now.Add(-time.Duration(days) * 24 * time.Hour), nil
+	}
+	if durationRE.MatchString(s) {
+		d, err := time.ParseDuration(s)
+		if err != nil || d > now.Sub(auditFirst) {
+			return time.Time{}, tooFar()
+		}
 		return now.Add(-d), nil
 	}
 	for _, layout := range []string{time.RFC3339Nano, "2006-01-02T15:04:05", "2006-01-02 15:04:05", "2006-01-02"} {
 		if t, err := time.Parse(layout, s); err == nil {
+			if t.Before(auditFirst) || t.After(auditLast) {
+				return time.Time{}, fmt.Errorf("%q is outside the times the audit can hold, %s to %s",
+					s, auditFirst.Format(time.RFC3339), auditLast.Format(time.RFC3339))
+			}
 			return t, nil
 		}
 	}
@@ -174,15 +203,27 @@ func auditQuery(env Env, args []string) error {
 	return writeDecisions(env.Stdout, f.format, recs)
 }
 
-// writeJSONLines writes one JSON object a line.
+// writeJSONLines writes one JSON object a line, inert (inertJSON).
 func writeJSONLines[T any](w io.Writer, recs []T) error {
-	enc := json.NewEncoder(w)
+	jw := jsonWriter{w}
 	for _, r := range recs {
-		if err := enc.Encode(r); err != nil {
+		if err := jw.write(r); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// tableRow writes one row of a tabwriter table: every cell inert, so that
+// the row is one line whatever the audit holds.
+func tableRow(w io.Writer, cells ...string) {
+	for i, c := range cells {
+		if i > 0 {
+			io.WriteString(w, "\t")
+		}
+		io.WriteString(w, inert(c))
+	}
+	io.WriteString(w, "\n")
 }
 
 func writeDecisions(w io.Writer, format string, recs []auditor.Record) error {
@@ -190,18 +231,17 @@ func writeDecisions(w io.Writer, format string, recs []auditor.Record) error {
 	case "json":
 		return writeJSONLines(w, recs)
 	case "csv":
-		cw := csv.NewWriter(w)
-		_ = cw.Write([]string{"decisionId", "time", "projectId", "decision", "reason", "session", "userId", "claimedUserId", "origin", "tokenFingerprint", "keyVersion", "verifier", "clientIp"})
+		cw := newCSVWriter(w)
+		cw.write("decisionId", "time", "projectId", "decision", "reason", "session", "userId", "claimedUserId", "origin", "tokenFingerprint", "keyVersion", "verifier", "clientIp")
 		for _, r := range recs {
-			_ = cw.Write([]string{r.DecisionID, r.Time.Format(time.RFC3339Nano), r.ProjectID, r.Decision, r.Reason, r.Session, r.UserID, r.ClaimedUserID, r.Origin, r.TokenFingerprint, strconv.Itoa(int(r.KeyVersion)), r.Verifier, r.ClientIP})
+			cw.write(r.DecisionID, r.Time.Format(time.RFC3339Nano), r.ProjectID, r.Decision, r.Reason, r.Session, r.UserID, r.ClaimedUserID, r.Origin, r.TokenFingerprint, strconv.Itoa(int(r.KeyVersion)), r.Verifier, r.ClientIP)
 		}
-		cw.Flush()
-		return cw.Error()
+		return cw.flush()
 	}
 	tw := tabwriter.NewWriter(w, 0, 2, 2, ' ', 0)
 	fmt.Fprintln(tw, "TIME\tPROJECT\tDECISION\tREASON\tSESSION\tUSER\tCLAIMED\tORIGIN\tKEY\tTOKEN\tDECISION ID")
 	for _, r := range recs {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Time.Format("2006-01-02 15:04:05.000"), r.ProjectID, r.Decision,
+		tableRow(tw, r.Time.Format("2006-01-02 15:04:05.000"), r.ProjectID, r.Decision,
 			dash(r.Reason), dash(r.Session), dash(r.UserID), dash(r.ClaimedUserID), dash(r.Origin), keyVersion(r.KeyVersion), dash(r.TokenFingerprint), r.DecisionID)
 	}
 	if err := tw.Flush(); err != nil {
@@ -218,14 +258,13 @@ func writeAdmin(w io.Writer, format string, recs []auditor.AdminRecord) error {
 	case "json":
 		return writeJSONLines(w, recs)
 	case "csv":
-		cw := csv.NewWriter(w)
-		_ = cw.Write([]string{"eventId", "time", "kind", "actor", "projectId", "keyVersion", "previousKeyVersion", "keyFingerprint", "graceSeconds", "userId"})
+		cw := newCSVWriter(w)
+		cw.write("eventId", "time", "kind", "actor", "projectId", "keyVersion", "previousKeyVersion", "keyFingerprint", "graceSeconds", "userId")
 		for _, r := range recs {
-			_ = cw.Write([]string{r.EventID, r.Time.Format(time.RFC3339Nano), r.Kind, r.Actor, r.ProjectID, strconv.Itoa(int(r.KeyVersion)),
-				strconv.Itoa(int(r.PreviousKeyVersion)), r.KeyFingerprint, strconv.FormatInt(r.GraceSeconds, 10), r.UserID})
+			cw.write(r.EventID, r.Time.Format(time.RFC3339Nano), r.Kind, r.Actor, r.ProjectID, strconv.Itoa(int(r.KeyVersion)),
+				strconv.Itoa(int(r.PreviousKeyVersion)), r.KeyFingerprint, strconv.FormatInt(r.GraceSeconds, 10), r.UserID)
 		}
-		cw.Flush()
-		return cw.Error()
+		return cw.flush()
 	}
 	tw := tabwriter.NewWriter(w, 0, 2, 2, ' ', 0)
 	fmt.Fprintln(tw, "TIME\tKIND\tACTOR\tPROJECT\tKEY\tDETAIL")
@@ -244,7 +283,7 @@ func writeAdmin(w io.Writer, format string, recs []auditor.AdminRecord) error {
 		case string(events.AdminProjectCreated), string(events.AdminProjectUpdated):
 			detail = fmt.Sprintf("requireToken=%v origins=%s", r.RequireToken, strings.Join(r.Origins, ","))
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", r.Time.Format("2006-01-02 15:04:05.000"), r.Kind, r.Actor, r.ProjectID, keyVersion(r.KeyVersion), detail)
+		tableRow(tw, r.Time.Format("2006-01-02 15:04:05.000"), r.Kind, r.Actor, r.ProjectID, keyVersion(r.KeyVersion), detail)
 	}
 	if err := tw.Flush(); err != nil {
 		return err
@@ -297,9 +336,9 @@ func auditStats(env Env, args []string) error {
 		return err
 	}
 	if f.format == "json" {
-		enc := json.NewEncoder(env.Stdout)
+		jw := jsonWriter{env.Stdout}
 		for _, s := range stats {
-			if err := enc.Encode(map[string]any{*by: s.Key, "count": s.Count}); err != nil {
+			if err := jw.write(map[string]any{*by: s.Key, "count": s.Count}); err != nil {
 				return err
 			}
 		}
@@ -309,7 +348,7 @@ func auditStats(env Env, args []string) error {
 	fmt.Fprintf(tw, "%s\tCOUNT\t\n", strings.ToUpper(*by))
 	var total uint64
 	for _, s := range stats {
-		fmt.Fprintf(tw, "%s\t%d\t\n", s.Key, s.Count)
+		fmt.Fprintf(tw, "%s\t%d\t\n", inert(s.Key), s.Count)
 		total += s.Count
 	}
 	fmt.Fprintf(tw, "total\t%d\t\n", total)
@@ -358,11 +397,11 @@ func auditTail(env Env, args []string) error {
 			return
 		}
 		if *format == "json" {
-			_ = json.NewEncoder(env.Stdout).Encode(d)
+			_ = jsonWriter{env.Stdout}.write(d)
 			return
 		}
-		fmt.Fprintf(env.Stdout, "%s  %-14s %-22s %-12s %-20s %-24s %s\n", d.Time.Format("15:04:05.000"), d.Decision, dash(string(d.Reason)),
-			dash(string(d.Session)), dash(d.UserID), dash(d.Origin), d.ProjectID)
+		fmt.Fprintf(env.Stdout, "%s  %-14s %-22s %-12s %-20s %-24s %s\n", d.Time.Format("15:04:05.000"), inert(string(d.Decision)), inert(dash(string(d.Reason))),
+			inert(dash(string(d.Session))), inert(dash(d.UserID)), inert(dash(d.Origin)), inert(d.ProjectID))
 	})
 	if err != nil {
 		return fmt.Errorf("follow decisions: %w", err)

@@ -463,7 +463,8 @@ func TestAuditQuery(t *testing.T) {
 		{name: "since 1h", args: []string{"--since", "1h"}, want: all},
 		{name: "since 7d", args: []string{"--since", "7d"}, want: all},
 		{name: "since a date", args: []string{"--since", "2000-01-01"}, want: all},
-		{name: "since far back", args: []string{"--since", "50000d"}, want: all},
+		{name: "since far back", args: []string{"--since", "20000d"}, want: all},
+		{name: "since 1970", args: []string{"--since", "1970-01-01"}, want: all},
 		{name: "until long ago", args: []string{"--since", "2000-01-01", "--until", "2000-01-02"}, want: nil},
 		{name: "limit 2", args: []string{"--limit", "2"}, want: all[:2]},
 		{name: "reason", args: []string{"--reason", "token_bad_signature"}, want: []string{f.reqs[5].decisionID, f.reqs[4].decisionID}},
@@ -734,6 +735,15 @@ func TestAuditErrors(t *testing.T) {
 		{name: "bad --since", args: []string{"audit", "query", "--since", "yesterday"}, want: []string{"--since", `"yesterday"`, "24h", "2026-11-01"}},
 		{name: "negative --since", args: []string{"audit", "query", "--since", "-1h"}, want: []string{"--since"}},
 		{name: "bad --until", args: []string{"audit", "query", "--until", "soon"}, want: []string{"--until", `"soon"`}},
+		{name: "--since days overflowing", args: []string{"audit", "query", "--since", "9999999999999d"}, want: []string{"--since", `"9999999999999d"`, "1970-01-01"}},
+		{name: "--since days beyond int64", args: []string{"audit", "query", "--since", "99999999999999999999d"}, want: []string{"--since", "1970-01-01"}},
+		{name: "--since days before 1970", args: []string{"audit", "query", "--since", "50000d"}, want: []string{"--since", `"50000d"`, "1970-01-01"}},
+		{name: "--since hours overflowing", args: []string{"audit", "query", "--since", "9999999999h"}, want: []string{"--since", `"9999999999h"`, "1970-01-01"}},
+		{name: "--since a date before 1970", args: []string{"audit", "query", "--since", "1969-12-31"}, want: []string{"--since", `"1969-12-31"`, "1970-01-01", "2106-02-07"}},
+		{name: "--until a date after 2106", args: []string{"audit", "query", "--until", "2200-01-01"}, want: []string{"--until", `"2200-01-01"`, "1970-01-01", "2106-02-07"}},
+		{name: "--until days overflowing", args: []string{"audit", "query", "--until", "9999999999999d"}, want: []string{"--until", "1970-01-01"}},
+		{name: "stats --since days overflowing", args: []string{"audit", "stats", "--since", "9999999999999d"}, want: []string{"--since", "1970-01-01"}},
+		{name: "admin --since days overflowing", args: []string{"audit", "query", "--admin", "--since", "9999999999999d"}, want: []string{"--since", "1970-01-01"}},
 		{name: "bad --decision", args: []string{"audit", "query", "--decision", "deny"}, want: []string{`--decision "deny"`, "accept, unauthorized or origin_blocked"}},
 		{name: "bad --format", args: []string{"audit", "query", "--format", "xml"}, want: []string{`--format "xml"`, "table, json or csv"}},
 		{name: "bad stats --format", args: []string{"audit", "stats", "--format", "csv"}, want: []string{`--format "csv"`, "table or json"}},
@@ -762,6 +772,57 @@ func TestAuditErrors(t *testing.T) {
 			}
 			if r.stdout != "" {
 				t.Errorf("a failing command printed on stdout\n%s", r)
+			}
+		})
+	}
+}
+
+func TestParseWhen(t *testing.T) {
+	t.Parallel()
+	now := time.Date(2026, 12, 2, 10, 30, 0, 0, time.UTC)
+	epoch := time.Unix(0, 0).UTC()
+	daysSince1970 := int(now.Sub(epoch) / (24 * time.Hour))
+	tests := []struct {
+		name string
+		in   string
+		want time.Time
+		// err is a part of the error; "" for none.
+		err string
+	}{
+		{name: "hours", in: "24h", want: now.Add(-24 * time.Hour)},
+		{name: "minutes", in: "90m", want: now.Add(-90 * time.Minute)},
+		{name: "days", in: "7d", want: now.Add(-7 * 24 * time.Hour)},
+		{name: "zero", in: "0d", want: now},
+		{name: "zero alone", in: "0", want: now},
+		{name: "hours and minutes", in: "1h30m", want: now.Add(-90 * time.Minute)},
+		{name: "a date", in: "2026-11-01", want: time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)},
+		{name: "RFC 3339", in: "2026-11-01T10:00:00Z", want: time.Date(2026, 11, 1, 10, 0, 0, 0, time.UTC)},
+		{name: "the first second", in: "1970-01-01", want: epoch},
+		{name: "the last second", in: "2106-02-07T06:28:15Z", want: time.Unix(1<<32-1, 0).UTC()},
+		{name: "days back to 1970", in: strconv.Itoa(daysSince1970) + "d", want: now.Add(-time.Duration(daysSince1970) * 24 * time.Hour)},
+		{name: "days before 1970", in: strconv.Itoa(daysSince1970+1) + "d", err: "1970-01-01"},
+		{name: "days overflowing a duration", in: "9999999999999d", err: "1970-01-01"},
+		{name: "days beyond int64", in: "99999999999999999999d", err: "1970-01-01"},
+		{name: "hours before 1970", in: "500000h", err: "1970-01-01"},
+		{name: "hours overflowing a duration", in: "9999999999h", err: "1970-01-01"},
+		{name: "a second before 1970", in: "1969-12-31T23:59:59Z", err: "2106-02-07"},
+		{name: "a second after 2106", in: "2106-02-07T06:28:16Z", err: "1970-01-01"},
+		{name: "year 9999", in: "9999-12-31", err: "2106-02-07"},
+		{name: "negative", in: "-1h", err: "neither a duration"},
+		{name: "words", in: "yesterday", err: "neither a duration"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			got, err := parseWhen(tt.in, now)
+			if tt.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.err) {
+					t.Errorf("parseWhen(%q) = %v, %v; want an error saying %q", tt.in, got, err, tt.err)
+				}
+				return
+			}
+			if err != nil || !got.Equal(tt.want) {
+				t.Errorf("parseWhen(%q) = %v, %v; want %v", tt.in, got, err, tt.want)
 			}
 		})
 	}

@@ -18,6 +18,7 @@ import (
 	"math"
 	"net/http"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -529,6 +530,9 @@ func TestConnectDecisions(t *testing.T) {
 		{name: "token with crit header", req: withStrict(handToken(t, strict.Secret, "HS256", hsHeader(map[string]any{"crit": []string{"exp"}}), userClaims)), reason: events.ReasonTokenMalformed},
 		{name: "token with kid not a string", req: withStrict(handToken(t, strict.Secret, "HS256", hsHeader(map[string]any{"kid": 1}), userClaims)), reason: events.ReasonTokenMalformed},
 		{name: "bad token where none is required", req: connectReq{ProjectID: open.ID, Token: "not-a-token", Origin: shopOrigin}, reason: events.ReasonTokenMalformed},
+		{name: "valid token with CR LF in its signature", req: withStrict(breakLine(valid("u-1"), "\r\n")), reason: events.ReasonTokenMalformed},
+		{name: "valid token with LF in its signature", req: withStrict(breakLine(valid("u-1"), "\n")), reason: events.ReasonTokenMalformed},
+		{name: "valid token and a line break", req: withStrict(valid("u-1") + "\n"), reason: events.ReasonTokenMalformed},
 
 		// token_alg_not_allowed
 		{name: "alg none", req: withStrict(handToken(t, strict.Secret, "", map[string]any{"alg": "none", "typ": "JWT"}, userClaims)), reason: events.ReasonTokenAlgNotAllowed},
@@ -569,6 +573,12 @@ func TestConnectDecisions(t *testing.T) {
 		{name: "userId over 256 bytes", req: withStrict(mint(t, strict.Secret, jwt.MapClaims{"userId": strings.Repeat("u", 257), "exp": exp})), reason: events.ReasonTokenInvalidClaims},
 		{name: "userMetadata of numbers", req: withStrict(mint(t, strict.Secret, jwt.MapClaims{"userId": "u-1", "exp": exp, "userMetadata": map[string]any{"plan": 3}})), reason: events.ReasonTokenInvalidClaims},
 		{name: "userMetadata a string", req: withStrict(mint(t, strict.Secret, jwt.MapClaims{"userId": "u-1", "exp": exp, "userMetadata": "pro"})), reason: events.ReasonTokenInvalidClaims},
+		{name: "exp 1e20", req: withStrict(mint(t, strict.Secret, jwt.MapClaims{"userId": "u-1", "exp": 1e20})), reason: events.ReasonTokenInvalidClaims},
+		{name: "exp 2^63", req: withStrict(mint(t, strict.Secret, jwt.MapClaims{"userId": "u-1", "exp": float64(1 << 63)})), reason: events.ReasonTokenInvalidClaims},
+		{name: "nbf 1e300", req: withStrict(mint(t, strict.Secret, jwt.MapClaims{"userId": "u-1", "exp": exp, "nbf": 1e300})), reason: events.ReasonTokenInvalidClaims},
+		{name: "iat 1e300", req: withStrict(mint(t, strict.Secret, jwt.MapClaims{"userId": "u-1", "exp": exp, "iat": 1e300})), reason: events.ReasonTokenInvalidClaims},
+		{name: "exp a string of digits", req: withStrict(mint(t, strict.Secret, jwt.MapClaims{"userId": "u-1", "exp": strconv.FormatInt(exp, 10)})), reason: events.ReasonTokenInvalidClaims},
+		{name: "USERID instead of userId", req: withStrict(mint(t, strict.Secret, jwt.MapClaims{"USERID": "u-1", "exp": exp})), reason: events.ReasonTokenInvalidClaims},
 
 		// token_too_large
 		{name: "token over 8 KiB", req: withStrict(bigToken), reason: events.ReasonTokenTooLarge},
@@ -666,6 +676,8 @@ func TestConnectDecisions(t *testing.T) {
 			wantRefusal(t, a, tc.reason, tc.req.Token, strict.Secret)
 			if tc.reason == events.ReasonTokenExpired || tc.reason == events.ReasonTokenNotYetValid {
 				wantClock(t, a, tc.skew)
+			} else if _, ok := a.Body["skewSeconds"]; ok {
+				t.Errorf("a %s refusal carries skewSeconds; body %s", tc.reason, a.Raw)
 			}
 		})
 	}
@@ -673,6 +685,13 @@ func TestConnectDecisions(t *testing.T) {
 
 func withOrigin(projectID, token, origin string) connectReq {
 	return connectReq{ProjectID: projectID, Token: token, Origin: origin}
+}
+
+// breakLine puts a line break into the token's signature, as a mail client
+// or a config file might: Go's base64 decoders skip it.
+func breakLine(token, lineBreak string) string {
+	i := strings.LastIndexByte(token, '.') + 10
+	return token[:i] + lineBreak + token[i:]
 }
 
 // tamper changes the token's signature, keeping it well-formed.
@@ -828,8 +847,17 @@ func TestConnectBadRequests(t *testing.T) {
 		name     string
 		body     []byte
 		mentions []string // what the error must say (see wantBadRequest)
+		// notMentions are fields the error must not name: keys that are
+		// not the documented names are unknown keys, ignored.
+		notMentions []string
 	}{
 		{name: "not JSON", body: []byte(`projectId=` + p.ID), mentions: []string{"JSON"}},
+		{name: "PROJECTID is not projectId", body: []byte(`{"PROJECTID":"` + p.ID + `"}`), mentions: []string{"projectId", "missing"}},
+		{name: "projectid is not projectId", body: []byte(`{"projectid":"` + p.ID + `"}`), mentions: []string{"projectId", "missing"}},
+		{name: "ProjectId a number is not projectId", body: []byte(`{"ProjectId":42}`), mentions: []string{"projectId", "missing"}},
+		{name: "USERID a number is not userId", body: []byte(`{"USERID":5,"projectId":42}`), mentions: []string{"projectId", "string"}, notMentions: []string{"userId"}},
+		{name: "WidgetToken a number is not widgetToken", body: []byte(`{"WidgetToken":5,"projectId":{}}`), mentions: []string{"projectId", "string"}, notMentions: []string{"widgetToken"}},
+		{name: "USERMETADATA of numbers is not userMetadata", body: []byte(`{"USERMETADATA":{"plan":3},"projectId":[]}`), mentions: []string{"projectId", "string"}, notMentions: []string{"userMetadata"}},
 		{name: "empty body", body: []byte{}, mentions: []string{"JSON|empty"}},
 		{name: "JSON array", body: []byte(`[{"projectId":"` + p.ID + `"}]`), mentions: []string{"object"}},
 		{name: "JSON string", body: []byte(`"` + p.ID + `"`), mentions: []string{"object"}},
@@ -854,11 +882,139 @@ func TestConnectBadRequests(t *testing.T) {
 			before := lastSeq(t, js, events.StreamAttempts)
 			a := post(t, st.HTTPAddr, tc.body, map[string]string{"Origin": shopOrigin})
 			wantBadRequest(t, a, tc.mentions...)
+			for _, m := range tc.notMentions {
+				if msg, _ := a.str("error"); strings.Contains(msg, m) {
+					t.Errorf("error %q names %s, which the body does not hold", msg, m)
+				}
+			}
 			if _, ok := a.Body["decision"]; ok {
 				t.Errorf("a 400 carries a decision: %s", a.Raw)
 			}
 			if after := lastSeq(t, js, events.StreamAttempts); after != before {
 				t.Errorf("a 400 published %d attempt(s)", after-before)
+			}
+		})
+	}
+}
+
+// TestConnectExactKeyNames checks that the body's keys match the
+// documented names exactly, as a WAF or an ingress written from the public
+// schema reads them: a key under another case is an unknown key, ignored.
+func TestConnectExactKeyNames(t *testing.T) {
+	t.Parallel()
+	st := stacktest.Start(t, stack.Config{})
+	strict := shopProject(t, st, "strict-keys", true)
+	open := shopProject(t, st, "open-keys", false)
+	tok := userToken(t, strict.Secret, "u-keys")
+	cases := []struct {
+		name   string
+		body   string
+		reason events.Reason // "" for an accept
+		accept acceptWant
+		// noMetadata: the accept carries no userMetadata.
+		noMetadata bool
+	}{
+		{name: "WIDGETTOKEN is not widgetToken", body: `{"projectId":"` + strict.ID + `","WIDGETTOKEN":"` + tok + `"}`, reason: events.ReasonTokenRequired},
+		{name: "WidgetToken is not widgetToken", body: `{"projectId":"` + strict.ID + `","WidgetToken":"` + tok + `"}`, reason: events.ReasonTokenRequired},
+		{name: "PROJECTID beside projectId is ignored", body: `{"projectId":"` + open.ID + `","PROJECTID":"proj_nope","userId":"v-1"}`,
+			accept: acceptWant{Session: events.SessionAnonymous, UserID: "v-1"}},
+		{name: "USERID is not userId", body: `{"projectId":"` + open.ID + `","USERID":"eve"}`,
+			accept: acceptWant{Session: events.SessionAnonymous, UserID: ""}},
+		{name: "UserMetadata is not userMetadata", body: `{"projectId":"` + open.ID + `","userId":"v-2","UserMetadata":{"role":"admin"}}`,
+			accept: acceptWant{Session: events.SessionAnonymous, UserID: "v-2"}, noMetadata: true},
+		{name: "an escaped documented name is the name", body: `{"projectI\u0064":"` + open.ID + `","userId":"v-3"}`,
+			accept: acceptWant{Session: events.SessionAnonymous, UserID: "v-3"}},
+		{name: "the documented names", body: `{"projectId":"` + strict.ID + `","widgetToken":"` + tok + `","userId":"u-keys","userMetadata":{"plan":"pro"}}`,
+			accept: acceptWant{Session: events.SessionAuthenticated, UserID: "u-keys", Verified: true, KeyVersion: 1}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			a := post(t, st.HTTPAddr, []byte(tc.body), map[string]string{"Origin": shopOrigin})
+			if tc.reason != "" {
+				wantRefusal(t, a, tc.reason, tok)
+				return
+			}
+			wantAccept(t, a, tc.accept)
+			if _, ok := a.Body["userMetadata"]; ok && tc.noMetadata {
+				t.Errorf("userMetadata under another key was read; body %s", a.Raw)
+			}
+		})
+	}
+}
+
+// TestAttemptKeysExact checks that the verifier reads attempts published
+// straight to JetStream, as another ingress following
+// schemas/attempt.schema.json would, by the schema's exact key names.
+func TestAttemptKeysExact(t *testing.T) {
+	t.Parallel()
+	st := stacktest.Start(t, stack.Config{})
+	js := jetStream(t, st)
+	strict := shopProject(t, st, "strict-attempts", true)
+	open := shopProject(t, st, "open-attempts", false)
+	tok := userToken(t, strict.Secret, "u-attempt")
+	const ingressName = "ingress.keys-test"
+	attempt := func(_, fields string) string {
+		now := time.Now().UTC().Truncate(time.Millisecond)
+		return `{"schemaVersion":1,"attemptId":"` + events.NewAttemptID(now) + `","receivedAt":"` + now.Format(time.RFC3339Nano) +
+			`","deadline":"` + now.Add(time.Minute).Format(time.RFC3339Nano) + `","origin":"` + shopOrigin + `","ingress":"` + ingressName + `",` + fields + `}`
+	}
+	cases := []struct {
+		name string
+		body string
+		want func(d events.Decision) bool
+		what string
+	}{
+		{
+			name: "WidgetToken is not widgetToken",
+			body: attempt("att_keys_token", `"projectId":"`+strict.ID+`","WidgetToken":"`+tok+`"`),
+			want: func(d events.Decision) bool { return d.Reason == events.ReasonTokenRequired },
+			what: "token_required",
+		},
+		{
+			name: "ProjectId is not projectId",
+			body: attempt("att_keys_project", `"ProjectId":"`+strict.ID+`","widgetToken":"`+tok+`"`),
+			want: func(d events.Decision) bool { return d.Reason == events.ReasonUnknownProject && d.ProjectID == "" },
+			what: "unknown_project for an empty projectId",
+		},
+		{
+			name: "USERID is not userId",
+			body: attempt("att_keys_user", `"projectId":"`+open.ID+`","userId":"visitor","USERID":"eve"`),
+			want: func(d events.Decision) bool { return d.Decision == events.OutcomeAccept && d.UserID == "visitor" },
+			what: "an anonymous accept of visitor",
+		},
+		{
+			name: "USERMETADATA is not userMetadata",
+			body: attempt("att_keys_meta", `"projectId":"`+open.ID+`","USERMETADATA":{"role":"admin"}`),
+			want: func(d events.Decision) bool { return d.Decision == events.OutcomeAccept && len(d.UserMetadata) == 0 },
+			what: "an anonymous accept without metadata",
+		},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			var a struct {
+				AttemptID string `json:"attemptId"`
+			}
+			if err := json.Unmarshal([]byte(tc.body), &a); err != nil {
+				t.Fatalf("the test's attempt is not JSON: %v", err)
+			}
+			m := nats.NewMsg(events.AttemptSubject(ingressName))
+			m.Data = []byte(tc.body)
+			m.Header.Set(events.HeaderMsgID, a.AttemptID)
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			if _, err := js.PublishMsg(ctx, m); err != nil {
+				t.Fatal(err)
+			}
+			id := events.DecisionIDFor(a.AttemptID)
+			var got []events.Decision
+			stacktest.Eventually(t, 30*time.Second, "the attempt's decision", func() bool {
+				got = storedDecisions(t, js, id)
+				return len(got) > 0
+			})
+			if len(got) != 1 || !tc.want(got[0]) {
+				t.Errorf("decisions %+v, want one: %s", got, tc.what)
 			}
 		})
 	}

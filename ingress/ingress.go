@@ -349,7 +349,10 @@ func (in *Ingress) republish(ctx context.Context) {
 	}
 }
 
-// connectRequest is the body of POST /v1/widget/connect.
+// connectRequest is the body of POST /v1/widget/connect. Its keys match
+// the documented names exactly (events.Unmarshal): a WAF or a proxy
+// written from the contract reads {"PROJECTID": …} as no projectId, and so
+// does the ingress.
 type connectRequest struct {
 	ProjectID    *string            `json:"projectId"`
 	WidgetToken  *string            `json:"widgetToken"`
@@ -469,7 +472,7 @@ func (in *Ingress) parse(r *http.Request) (*events.Attempt, error) {
 		return nil, fmt.Errorf("the body could not be read: %v", err)
 	}
 	var req connectRequest
-	if err := json.Unmarshal(raw, &req); err != nil {
+	if err := events.Unmarshal(raw, &req); err != nil {
 		// Refused: say why in encoding/json's terms, which bodyError words.
 		return nil, stdBodyError(raw)
 	}
@@ -531,15 +534,40 @@ func (in *Ingress) parse(r *http.Request) (*events.Attempt, error) {
 }
 
 // stdBodyError decodes a body the fast decoder refused with encoding/json,
-// to say precisely what is wrong with it.
+// to say precisely what is wrong with it. Like the fast decoder it reads
+// the documented keys by their exact names (encoding/json alone would match
+// "USERID" to userId and blame a field the body does not hold): the object
+// first, then each documented field in the contract's order.
 func stdBodyError(raw []byte) error {
 	dec := stdjson.NewDecoder(bytes.NewReader(raw))
-	var req connectRequest
-	if err := dec.Decode(&req); err != nil {
+	var obj map[string]stdjson.RawMessage
+	if err := dec.Decode(&obj); err != nil {
 		return bodyError(err)
 	}
 	if _, err := dec.Token(); err != io.EOF {
 		return errors.New("the body has data after its JSON object")
+	}
+	var req connectRequest
+	for _, f := range []struct {
+		name string
+		v    any
+	}{
+		{"projectId", &req.ProjectID},
+		{"widgetToken", &req.WidgetToken},
+		{"userId", &req.UserID},
+		{"userMetadata", &req.UserMetadata},
+	} {
+		v, ok := obj[f.name]
+		if !ok {
+			continue
+		}
+		if err := stdjson.Unmarshal(v, f.v); err != nil {
+			var typeErr *stdjson.UnmarshalTypeError
+			if errors.As(err, &typeErr) {
+				typeErr.Field = f.name
+			}
+			return bodyError(err)
+		}
 	}
 	return errors.New("the body is not a JSON object of projectId, widgetToken, userId and userMetadata")
 }

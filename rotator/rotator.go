@@ -30,6 +30,7 @@ import (
 	"github.com/hissuno/widgetauth/events"
 	"github.com/hissuno/widgetauth/metrics"
 	"github.com/hissuno/widgetauth/project"
+	"github.com/hissuno/widgetauth/redact"
 	"github.com/hissuno/widgetauth/verifier"
 	"github.com/hissuno/widgetauth/worker"
 )
@@ -366,13 +367,15 @@ func (r *Rotator) create(ctx context.Context, cmd *events.Command, now time.Time
 	return outcome{record: rec, revision: rev, secret: secret, event: adminEvent(cmd, &rec, rev, now, 0)}, nil
 }
 
-// adminEvent describes what a command changed; never a key.
+// adminEvent describes what a command changed; never a key. The strings
+// an admin typed (actor, name, origins, userId) go through redact.String: a
+// key pasted into --actor or --user is not stored in the audit.
 func adminEvent(cmd *events.Command, rec *project.Record, rev uint64, now time.Time, previous int) events.AdminEvent {
 	ev := events.AdminEvent{
 		SchemaVersion: events.SchemaVersion,
 		EventID:       events.AdminEventIDFor(cmd.CommandID),
 		CommandID:     cmd.CommandID,
-		Actor:         cmd.Actor,
+		Actor:         redact.String(cmd.Actor),
 		Time:          now.UTC(),
 		ProjectID:     rec.ID,
 		KeyVersion:    rec.KeyVersion,
@@ -382,11 +385,11 @@ func adminEvent(cmd *events.Command, rec *project.Record, rev uint64, now time.T
 	switch cmd.Kind {
 	case events.CommandCreateProject:
 		ev.Kind = events.AdminProjectCreated
-		ev.Name, ev.RequireToken, ev.Origins = rec.Name, &requireToken, rec.Origins
+		ev.Name, ev.RequireToken, ev.Origins = redact.String(rec.Name), &requireToken, redact.Strings(rec.Origins)
 		ev.KeyFingerprint = rec.Keys[0].Fingerprint
 	case events.CommandUpdateProject:
 		ev.Kind = events.AdminProjectUpdated
-		ev.Name, ev.RequireToken, ev.Origins = rec.Name, &requireToken, rec.Origins
+		ev.Name, ev.RequireToken, ev.Origins = redact.String(rec.Name), &requireToken, redact.Strings(rec.Origins)
 	case events.CommandRotateKey:
 		ev.Kind = events.AdminKeyRotated
 		ev.PreviousKeyVersion = previous
@@ -403,7 +406,7 @@ func adminEvent(cmd *events.Command, rec *project.Record, rev uint64, now time.T
 		}
 	case events.CommandRevokeUser:
 		ev.Kind = events.AdminUserRevoked
-		ev.UserID = cmd.UserID
+		ev.UserID = redact.String(cmd.UserID)
 		if t, ok := rec.RevokedUsers[cmd.UserID]; ok {
 			ev.RevokedBefore = &t
 		}

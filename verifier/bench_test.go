@@ -7,6 +7,8 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/rs/zerolog"
+
+	"github.com/hissuno/widgetauth/events"
 )
 
 // benchToken is the token jsonwebtoken's documented call makes, at a fixed
@@ -117,5 +119,28 @@ func BenchmarkDecideAmongProjects(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// BenchmarkDecisionEvent is the audit event of an authenticated accept,
+// every stored field scrubbed of secrets, as the worker builds it.
+func BenchmarkDecisionEvent(b *testing.B) {
+	tok, now := benchToken(b)
+	p := testProject(b)
+	d := NewDecider(DefaultCacheEntries)
+	a := &events.Attempt{
+		SchemaVersion: events.SchemaVersion, AttemptID: "att_0123456789abcdefghijkl", ProjectID: p.ID,
+		Origin: "https://app.myapp.com", WidgetToken: tok, UserID: "user-42",
+		ReceivedAt: now.Add(-time.Millisecond), Deadline: now.Add(3 * time.Second), Ingress: "ingress-1",
+		ClientIP: "203.0.113.7", UserAgent: "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0 Safari/537.36",
+	}
+	dec := d.Decide(p, Request{ProjectID: a.ProjectID, Origin: a.Origin, Token: a.WidgetToken, UserID: a.UserID}, now)
+	if dec.Reason != "" {
+		b.Fatal(dec.Err)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		_ = DecisionEvent(a, dec, "verifier-1")
 	}
 }

@@ -128,7 +128,7 @@ func (v verifiedToken) timesValidAt(now time.Time) bool {
 	if !now.Before(time.Unix(v.exp, 0).Add(time.Second + Leeway)) {
 		return false
 	}
-	if v.nbf != 0 && now.Before(time.Unix(v.nbf, 0).Add(-Leeway)) {
+	if v.hasNbf && now.Before(time.Unix(v.nbf, 0).Add(-Leeway)) {
 		return false
 	}
 	if v.hasIat && now.Before(time.Unix(v.iat, 0).Add(-Leeway)) {

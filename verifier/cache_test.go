@@ -163,6 +163,13 @@ func TestCacheAgreesWithFreshParse(t *testing.T) {
 		} else {
 			delete(c, "iat")
 		}
+		switch rng.IntN(4) {
+		case 0:
+			c["nbf"] = testNow.Add(time.Duration(rng.IntN(300)-150) * time.Second).Unix()
+		case 1:
+			// A fraction: truncated to the second by parse and cache alike.
+			c["exp"] = float64(testNow.Add(time.Duration(rng.IntN(300)-150)*time.Second).Unix()) + rng.Float64()
+		}
 		key := testKey1
 		if rng.IntN(3) == 0 {
 			key = testKey2

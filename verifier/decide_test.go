@@ -2,6 +2,9 @@ package verifier
 
 import (
 	"errors"
+	"fmt"
+	"maps"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -33,6 +36,14 @@ func tokenOfSize(t *testing.T, n int) string {
 	}
 	t.Fatalf("no token of %d bytes", n)
 	return ""
+}
+
+// insertAt returns token with s inserted at byte i of its part-th
+// dot-separated part.
+func insertAt(token string, part, i int, s string) string {
+	parts := strings.Split(token, ".")
+	parts[part] = parts[part][:i] + s + parts[part][i:]
+	return strings.Join(parts, ".")
 }
 
 func TestDecide(t *testing.T) {
@@ -114,10 +125,24 @@ func TestDecide(t *testing.T) {
 			p := strings.Split(sign(t, testKey1, hs256(), with(goodClaims(), "userId", "u1")), ".")
 			return p[0] + "=." + p[1] + "." + p[2]
 		}()}, want: events.ReasonTokenMalformed},
+		// Only the base64url alphabet and two dots: Go's base64 decoders
+		// skip CR and LF (Strict included), so without this one token would
+		// verify under many fingerprints.
+		{name: "LF in the signature refused", req: Request{Origin: "https://myapp.com", Token: insertAt(good(), 2, 5, "\n")}, want: events.ReasonTokenMalformed},
+		{name: "CR LF in the signature refused", req: Request{Origin: "https://myapp.com", Token: insertAt(good(), 2, 5, "\r\n")}, want: events.ReasonTokenMalformed},
+		{name: "CR LF at the end refused", req: Request{Origin: "https://myapp.com", Token: good() + "\r\n"}, want: events.ReasonTokenMalformed},
+		{name: "LF in the header refused", req: Request{Origin: "https://myapp.com", Token: insertAt(good(), 0, 4, "\n")}, want: events.ReasonTokenMalformed},
+		{name: "CR in the claims refused", req: Request{Origin: "https://myapp.com", Token: insertAt(good(), 1, 4, "\r")}, want: events.ReasonTokenMalformed},
+		{name: "space in the signature refused", req: Request{Origin: "https://myapp.com", Token: insertAt(good(), 2, 5, " ")}, want: events.ReasonTokenMalformed},
+		{name: "tab in the signature refused", req: Request{Origin: "https://myapp.com", Token: insertAt(good(), 2, 5, "\t")}, want: events.ReasonTokenMalformed},
+		{name: "NUL in the signature refused", req: Request{Origin: "https://myapp.com", Token: insertAt(good(), 2, 5, "\x00")}, want: events.ReasonTokenMalformed},
+		{name: "padding at the end refused", req: Request{Origin: "https://myapp.com", Token: good() + "="}, want: events.ReasonTokenMalformed},
+		{name: "standard base64 plus refused", req: Request{Origin: "https://myapp.com", Token: insertAt(good(), 2, 5, "+")}, want: events.ReasonTokenMalformed},
+		{name: "non-ASCII refused", req: Request{Origin: "https://myapp.com", Token: insertAt(good(), 2, 5, "é")}, want: events.ReasonTokenMalformed},
+		{name: "leading space refused", req: Request{Origin: "https://myapp.com", Token: " " + good()}, want: events.ReasonTokenMalformed},
 		{name: "crit header refused", req: Request{Origin: "https://myapp.com", Token: headerTok("crit", []string{"exp"})}, want: events.ReasonTokenMalformed},
 		{name: "empty crit header refused", req: Request{Origin: "https://myapp.com", Token: headerTok("crit", []string{})}, want: events.ReasonTokenMalformed},
 		{name: "kid not a string", req: Request{Origin: "https://myapp.com", Token: headerTok("kid", 1)}, want: events.ReasonTokenMalformed},
-		{name: "exp a string", req: Request{Origin: "https://myapp.com", Token: claimsTok("exp", "tomorrow")}, want: events.ReasonTokenMalformed},
 
 		// algorithms
 		{name: "alg none", req: Request{Origin: "https://myapp.com", Token: sign(t, "", map[string]any{"alg": "none"}, goodClaims())}, want: events.ReasonTokenAlgNotAllowed},
@@ -159,10 +184,60 @@ func TestDecide(t *testing.T) {
 		{name: "exp 60 s ago accepted", req: Request{Origin: "https://myapp.com", Token: claimsTok("exp", sec(-60*time.Second), "iat", sec(-time.Hour))}, session: events.SessionAuthenticated, userID: "user-42", keyVer: 1},
 		{name: "exp 61 s ago refused", req: Request{Origin: "https://myapp.com", Token: claimsTok("exp", sec(-61*time.Second), "iat", sec(-time.Hour))}, want: events.ReasonTokenExpired, skew: 61},
 		{name: "exp 0 refused", req: Request{Origin: "https://myapp.com", Token: claimsTok("exp", 0, "iat", deleteClaim)}, want: events.ReasonTokenExpired, skew: now.Unix()},
-		{name: "exp negative refused", req: Request{Origin: "https://myapp.com", Token: claimsTok("exp", -1, "iat", deleteClaim)}, want: events.ReasonTokenExpired, skew: now.Unix() + 1},
 		{name: "exp missing", req: Request{Origin: "https://myapp.com", Token: claimsTok("exp", deleteClaim)}, want: events.ReasonTokenMissingExp},
-		{name: "exp null", req: Request{Origin: "https://myapp.com", Token: claimsTok("exp", nil)}, want: events.ReasonTokenMissingExp},
 		{name: "exp fractional accepted", req: Request{Origin: "https://myapp.com", Token: claimsTok("exp", float64(sec(time.Hour))+0.5)}, session: events.SessionAuthenticated, userID: "user-42", keyVer: 1},
+		{name: "exp fractional 60.x s ago accepted (whole seconds)", req: Request{Origin: "https://myapp.com", Token: claimsTok("exp", float64(sec(-60*time.Second))+0.999, "iat", deleteClaim)}, session: events.SessionAuthenticated, userID: "user-42", keyVer: 1},
+		{name: "exp fractional 61.x s ago refused (whole seconds)", req: Request{Origin: "https://myapp.com", Token: claimsTok("exp", float64(sec(-61*time.Second))+0.999, "iat", deleteClaim)}, want: events.ReasonTokenExpired, skew: 61},
+		{name: "exp in exponent notation accepted", req: Request{Origin: "https://myapp.com", Token: signRaw(testKey1, "HS256", []byte(`{"alg":"HS256"}`), []byte(fmt.Sprintf(`{"userId":"user-42","exp":%se4}`, strconv.FormatFloat(float64(sec(time.Hour))/1e4, 'f', -1, 64))))}, session: events.SessionAuthenticated, userID: "user-42", keyVer: 1},
+		{name: "iat fractional 60.x s ahead accepted (whole seconds)", req: Request{Origin: "https://myapp.com", Token: claimsTok("iat", float64(sec(60*time.Second))+0.999)}, session: events.SessionAuthenticated, userID: "user-42", keyVer: 1},
+
+		// time claims are RFC 7519 NumericDates: JSON numbers of seconds,
+		// here from 1970 to the end of 9999; anything else is refused,
+		// never read as absent, never overflowing the skew.
+		{name: "exp negative refused", req: Request{Origin: "https://myapp.com", Token: claimsTok("exp", -1, "iat", deleteClaim)}, want: events.ReasonTokenInvalidClaims},
+		{name: "exp 1e20 refused", req: Request{Origin: "https://myapp.com", Token: claimsTok("exp", 1e20)}, want: events.ReasonTokenInvalidClaims},
+		{name: "exp 2^63 refused", req: Request{Origin: "https://myapp.com", Token: claimsTok("exp", float64(1<<63))}, want: events.ReasonTokenInvalidClaims},
+		{name: "exp -2^63 refused", req: Request{Origin: "https://myapp.com", Token: claimsTok("exp", -float64(1<<63))}, want: events.ReasonTokenInvalidClaims},
+		{name: "exp 1e300 refused", req: Request{Origin: "https://myapp.com", Token: claimsTok("exp", 1e300)}, want: events.ReasonTokenInvalidClaims},
+		{name: "exp 1e400 refused", req: Request{Origin: "https://myapp.com", Token: signRaw(testKey1, "HS256", []byte(`{"alg":"HS256"}`), []byte(`{"userId":"user-42","exp":1e400}`))}, want: events.ReasonTokenInvalidClaims},
+		{name: "exp the last second of 9999 accepted", req: Request{Origin: "https://myapp.com", Token: claimsTok("exp", maxNumericDate)}, session: events.SessionAuthenticated, userID: "user-42", keyVer: 1},
+		{name: "exp after 9999 refused", req: Request{Origin: "https://myapp.com", Token: claimsTok("exp", maxNumericDate+1)}, want: events.ReasonTokenInvalidClaims},
+		{name: "exp a fraction after 9999 refused", req: Request{Origin: "https://myapp.com", Token: claimsTok("exp", float64(maxNumericDate)+0.5)}, want: events.ReasonTokenInvalidClaims},
+		{name: "exp a numeric string refused", req: Request{Origin: "https://myapp.com", Token: claimsTok("exp", strconv.FormatInt(sec(time.Hour), 10))}, want: events.ReasonTokenInvalidClaims},
+		{name: "exp a string refused", req: Request{Origin: "https://myapp.com", Token: claimsTok("exp", "tomorrow")}, want: events.ReasonTokenInvalidClaims},
+		{name: "exp true refused", req: Request{Origin: "https://myapp.com", Token: claimsTok("exp", true)}, want: events.ReasonTokenInvalidClaims},
+		{name: "exp an object refused", req: Request{Origin: "https://myapp.com", Token: claimsTok("exp", map[string]any{"$date": sec(time.Hour)})}, want: events.ReasonTokenInvalidClaims},
+		{name: "exp an array refused", req: Request{Origin: "https://myapp.com", Token: claimsTok("exp", []int64{sec(time.Hour)})}, want: events.ReasonTokenInvalidClaims},
+		{name: "exp null refused", req: Request{Origin: "https://myapp.com", Token: claimsTok("exp", nil)}, want: events.ReasonTokenInvalidClaims},
+		{name: "nbf 1e300 refused", req: Request{Origin: "https://myapp.com", Token: claimsTok("nbf", 1e300)}, want: events.ReasonTokenInvalidClaims},
+		{name: "iat 1e300 refused", req: Request{Origin: "https://myapp.com", Token: claimsTok("iat", 1e300)}, want: events.ReasonTokenInvalidClaims},
+		{name: "nbf negative refused", req: Request{Origin: "https://myapp.com", Token: claimsTok("nbf", -1)}, want: events.ReasonTokenInvalidClaims},
+		{name: "iat negative refused", req: Request{Origin: "https://myapp.com", Token: claimsTok("iat", -1)}, want: events.ReasonTokenInvalidClaims},
+		{name: "nbf 0 accepted", req: Request{Origin: "https://myapp.com", Token: claimsTok("nbf", 0)}, session: events.SessionAuthenticated, userID: "user-42", keyVer: 1},
+		{name: "iat 0 accepted", req: Request{Origin: "https://myapp.com", Token: claimsTok("iat", 0)}, session: events.SessionAuthenticated, userID: "user-42", keyVer: 1},
+		{name: "nbf the last second of 9999 not yet valid", req: Request{Origin: "https://myapp.com", Token: claimsTok("nbf", maxNumericDate)}, want: events.ReasonTokenNotYetValid, skew: maxNumericDate - now.Unix()},
+		{name: "iat the last second of 9999 not yet valid", req: Request{Origin: "https://myapp.com", Token: claimsTok("iat", maxNumericDate)}, want: events.ReasonTokenNotYetValid, skew: maxNumericDate - now.Unix()},
+		{name: "nbf after 9999 refused", req: Request{Origin: "https://myapp.com", Token: claimsTok("nbf", maxNumericDate+1)}, want: events.ReasonTokenInvalidClaims},
+		{name: "iat after 9999 refused", req: Request{Origin: "https://myapp.com", Token: claimsTok("iat", maxNumericDate+1)}, want: events.ReasonTokenInvalidClaims},
+		{name: "nbf a numeric string refused", req: Request{Origin: "https://myapp.com", Token: claimsTok("nbf", strconv.FormatInt(sec(-time.Hour), 10))}, want: events.ReasonTokenInvalidClaims},
+		{name: "iat a numeric string refused", req: Request{Origin: "https://myapp.com", Token: claimsTok("iat", strconv.FormatInt(sec(0), 10))}, want: events.ReasonTokenInvalidClaims},
+		{name: "nbf null refused", req: Request{Origin: "https://myapp.com", Token: claimsTok("nbf", nil)}, want: events.ReasonTokenInvalidClaims},
+		{name: "iat null refused", req: Request{Origin: "https://myapp.com", Token: claimsTok("iat", nil)}, want: events.ReasonTokenInvalidClaims},
+		{name: "iat false refused", req: Request{Origin: "https://myapp.com", Token: claimsTok("iat", false)}, want: events.ReasonTokenInvalidClaims},
+		{name: "unreadable exp wins over nbf ahead", req: Request{Origin: "https://myapp.com", Token: claimsTok("exp", "soon", "nbf", sec(time.Hour))}, want: events.ReasonTokenInvalidClaims},
+		{name: "unreadable iat wins over exp past", req: Request{Origin: "https://myapp.com", Token: claimsTok("exp", sec(-time.Hour), "iat", 1e300)}, want: events.ReasonTokenInvalidClaims},
+		{name: "bad signature wins over an unreadable exp", req: Request{Origin: "https://myapp.com", Token: sign(t, testKey2, hs256(), with(goodClaims(), "exp", 1e300))}, want: events.ReasonTokenBadSignature},
+
+		// claims are matched by their exact names, as jsonwebtoken and
+		// PyJWT read them: USERID is not userId.
+		{name: "USERID is not userId", req: Request{Origin: "https://myapp.com", Token: claimsTok("userId", deleteClaim, "USERID", "admin")}, want: events.ReasonTokenInvalidClaims},
+		{name: "userid is not userId", req: Request{Origin: "https://myapp.com", Token: claimsTok("userId", deleteClaim, "userid", "admin")}, want: events.ReasonTokenInvalidClaims},
+		{name: "EXP is not exp", req: Request{Origin: "https://myapp.com", Token: claimsTok("exp", deleteClaim, "EXP", sec(time.Hour))}, want: events.ReasonTokenMissingExp},
+		{name: "Exp is not exp", req: Request{Origin: "https://myapp.com", Token: claimsTok("exp", deleteClaim, "Exp", sec(time.Hour))}, want: events.ReasonTokenMissingExp},
+		{name: "NBF ahead is not nbf", req: Request{Origin: "https://myapp.com", Token: claimsTok("NBF", sec(time.Hour))}, session: events.SessionAuthenticated, userID: "user-42", keyVer: 1},
+		{name: "IAT ahead is not iat", req: Request{Origin: "https://myapp.com", Token: claimsTok("IAT", sec(time.Hour))}, session: events.SessionAuthenticated, userID: "user-42", keyVer: 1},
+		{name: "userMetadata of the wrong type under another case ignored", req: Request{Origin: "https://myapp.com", Token: claimsTok("USERMETADATA", 7)}, session: events.SessionAuthenticated, userID: "user-42", keyVer: 1},
+		{name: "revoked user, IAT after the revocation is not iat", project: revoke("user-42", now.Add(-10*time.Second)), req: Request{Origin: "https://myapp.com", Token: claimsTok("iat", deleteClaim, "IAT", sec(0))}, want: events.ReasonTokenRevoked},
 		{name: "iat 60 s ahead accepted", req: Request{Origin: "https://myapp.com", Token: claimsTok("iat", sec(60*time.Second))}, session: events.SessionAuthenticated, userID: "user-42", keyVer: 1},
 		{name: "iat 61 s ahead refused", req: Request{Origin: "https://myapp.com", Token: claimsTok("iat", sec(61*time.Second))}, want: events.ReasonTokenNotYetValid, skew: 61},
 		{name: "nbf 60 s ahead accepted", req: Request{Origin: "https://myapp.com", Token: claimsTok("nbf", sec(60*time.Second))}, session: events.SessionAuthenticated, userID: "user-42", keyVer: 1},
@@ -328,10 +403,78 @@ func TestBearerToken(t *testing.T) {
 			}
 		})
 	}
-	// A twice-prefixed header leaves "Bearer abc", which is refused.
-	tok, _ := BearerToken("Bearer Bearer " + sign(t, testKey1, hs256(), goodClaims()))
+	// What the header leaves after the scheme is verified as it is: a
+	// twice-prefixed header leaves "Bearer abc", a header with a line break
+	// or a space inside the token leaves a token outside base64url. All are
+	// refused, whatever Go's base64 decoders would skip.
+	good := sign(t, testKey1, hs256(), goodClaims())
 	p := testProject(t)
-	if got := NewDecider(0).Decide(p, Request{ProjectID: p.ID, Origin: "https://myapp.com", Token: tok}, testNow); got.Reason != events.ReasonTokenMalformed {
-		t.Errorf("double Bearer: %q", got.Reason)
+	for _, h := range []string{
+		"Bearer Bearer " + good,
+		"Bearer " + insertAt(good, 2, 5, "\r\n"),
+		"Bearer " + insertAt(good, 2, 5, "\n"),
+		"Bearer " + good + "\n",
+		"Bearer  " + good,
+		"Bearer " + good + " ",
+	} {
+		tok, ok := BearerToken(h)
+		if !ok {
+			t.Fatalf("BearerToken(%q) is not a Bearer credential", h)
+		}
+		got := NewDecider(0).Decide(p, Request{ProjectID: p.ID, Origin: "https://myapp.com", Token: tok}, testNow)
+		if got.Reason != events.ReasonTokenMalformed {
+			t.Errorf("Authorization %q: reason %q (%v), want token_malformed", h, got.Reason, got.Err)
+		}
+		if got.TokenFingerprint != Fingerprint(tok) {
+			t.Errorf("Authorization %q: fingerprint %q, want the raw token's %q", h, got.TokenFingerprint, Fingerprint(tok))
+		}
+	}
+}
+
+// TestDecideClaimNamesExact checks that only the claims' exact names are
+// read, whatever else the token holds under other cases.
+func TestDecideClaimNamesExact(t *testing.T) {
+	t.Parallel()
+	p := testProject(t)
+	tests := []struct {
+		name     string
+		claims   map[string]any
+		userID   string
+		metadata map[string]string
+	}{
+		{
+			name:     "USERID beside userId",
+			claims:   with(goodClaims(), "USERID", "admin", "UserId", "root"),
+			userID:   "user-42",
+			metadata: map[string]string{"name": "Ada", "email": "ada@example.com"},
+		},
+		{
+			name:   "USERMETADATA without userMetadata",
+			claims: with(goodClaims(), "userMetadata", deleteClaim, "USERMETADATA", map[string]any{"role": "admin"}),
+			userID: "user-42",
+		},
+		{
+			name:     "UserMetadata beside userMetadata",
+			claims:   with(goodClaims(), "userMetadata", map[string]any{"plan": "free"}, "UserMetadata", map[string]any{"plan": "enterprise"}),
+			userID:   "user-42",
+			metadata: map[string]string{"plan": "free"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			tok := sign(t, testKey1, hs256(), tt.claims)
+			for _, d := range []*Decider{NewDecider(0), NewDecider(64)} {
+				for range 2 {
+					got := d.Decide(p, Request{ProjectID: p.ID, Origin: "https://myapp.com", Token: tok}, testNow)
+					if got.Reason != "" {
+						t.Fatalf("reason %q (%v), want an accept", got.Reason, got.Err)
+					}
+					if got.UserID != tt.userID || !maps.Equal(got.UserMetadata, tt.metadata) {
+						t.Errorf("userId %q metadata %v, want %q %v", got.UserID, got.UserMetadata, tt.userID, tt.metadata)
+					}
+				}
+			}
+		})
 	}
 }

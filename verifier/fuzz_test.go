@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"reflect"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -36,6 +37,14 @@ func FuzzDecide(f *testing.F) {
 		{good, "", 86400 + 61},
 		{"", "https://myapp.com", 0},
 		{"a.b.c", "https://myapp.com:443", 0},
+		{good[:len(good)-5] + "\r\n" + good[len(good)-5:], "https://myapp.com", 0},
+		{good + "\n", "https://myapp.com", 0},
+		{sign(f, testKey1, hs256(), with(goodClaims(), "exp", 1e300)), "https://myapp.com", 0},
+		{sign(f, testKey1, hs256(), with(goodClaims(), "nbf", 1e300)), "https://myapp.com", 0},
+		{sign(f, testKey1, hs256(), with(goodClaims(), "exp", "1760086400")), "https://myapp.com", 0},
+		{sign(f, testKey1, hs256(), with(goodClaims(), "exp", deleteClaim, "EXP", testNow.Add(time.Hour).Unix())), "https://myapp.com", 0},
+		{sign(f, testKey1, hs256(), with(goodClaims(), "userId", deleteClaim, "USERID", "admin")), "https://myapp.com", 0},
+		{sign(f, testKey1, hs256(), with(goodClaims(), "nbf", 0)), "https://myapp.com", -testNow.Unix() - 3600},
 	} {
 		f.Add(seed.token, seed.origin, seed.offset)
 	}
@@ -66,17 +75,24 @@ func FuzzDecide(f *testing.F) {
 		if a.UserID == "" || len(a.UserID) > MaxUserIDBytes {
 			t.Fatalf("accepted userId %q", a.UserID)
 		}
+		if want := claimedUserID(token); a.UserID != want {
+			t.Fatalf("accepted userId %q, but the claims' exact userId is %q", a.UserID, want)
+		}
 	})
 }
+
+// compactRE is a compact JWS: three base64url parts and two dots.
+var compactRE = regexp.MustCompile(`^[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*$`)
 
 // independentlyValid checks, without golang-jwt, that a token is a compact
 // HS256 JWS whose signature is the HMAC of one of the keys usable at now and
 // whose exp has not passed beyond the leeway.
 func independentlyValid(token string, keys []Key, now time.Time) bool {
-	parts := strings.Split(token, ".")
-	if len(parts) != 3 {
+	// base64.RawURLEncoding skips CR and LF: check the alphabet first.
+	if !compactRE.MatchString(token) {
 		return false
 	}
+	parts := strings.Split(token, ".")
 	hb, err := base64.RawURLEncoding.DecodeString(parts[0])
 	if err != nil {
 		return false
@@ -91,10 +107,18 @@ func independentlyValid(token string, keys []Key, now time.Time) bool {
 	if err != nil {
 		return false
 	}
-	var c struct {
-		Exp *float64 `json:"exp"`
+	// Claims by their exact names; exp a JSON number from 1970 to 9999.
+	var c map[string]json.RawMessage
+	if json.Unmarshal(cb, &c) != nil {
+		return false
 	}
-	if json.Unmarshal(cb, &c) != nil || c.Exp == nil || float64(now.Unix()) > *c.Exp+Leeway.Seconds()+1 {
+	var exp float64
+	if raw := c["exp"]; len(raw) == 0 || raw[0] == '"' || json.Unmarshal(raw, &exp) != nil ||
+		exp < 0 || exp > 253402300799 || float64(now.Unix()) > exp+Leeway.Seconds()+1 {
+		return false
+	}
+	var userID string
+	if json.Unmarshal(c["userId"], &userID) != nil || userID == "" {
 		return false
 	}
 	sig, err := base64.RawURLEncoding.DecodeString(parts[2])
@@ -112,6 +136,17 @@ func independentlyValid(token string, keys []Key, now time.Time) bool {
 		}
 	}
 	return false
+}
+
+// claimedUserID is the claims' userId, read by its exact name.
+func claimedUserID(token string) string {
+	parts := strings.Split(token, ".")
+	cb, _ := base64.RawURLEncoding.DecodeString(parts[1])
+	var c map[string]json.RawMessage
+	var userID string
+	_ = json.Unmarshal(cb, &c)
+	_ = json.Unmarshal(c["userId"], &userID)
+	return userID
 }
 
 // FuzzOrigin checks the origin matcher against an independent rule: when a

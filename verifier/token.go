@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+	fastjson "github.com/segmentio/encoding/json"
 
 	"github.com/hissuno/widgetauth/redact"
 )
@@ -55,35 +56,57 @@ func BearerToken(header string) (token string, ok bool) {
 func Fingerprint(token string) string { return redact.Fingerprint(token) }
 
 // claims are a widget token's claims. Only the claims Hissuno reads are
-// decoded; unknown claims are ignored. userId and userMetadata decode
-// leniently so that a claim of the wrong type is token_invalid_claims, not
-// token_malformed.
+// decoded, by their exact names (jsonwebtoken and PyJWT are case-sensitive:
+// a token with USERID has no userId); unknown claims are ignored. Every
+// claim decodes leniently so that a claim of the wrong type is
+// token_invalid_claims, not token_malformed.
 type claims struct {
-	UserID       claimString      `json:"userId"`
-	UserMetadata claimMetadata    `json:"userMetadata"`
-	Exp          *jwt.NumericDate `json:"exp"`
-	Nbf          *jwt.NumericDate `json:"nbf"`
-	Iat          *jwt.NumericDate `json:"iat"`
+	claimFields
+	// expLate is exp one second late, for golang-jwt (GetExpirationTime).
+	expLate jwt.NumericDate
 }
 
-var _ jwt.ClaimsValidator = (*claims)(nil)
+// claimFields are the claims as decoded, without claims' UnmarshalJSON.
+type claimFields struct {
+	UserID       claimString   `json:"userId"`
+	UserMetadata claimMetadata `json:"userMetadata"`
+	Exp          numericDate   `json:"exp"`
+	Nbf          numericDate   `json:"nbf"`
+	Iat          numericDate   `json:"iat"`
+}
+
+var (
+	_ jwt.ClaimsValidator = (*claims)(nil)
+	_ json.Unmarshaler    = (*claims)(nil)
+)
+
+// UnmarshalJSON decodes the claims object. golang-jwt decodes claims with
+// encoding/json, which matches object keys to struct fields
+// case-insensitively; the fast decoder is told to match them exactly.
+// golang-jwt has already checked that b is valid JSON.
+func (c *claims) UnmarshalJSON(b []byte) error {
+	c.claimFields = claimFields{}
+	_, err := fastjson.Parse(b, &c.claimFields, fastjson.DontMatchCaseInsensitiveStructFields)
+	return err
+}
 
 // GetExpirationTime reports exp one second late so that golang-jwt's strict
 // "now before exp+leeway" compares at whole seconds like the claim itself:
 // a token whose exp is 60 s behind the server's current second is accepted,
 // 61 s behind is refused. iat and nbf are already inclusive in golang-jwt.
 func (c *claims) GetExpirationTime() (*jwt.NumericDate, error) {
-	if c.Exp == nil {
-		return nil, nil
+	if c.Exp.bad || !c.Exp.set {
+		return c.Exp.get("exp")
 	}
-	return &jwt.NumericDate{Time: c.Exp.Add(time.Second)}, nil
+	c.expLate = jwt.NumericDate{Time: c.Exp.at.Add(time.Second)}
+	return &c.expLate, nil
 }
 
 // GetNotBefore returns nbf.
-func (c *claims) GetNotBefore() (*jwt.NumericDate, error) { return c.Nbf, nil }
+func (c *claims) GetNotBefore() (*jwt.NumericDate, error) { return c.Nbf.get("nbf") }
 
 // GetIssuedAt returns iat.
-func (c *claims) GetIssuedAt() (*jwt.NumericDate, error) { return c.Iat, nil }
+func (c *claims) GetIssuedAt() (*jwt.NumericDate, error) { return c.Iat.get("iat") }
 
 // GetIssuer is unused: Hissuno does not check iss.
 func (c *claims) GetIssuer() (string, error) { return "", nil }
@@ -93,6 +116,70 @@ func (c *claims) GetSubject() (string, error) { return "", nil }
 
 // GetAudience is unused: Hissuno does not check aud.
 func (c *claims) GetAudience() (jwt.ClaimStrings, error) { return nil, nil }
+
+// The range of time claims read: RFC 7519's NumericDate is a JSON number of
+// seconds since 1970; a time before 1970 or after the end of 9999 is no
+// time a widget token can mean, and refusing it bounds every skew.
+const (
+	minNumericDate = 0
+	maxNumericDate = 253402300799 // 9999-12-31T23:59:59Z
+)
+
+// timeClaimError is a time claim that is not a NumericDate in range. It
+// decides before the time checks: a token whose times cannot be read is
+// token_invalid_claims, whatever its other times say.
+type timeClaimError struct{ claim string }
+
+func (e timeClaimError) Error() string {
+	return e.claim + " must be a JSON number of seconds from 1970 to the end of 9999 (an RFC 7519 NumericDate)"
+}
+
+// numericDate decodes a time claim: a JSON number only (a string, a bool,
+// null, an array or an object is refused, and so is a number out of
+// range), fractional seconds truncated as golang-jwt does.
+type numericDate struct {
+	at  jwt.NumericDate
+	set bool // present and valid
+	bad bool // present and not a NumericDate in range
+}
+
+// UnmarshalJSON implements json.Unmarshaler and never fails: a bad value
+// is remembered and refused when the claims are validated, after the
+// signature.
+func (d *numericDate) UnmarshalJSON(b []byte) error {
+	*d = numericDate{}
+	if len(b) == 0 || (b[0] != '-' && (b[0] < '0' || b[0] > '9')) {
+		d.bad = true
+		return nil
+	}
+	f, err := strconv.ParseFloat(string(b), 64)
+	if err != nil || f < minNumericDate || f > maxNumericDate {
+		d.bad = true
+		return nil
+	}
+	secs := int64(f) // in range, and truncated like jwt.NumericDate
+	d.at, d.set = jwt.NumericDate{Time: time.Unix(secs, 0)}, true
+	return nil
+}
+
+// get is the claim named claim for golang-jwt's validator: nil when absent.
+func (d *numericDate) get(claim string) (*jwt.NumericDate, error) {
+	if d.bad {
+		return nil, timeClaimError{claim}
+	}
+	if !d.set {
+		return nil, nil
+	}
+	return &d.at, nil
+}
+
+// unix is the claim in whole seconds; 0 when absent.
+func (d *numericDate) unix() int64 {
+	if !d.set {
+		return 0
+	}
+	return d.at.Unix()
+}
 
 // Validate checks userId and userMetadata against DESIGN.md's limits.
 func (c *claims) Validate() error {
@@ -176,6 +263,7 @@ type verifiedToken struct {
 	exp        int64 // unix seconds
 	nbf        int64 // unix seconds, 0 when absent
 	iat        int64 // unix seconds, 0 when absent
+	hasNbf     bool
 	hasIat     bool
 	keyVersion int
 }
@@ -199,12 +287,46 @@ func (e *tokenError) Unwrap() error { return e.err }
 
 var validMethods = []string{Algorithm}
 
-// parseToken verifies a token against the project's keys usable at now. It
-// uses golang-jwt with HS256 only, exp required, iat checked, 60 s leeway and
-// strict base64; every error is a refusal, classified into one sentinel.
+// errNotCompact explains a token refused by compactJWS.
+var errNotCompact = errors.New("a widget token is three base64url parts (A-Z, a-z, 0-9, - and _) joined by two dots, and nothing else")
+
+// base64URL marks the bytes of the unpadded base64url alphabet.
+var base64URL = func() (t [256]bool) {
+	for _, r := range "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_" {
+		t[r] = true
+	}
+	return t
+}()
+
+// compactJWS reports whether a token holds only the base64url alphabet and
+// exactly two dots. Go's base64 decoders skip CR and LF, Strict included:
+// without this check one token would verify under as many spellings, and
+// fingerprints, as there are ways to sprinkle line breaks into it.
+func compactJWS(token string) bool {
+	dots := 0
+	for i := 0; i < len(token); i++ {
+		switch c := token[i]; {
+		case base64URL[c]:
+		case c == '.':
+			dots++
+		default:
+			return false
+		}
+	}
+	return dots == 2
+}
+
+// parseToken verifies a token against the project's keys usable at now.
+// A token over MaxTokenBytes, or with a byte outside base64url and its two
+// dots, is refused before anything is decoded. It then uses golang-jwt with
+// HS256 only, exp required, iat checked, 60 s leeway and strict base64;
+// every error is a refusal, classified into one sentinel.
 func parseToken(token string, keys []Key, now time.Time) (verifiedToken, *tokenError) {
 	if len(token) > MaxTokenBytes {
 		return verifiedToken{}, &tokenError{err: ErrTokenTooLarge}
+	}
+	if !compactJWS(token) {
+		return verifiedToken{}, &tokenError{err: ErrTokenMalformed, why: errNotCompact}
 	}
 	var c claims
 	kf := keyFunc(keys, now)
@@ -220,19 +342,16 @@ func parseToken(token string, keys []Key, now time.Time) (verifiedToken, *tokenE
 	if err != nil {
 		return verifiedToken{}, classify(tok, &c, err, now)
 	}
-	v := verifiedToken{
+	return verifiedToken{
 		userID:     c.UserID.v,
 		metadata:   c.UserMetadata.v,
-		exp:        c.Exp.Unix(),
+		exp:        c.Exp.unix(),
+		nbf:        c.Nbf.unix(),
+		iat:        c.Iat.unix(),
+		hasNbf:     c.Nbf.set,
+		hasIat:     c.Iat.set,
 		keyVersion: kf.used,
-	}
-	if c.Nbf != nil {
-		v.nbf = c.Nbf.Unix()
-	}
-	if c.Iat != nil {
-		v.iat, v.hasIat = c.Iat.Unix(), true
-	}
-	return v, nil
+	}, nil
 }
 
 // classify turns any golang-jwt error into exactly one refusal sentinel.
@@ -255,19 +374,23 @@ func classify(tok *jwt.Token, c *claims, err error, now time.Time) *tokenError {
 	if errors.Is(err, jwt.ErrTokenSignatureInvalid) || errors.Is(err, jwt.ErrTokenUnverifiable) {
 		return te(ErrTokenBadSignature)
 	}
+	// Every time claim read is within minNumericDate..maxNumericDate, so
+	// no skew overflows.
 	secs := now.Unix()
 	switch {
+	case errors.As(err, new(timeClaimError)):
+		return te(ErrTokenInvalidClaims)
 	case errors.Is(err, jwt.ErrTokenRequiredClaimMissing):
 		return te(ErrTokenMissingExp)
 	case errors.Is(err, jwt.ErrTokenExpired):
 		e := te(ErrTokenExpired)
-		e.skew = secs - c.Exp.Unix()
+		e.skew = secs - c.Exp.unix()
 		return e
 	case errors.Is(err, jwt.ErrTokenNotValidYet), errors.Is(err, jwt.ErrTokenUsedBeforeIssued):
 		e := te(ErrTokenNotYetValid)
-		for _, d := range []*jwt.NumericDate{c.Nbf, c.Iat} {
-			if d != nil && d.Unix()-secs > e.skew {
-				e.skew = d.Unix() - secs
+		for _, d := range []*numericDate{&c.Nbf, &c.Iat} {
+			if d.set && d.unix()-secs > e.skew {
+				e.skew = d.unix() - secs
 			}
 		}
 		return e

@@ -487,7 +487,8 @@ func (v *Verifier) handle(ctx context.Context, msg jetstream.Msg) error {
 	ctx, cancel := context.WithTimeout(ctx, handleBudget(v.cfg.AckWait))
 	defer cancel()
 	var a events.Attempt
-	if err := json.Unmarshal(msg.Data(), &a); err != nil {
+	// By the schema's exact key names: other ingresses publish attempts.
+	if err := events.Unmarshal(msg.Data(), &a); err != nil {
 		return worker.Permanent(fmt.Errorf("attempt is not valid JSON: %w", err))
 	}
 	if a.SchemaVersion != events.SchemaVersion || a.AttemptID == "" {
@@ -650,7 +651,12 @@ func (v *Verifier) resync(kv jetstream.KeyValue) {
 	}()
 }
 
-// DecisionEvent is the event recording a decision on an attempt.
+// DecisionEvent is the event recording a decision on an attempt: the
+// audit record, and the reply the ingress answers from. Every string a
+// client or an ingress chose goes through redact.String, so that a secret
+// key or a JWT put in an Origin, a projectId, a userId, userMetadata or a
+// User-Agent is never stored; the decision was made on the raw values. The
+// attempt and decision ids are kept as they are: they identify the record.
 func DecisionEvent(a *events.Attempt, d Decision, instance string) events.Decision {
 	ev := events.Decision{
 		SchemaVersion:    events.SchemaVersion,
@@ -658,25 +664,25 @@ func DecisionEvent(a *events.Attempt, d Decision, instance string) events.Decisi
 		AttemptID:        a.AttemptID,
 		Time:             d.ServerTime.UTC(),
 		ReceivedAt:       a.ReceivedAt.UTC(),
-		ProjectID:        a.ProjectID,
+		ProjectID:        redact.String(a.ProjectID),
 		Decision:         d.Outcome,
 		Reason:           d.Reason,
 		Session:          d.Session,
-		UserID:           d.UserID,
+		UserID:           redact.String(d.UserID),
 		UserVerified:     d.UserVerified,
-		UserMetadata:     d.UserMetadata,
-		ClaimedUserID:    d.ClaimedUserID,
-		Origin:           a.Origin,
+		UserMetadata:     redact.Map(d.UserMetadata),
+		ClaimedUserID:    redact.String(d.ClaimedUserID),
+		Origin:           redact.String(a.Origin),
 		TokenFingerprint: d.TokenFingerprint,
 		KeyVersion:       d.KeyVersion,
 		SkewSeconds:      d.SkewSeconds,
-		Verifier:         instance,
-		Ingress:          a.Ingress,
-		ClientIP:         a.ClientIP,
-		UserAgent:        a.UserAgent,
+		Verifier:         redact.String(instance),
+		Ingress:          redact.String(a.Ingress),
+		ClientIP:         redact.String(a.ClientIP),
+		UserAgent:        redact.String(a.UserAgent),
 	}
 	if d.Err != nil {
-		ev.Message = d.Message()
+		ev.Message = redact.String(d.Message())
 	}
 	if d.Reason == events.ReasonTokenExpired || d.Reason == events.ReasonTokenNotYetValid {
 		ev.LeewaySeconds = int64(Leeway / time.Second)
