@@ -107,6 +107,11 @@ func New(s *Sealer, id, name string, requireToken bool, origins []string, now ti
 	if !ValidID(id) {
 		return Record{}, "", fmt.Errorf("%w: project id %q: use 1 to 64 letters, digits, '-' or '_'", ErrInvalid, id)
 	}
+	if redact.String(id) != id {
+		// The audit stores every string scrubbed: such a project's decisions
+		// could never be found by its id.
+		return Record{}, "", fmt.Errorf("%w: project id %q starts like a secret key: choose another", ErrInvalid, redact.String(id))
+	}
 	if strings.TrimSpace(name) == "" || len(name) > MaxNameBytes {
 		return Record{}, "", fmt.Errorf("%w: a project needs a name of 1 to %d bytes", ErrInvalid, MaxNameBytes)
 	}

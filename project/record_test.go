@@ -597,3 +597,18 @@ func TestDecodeInvalid(t *testing.T) {
 		}
 	}
 }
+
+// TestNewRefusesKeyShapedIDs: the audit scrubs every stored string, so a
+// project whose id looks like a secret key could never be found in it.
+func TestNewRefusesKeyShapedIDs(t *testing.T) {
+	t.Parallel()
+	s := newSealer(t)
+	for _, id := range []string{"sk_live_shop", "xsk_live_", "sk_live_"} {
+		if _, _, err := project.New(s, id, "n", false, nil, time.Now()); !errors.Is(err, project.ErrInvalid) {
+			t.Errorf("New(%q): %v, want ErrInvalid", id, err)
+		}
+	}
+	if _, _, err := project.New(s, "sk_test_shop", "n", false, nil, time.Now()); err != nil {
+		t.Errorf("New(sk_test_shop): %v", err)
+	}
+}
