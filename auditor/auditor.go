@@ -416,7 +416,8 @@ func (a *Auditor) dropConn(conn driver.Conn) {
 }
 
 // watchBacklog measures, every BacklogEvery, how many events wait for each
-// table, exposes it as a metric and logs it while ClickHouse is away; and it
+// table and how full the decisions stream is, exposes them as metrics and
+// logs them while ClickHouse is away or the stream nearly full; and it
 // removes decisions stored long ago that a follower still holds
 // (sweepDecisions).
 func (a *Auditor) watchBacklog(ctx context.Context) {
@@ -455,7 +456,8 @@ type floorMark struct {
 	floor uint64
 }
 
-// sweepDecisions removes from the decisions stream every decision the auditor had stored StoredGrace ago. Interest
+// sweepDecisions measures how full the decisions stream is, and removes
+// from it every decision the auditor had stored StoredGrace ago. Interest
 // retention removes a decision as soon as the auditor acked it, unless a
 // follower (hissuno audit tail) has not read it yet; and nats-server leaves
 // behind, with no interest, decisions delivered to a follower just as it is
@@ -474,6 +476,12 @@ func (a *Auditor) sweepDecisions(ctx context.Context, floors []floorMark) []floo
 		return floors
 	}
 	info := s.CachedInfo()
+	fill := bus.Fill(info)
+	metrics.DecisionsStreamFill.Set(fill)
+	if fill >= bus.DecisionsNearlyFull {
+		a.log.Warn().Float64("fill", fill).Str("stream", events.StreamDecisions).
+			Msg("decisions stream nearly full of decisions not stored yet; when full, new decisions are refused (503)")
+	}
 	// The newest mark at least StoredGrace old.
 	old := -1
 	for i, m := range floors {

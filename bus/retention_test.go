@@ -117,6 +117,9 @@ func TestStoredDecisionsDoNotFillTheStream(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "maximum bytes exceeded") {
 		t.Fatalf("an unacknowledged backlog of 1.3 MiB in a 1 MiB stream: %v, want maximum bytes exceeded", err)
 	}
+	if f := bus.Fill(decisionsState(t, js)); f < bus.DecisionsNearlyFull {
+		t.Errorf("Fill of a stream that refused a decision = %.2f, want at least %.2f", f, bus.DecisionsNearlyFull)
+	}
 }
 
 // oldDecisionsStream makes the decisions stream as an older `hissuno
@@ -269,5 +272,35 @@ func TestCheckNeedsTheAuditConsumer(t *testing.T) {
 	}
 	if err := bus.Check(ctx, js); err != nil {
 		t.Errorf("Check after Ensure: %v", err)
+	}
+}
+
+// TestFill is the share of a stream's limit it uses.
+func TestFill(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name              string
+		maxBytes, maxMsgs int64
+		bytes, msgs       uint64
+		want              float64
+	}{
+		{"empty", 1000, 0, 0, 0, 0},
+		{"bytes", 1000, 0, 900, 3, 0.9},
+		{"messages fuller than bytes", 1000, 10, 100, 9, 0.9},
+		{"bytes fuller than messages", 1000, 100, 950, 9, 0.95},
+		{"no limits", -1, -1, 1 << 40, 1 << 30, 0},
+		{"over the limit", 1000, 0, 1200, 3, 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			info := &jetstream.StreamInfo{
+				Config: jetstream.StreamConfig{MaxBytes: tt.maxBytes, MaxMsgs: tt.maxMsgs},
+				State:  jetstream.StreamState{Bytes: tt.bytes, Msgs: tt.msgs},
+			}
+			if got := bus.Fill(info); got < tt.want-1e-9 || got > tt.want+1e-9 {
+				t.Errorf("Fill = %v, want %v", got, tt.want)
+			}
+		})
 	}
 }

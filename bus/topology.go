@@ -314,3 +314,24 @@ func Check(ctx context.Context, js jetstream.JetStream) error {
 	}
 	return nil
 }
+
+// DecisionsNearlyFull is the fill of the decisions stream (Fill) from which
+// readiness fails (health.DecisionsStream) and the auditor warns: early
+// enough to act before the stream is full and refuses new decisions. Only
+// decisions the auditor has not stored yet count, so the stream fills only
+// while the auditor cannot store them (ClickHouse down, no auditor).
+const DecisionsNearlyFull = 0.9
+
+// Fill is how full a stream is, from 0 to 1: the larger of its bytes over
+// its MaxBytes and its messages over its MaxMsgs (a limit not set counts
+// 0). A stream with DiscardNew refuses new messages at 1.
+func Fill(info *jetstream.StreamInfo) float64 {
+	var f float64
+	if c := info.Config; c.MaxBytes > 0 {
+		f = float64(info.State.Bytes) / float64(c.MaxBytes)
+	}
+	if c := info.Config; c.MaxMsgs > 0 {
+		f = max(f, float64(info.State.Msgs)/float64(c.MaxMsgs))
+	}
+	return min(f, 1)
+}

@@ -198,6 +198,10 @@ func runVerifier(env Env, args []string) error {
 	if err != nil {
 		return err
 	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return fmt.Errorf("jetstream: %w", err)
+	}
 	checks := &health.Checks{}
 	checks.Add("projects", func(context.Context) error {
 		if v.Ready() {
@@ -205,6 +209,7 @@ func runVerifier(env Env, args []string) error {
 		}
 		return errors.New("project view not complete yet")
 	})
+	checks.Add(health.DecisionsStreamCheck, health.DecisionsStream(js))
 	if err := f.serve(env, nc, log, checks); err != nil {
 		return err
 	}
