@@ -1,9 +1,11 @@
 // Package auditor is the role that copies every decision and admin event
 // from JetStream into ClickHouse, and the queries security teams run on it.
 //
-// It acknowledges a message only after the insert holding it succeeded; a
-// ClickHouse outage leaves the backlog in JetStream (logged and exposed as a
-// metric) and the auditor catches up when ClickHouse returns. A message that
+// It acknowledges a message only after the insert holding it succeeded, and
+// that ack is what removes a decision from the decisions stream (interest
+// retention): only decisions not stored yet count against its limits. A
+// ClickHouse outage leaves the backlog in JetStream (logged and exposed as
+// metrics) and the auditor catches up when ClickHouse returns. A message that
 // can never be inserted goes to the dead-letter stream with its error and
 // never blocks the rest. Rows are de-duplicated by id (ReplacingMergeTree,
 // read with FINAL), so a redelivered batch never shows a decision twice.
@@ -38,6 +40,11 @@ const (
 	DefaultBatchWait = time.Second
 )
 
+// DefaultStoredGrace is how long, by default, a stored decision may stay in
+// the decisions stream for a follower (hissuno audit tail) that has not
+// read it yet: a tail half a minute behind skips what it missed.
+const DefaultStoredGrace = 30 * time.Second
+
 // Config configures an auditor.
 type Config struct {
 	// NATS is the connection; required.
@@ -57,11 +64,18 @@ type Config struct {
 	// BacklogEvery is how often the backlog is measured; default 5 s.
 	BacklogEvery time.Duration
 	// AckWait is how long JetStream waits for an auditor's ack before it
-	// redelivers (an auditor that died mid-batch); default 1 min.
+	// redelivers (an auditor that died mid-batch); default
+	// bus.DefaultAuditAckWait (1 min).
 	AckWait time.Duration
 	// Inserts is how many batches are inserted at once, per table; default
 	// 2, so that fetching and decoding the next batch overlaps an insert.
 	Inserts int
+	// StoredGrace is how long a decision the auditor has stored may stay
+	// in the decisions stream for a follower still reading it (hissuno
+	// audit tail); then the auditor removes it even from under such a
+	// follower, so that stored decisions never fill the stream. Default
+	// DefaultStoredGrace.
+	StoredGrace time.Duration
 
 	// crashAfterInsert, in tests, is asked after each successful insert;
 	// true makes the auditor stop as if killed before its ack.
@@ -85,10 +99,13 @@ func (c *Config) setDefaults() {
 		c.BacklogEvery = 5 * time.Second
 	}
 	if c.AckWait == 0 {
-		c.AckWait = time.Minute
+		c.AckWait = bus.DefaultAuditAckWait
 	}
 	if c.Inserts == 0 {
 		c.Inserts = 2
+	}
+	if c.StoredGrace == 0 {
+		c.StoredGrace = DefaultStoredGrace
 	}
 }
 
@@ -107,6 +124,8 @@ func (c Config) Validate() error {
 		return errors.New("auditor: ack wait must be at least 1 s")
 	case c.Inserts < 1 || c.Inserts > 16:
 		return errors.New("auditor: inserts at once must be 1 to 16")
+	case c.StoredGrace < 0:
+		return errors.New("auditor: the grace of stored decisions must not be negative")
 	}
 	return nil
 }
@@ -115,17 +134,18 @@ func (c Config) Validate() error {
 // away.
 const insertTimeout = 30 * time.Second
 
-// source is one stream the auditor copies into one table.
+// source is one stream the auditor copies into one table, through the
+// durable consumer config makes (the one bus.Ensure makes too).
 type source struct {
 	stream   string
 	consumer string
-	filter   string
+	config   func(bus.AuditSettings) jetstream.ConsumerConfig
 	table    table
 }
 
 var sources = []source{
-	{stream: events.StreamDecisions, consumer: events.ConsumerAuditDecisions, filter: events.SubjectDecisions, table: decisionsTable},
-	{stream: events.StreamAdmin, consumer: events.ConsumerAuditAdmin, filter: events.SubjectAdminEventPrefix + ">", table: adminTable},
+	{stream: events.StreamDecisions, consumer: events.ConsumerAuditDecisions, config: bus.AuditDecisionsConsumer, table: decisionsTable},
+	{stream: events.StreamAdmin, consumer: events.ConsumerAuditAdmin, config: bus.AuditAdminConsumer, table: adminTable},
 }
 
 // Auditor is the auditor role.
@@ -185,15 +205,13 @@ func (a *Auditor) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	errs := make(chan error, len(sources))
 	for _, src := range sources {
-		cons, err := a.js.CreateOrUpdateConsumer(ctx, src.stream, jetstream.ConsumerConfig{
-			Durable:       src.consumer,
-			Description:   "The auditor copies these events into ClickHouse table " + src.table.name,
-			AckPolicy:     jetstream.AckExplicitPolicy,
+		// The configuration bus.Ensure gives the consumer, with this
+		// auditor's ack wait and as many unacknowledged events as its
+		// inserts in flight and two batches fetched ahead hold.
+		cons, err := a.js.CreateOrUpdateConsumer(ctx, src.stream, src.config(bus.AuditSettings{
 			AckWait:       a.cfg.AckWait,
-			MaxDeliver:    -1, // a ClickHouse outage may last; poison goes to dead letters
 			MaxAckPending: (a.cfg.Inserts + 2) * a.cfg.BatchSize,
-			FilterSubject: src.filter,
-		})
+		}))
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil // stopped while starting
@@ -398,10 +416,14 @@ func (a *Auditor) dropConn(conn driver.Conn) {
 }
 
 // watchBacklog measures, every BacklogEvery, how many events wait for each
-// table, exposes it as a metric and logs it while ClickHouse is away.
+// table and how full the decisions stream is, exposes them as metrics and
+// logs them while ClickHouse is away or the stream nearly full; and it
+// removes decisions stored long ago that a follower still holds
+// (sweepDecisions).
 func (a *Auditor) watchBacklog(ctx context.Context) {
 	t := time.NewTicker(a.cfg.BacklogEvery)
 	defer t.Stop()
+	var floors []floorMark
 	for {
 		select {
 		case <-ctx.Done():
@@ -423,7 +445,65 @@ func (a *Auditor) watchBacklog(ctx context.Context) {
 				a.log.Warn().Uint64("backlog", n).Str("table", src.table.name).Msg("ClickHouse unreachable; events wait in JetStream")
 			}
 		}
+		floors = a.sweepDecisions(ctx, floors)
 	}
+}
+
+// floorMark is the ack floor of the auditor's consumer of decisions at a
+// time: every decision up to it was stored (or dead-lettered) by then.
+type floorMark struct {
+	at    time.Time
+	floor uint64
+}
+
+// sweepDecisions measures how full the decisions stream is, and removes
+// from it every decision the auditor had stored StoredGrace ago. Interest
+// retention removes a decision as soon as the auditor acked it, unless a
+// follower (hissuno audit tail) has not read it yet; and nats-server leaves
+// behind, with no interest, decisions delivered to a follower just as it is
+// deleted (up to a pull batch, every time a tail stops during traffic): a
+// purge below the ack floor of StoredGrace ago removes both, never a
+// decision not stored. It returns the marks still needed.
+func (a *Auditor) sweepDecisions(ctx context.Context, floors []floorMark) []floorMark {
+	c, err := a.js.Consumer(ctx, events.StreamDecisions, events.ConsumerAuditDecisions)
+	if err != nil {
+		return floors
+	}
+	now := time.Now()
+	floors = append(floors, floorMark{at: now, floor: c.CachedInfo().AckFloor.Stream})
+	s, err := a.js.Stream(ctx, events.StreamDecisions)
+	if err != nil {
+		return floors
+	}
+	info := s.CachedInfo()
+	fill := bus.Fill(info)
+	metrics.DecisionsStreamFill.Set(fill)
+	if fill >= bus.DecisionsNearlyFull {
+		a.log.Warn().Float64("fill", fill).Str("stream", events.StreamDecisions).
+			Msg("decisions stream nearly full of decisions not stored yet; when full, new decisions are refused (503)")
+	}
+	// The newest mark at least StoredGrace old.
+	old := -1
+	for i, m := range floors {
+		if now.Sub(m.at) >= a.cfg.StoredGrace {
+			old = i
+		}
+	}
+	if old < 0 {
+		return floors
+	}
+	floor := floors[old].floor
+	floors = floors[old:]
+	if floor == 0 || info.State.Msgs == 0 || info.State.FirstSeq > floor {
+		return floors
+	}
+	if err := s.Purge(ctx, jetstream.WithPurgeSequence(floor+1)); err != nil {
+		a.log.Warn().Err(err).Uint64("up_to", floor).Msg("could not remove stored decisions from the decisions stream")
+		return floors
+	}
+	a.log.Info().Uint64("from", info.State.FirstSeq).Uint64("up_to", floor).Dur("stored_more_than", a.cfg.StoredGrace).
+		Msg("removed stored decisions still in the decisions stream (a follower had not read them)")
+	return floors
 }
 
 // Backlog is how many events of a stream wait for a consumer: undelivered

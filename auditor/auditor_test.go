@@ -17,6 +17,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/hissuno/widgetauth/auditor"
+	"github.com/hissuno/widgetauth/bus"
 	"github.com/hissuno/widgetauth/chlocal"
 	"github.com/hissuno/widgetauth/events"
 	"github.com/hissuno/widgetauth/schemas"
@@ -495,6 +496,71 @@ func TestAuditorStoresEveryDecisionOnce(t *testing.T) {
 	}
 }
 
+// TestAuditorKeepsTheConsumerEnsureMade: the auditor starts on the
+// consumer bus.Ensure made and changes only what its own settings set (its
+// ack wait, and how many events it holds unacknowledged); each decision it
+// stored, and acknowledged, leaves the decisions stream.
+func TestAuditorKeepsTheConsumerEnsureMade(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		cfg  auditor.Config
+		want bus.AuditSettings
+	}{
+		{"defaults", auditor.Config{}, bus.AuditSettings{}},
+		{"its own batches", auditor.Config{BatchSize: 64, Inserts: 3, AckWait: 30 * time.Second}, bus.AuditSettings{MaxAckPending: 5 * 64, AckWait: 30 * time.Second}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			dsn, conn := freshCH(t)
+			ns, js := natsJS(t)
+			ids := publishN(t, js, "ensured", 50)
+			cfg := tt.cfg
+			cfg.ClickHouseDSN, cfg.BatchWait = dsn, 20*time.Millisecond
+			startAuditor(t, context.Background(), ns, cfg)
+			waitStored(t, conn, len(ids), time.Minute)
+			checkExactlyOnce(t, conn, ids)
+
+			cons, err := js.Consumer(testCtx(t, 10*time.Second), events.StreamDecisions, events.ConsumerAuditDecisions)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, want := cons.CachedInfo().Config, bus.AuditDecisionsConsumer(tt.want)
+			if got.Durable != want.Durable || got.Description != want.Description || got.FilterSubject != want.FilterSubject ||
+				got.AckPolicy != want.AckPolicy || got.AckWait != want.AckWait || got.MaxDeliver != want.MaxDeliver ||
+				got.MaxAckPending != want.MaxAckPending || got.DeliverPolicy != want.DeliverPolicy {
+				t.Errorf("the auditor runs with\n%+v\nwant\n%+v", got, want)
+			}
+			stacktest.Eventually(t, 10*time.Second, "the decisions stream empty once every decision is stored", func() bool {
+				s, err := js.Stream(testCtx(t, 10*time.Second), events.StreamDecisions)
+				return err == nil && s.CachedInfo().State.Msgs == 0
+			})
+		})
+	}
+}
+
+// TestAuditorRemovesStoredDecisionsAFollowerHolds: a follower of the
+// decisions stream that reads nothing (a hung audit tail) is interest that
+// would keep every decision; once the auditor stored them, more than
+// StoredGrace ago, it removes them all the same.
+func TestAuditorRemovesStoredDecisionsAFollowerHolds(t *testing.T) {
+	t.Parallel()
+	dsn, conn := freshCH(t)
+	ns, js := natsJS(t)
+	if _, err := js.CreateConsumer(testCtx(t, 10*time.Second), events.StreamDecisions, bus.FollowDecisions(jetstream.DeliverAllPolicy)); err != nil {
+		t.Fatal(err)
+	}
+	ids := publishN(t, js, "followed", 50)
+	startAuditor(t, context.Background(), ns, auditor.Config{ClickHouseDSN: dsn, BatchWait: 20 * time.Millisecond, BacklogEvery: 50 * time.Millisecond, StoredGrace: 300 * time.Millisecond})
+	waitStored(t, conn, len(ids), time.Minute)
+	stacktest.Eventually(t, 10*time.Second, "the stored decisions removed from under the follower", func() bool {
+		s, err := js.Stream(testCtx(t, 10*time.Second), events.StreamDecisions)
+		return err == nil && s.CachedInfo().State.Msgs == 0
+	})
+	checkExactlyOnce(t, conn, ids)
+}
+
 func TestBacklogSurvivesClickHouseRestart(t *testing.T) {
 	t.Parallel()
 	if !chlocal.Available() {
@@ -793,7 +859,7 @@ func TestClickHouseUnreachableFromStart(t *testing.T) {
 	ns, js := natsJS(t)
 	r := startAuditor(t, context.Background(), ns, auditor.Config{
 		ClickHouseDSN: "clickhouse://127.0.0.1:1/default", BatchSize: 10, BatchWait: 20 * time.Millisecond,
-		RetryMax: 100 * time.Millisecond, BacklogEvery: 20 * time.Millisecond,
+		RetryMax: 100 * time.Millisecond, BacklogEvery: 20 * time.Millisecond, StoredGrace: 10 * time.Millisecond,
 	})
 	const n = 35
 	publishN(t, js, "unreachable", n)
@@ -827,6 +893,14 @@ func TestClickHouseUnreachableFromStart(t *testing.T) {
 		}
 		if b := info.NumPending + uint64(info.NumAckPending); b != n {
 			t.Fatalf("backlog %d, want %d", b, n)
+		}
+		// Nothing stored, nothing removed from the stream.
+		s, err := js.Stream(testCtx(t, 10*time.Second), events.StreamDecisions)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if held := s.CachedInfo().State.Msgs; held != n {
+			t.Fatalf("the decisions stream holds %d decisions with ClickHouse unreachable, want %d", held, n)
 		}
 		return time.Since(since) > time.Second
 	})

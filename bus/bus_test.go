@@ -99,8 +99,17 @@ func TestEnsure(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c := decisions.CachedInfo().Config; c.Retention != jetstream.LimitsPolicy || c.Discard != jetstream.DiscardNew {
-		t.Errorf("%s retention %v discard %v, want limits and discard new (never drop a decision)", events.StreamDecisions, c.Retention, c.Discard)
+	if c := decisions.CachedInfo().Config; c.Retention != jetstream.InterestPolicy || c.Discard != jetstream.DiscardNew {
+		t.Errorf("%s retention %v discard %v, want interest (a stored decision leaves) and discard new (never drop a decision)", events.StreamDecisions, c.Retention, c.Discard)
+	}
+	// The auditor's consumer exists, configured as the auditor configures
+	// it with its defaults: decisions made before any auditor ran wait.
+	cons, err := js.Consumer(ctx, events.StreamDecisions, events.ConsumerAuditDecisions)
+	if err != nil {
+		t.Fatalf("the auditor's consumer after Ensure: %v", err)
+	}
+	if got, want := cons.CachedInfo().Config, bus.AuditDecisionsConsumer(bus.AuditSettings{}); !sameConsumer(got, want) {
+		t.Errorf("the auditor's consumer is %+v, want %+v", got, want)
 	}
 
 	kv, err := js.KeyValue(ctx, events.BucketProjects)

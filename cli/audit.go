@@ -2,6 +2,7 @@ package cli
 
 import (
 	"cmp"
+	"context"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -381,17 +382,31 @@ func auditTail(env Env, args []string) error {
 	if err != nil {
 		return err
 	}
-	cons, err := js.OrderedConsumer(env.Ctx, events.StreamDecisions, jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{events.SubjectDecisions},
-		DeliverPolicy:  jetstream.DeliverNewPolicy,
-	})
+	// The tail's consumer counts as interest on the decisions stream: a
+	// decision stays there until the tail has it too. The auditor removes
+	// the decisions it stored more than auditor.DefaultStoredGrace ago even
+	// from under a tail that has not read them: a tail that far behind
+	// skips them, and says so.
+	cons, err := js.CreateConsumer(env.Ctx, events.StreamDecisions, bus.FollowDecisions(jetstream.DeliverNewPolicy))
 	if err != nil {
 		return fmt.Errorf("follow decisions: %w (has `hissuno dev` run against this NATS?)", err)
 	}
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(env.Ctx), 2*time.Second)
+		defer cancel()
+		_ = js.DeleteConsumer(ctx, events.StreamDecisions, cons.CachedInfo().Name)
+	}()
 	if *format == "table" {
 		fmt.Fprintln(env.Stderr, "following decisions live; Ctrl-C to stop")
 	}
+	var last uint64
 	cc, err := cons.Consume(func(m jetstream.Msg) {
+		if md, err := m.Metadata(); err == nil {
+			if last != 0 && md.Sequence.Stream > last+1 {
+				fmt.Fprintf(env.Stderr, "audit tail fell behind: %d decisions, already stored, were skipped (hissuno audit query shows them)\n", md.Sequence.Stream-last-1)
+			}
+			last = md.Sequence.Stream
+		}
 		var d events.Decision
 		if json.Unmarshal(m.Data(), &d) != nil || (*projectID != "" && d.ProjectID != *projectID) {
 			return

@@ -20,8 +20,10 @@ import (
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/golang-jwt/jwt/v5"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/hissuno/widgetauth/auditor"
+	"github.com/hissuno/widgetauth/bus"
 	"github.com/hissuno/widgetauth/events"
 	"github.com/hissuno/widgetauth/stack"
 	"github.com/hissuno/widgetauth/stack/stacktest"
@@ -991,6 +993,181 @@ func TestAuditTailTable(t *testing.T) {
 	if code := tl.stop(t); code != 0 {
 		t.Errorf("exit %d", code)
 	}
+}
+
+// TestAuditTailWhileTheAuditorStores: with an auditor storing decisions in
+// ClickHouse, each of which then leaves the decisions stream (interest
+// retention), audit tail still shows every one, and the stream ends empty.
+func TestAuditTailWhileTheAuditorStores(t *testing.T) {
+	t.Parallel()
+	st, dsn := auditStack(t)
+	conn := openClickHouse(t, dsn)
+	tl := startTail(t, append([]string{"--format", "json"}, stacktest.NATSArgs(t, st, "audit")...)...)
+	client := &http.Client{Timeout: 20 * time.Second}
+	var sent []*widgetRequest
+	send := func(w *widgetRequest) {
+		t.Helper()
+		if err := w.send(client, st); err != nil {
+			t.Fatal(err)
+		}
+		sent = append(sent, w)
+	}
+	stacktest.Eventually(t, 30*time.Second, "audit tail following", func() bool {
+		send(&widgetRequest{projectID: "tail-stored", wantStatus: 401, wantDecision: "unauthorized", wantReason: "unknown_project"})
+		return strings.Contains(tl.stdout.String(), "decisionId")
+	})
+	for i := range 20 {
+		send(&widgetRequest{projectID: fmt.Sprintf("tail-stored-%d", i), wantStatus: 401, wantDecision: "unauthorized", wantReason: "unknown_project"})
+	}
+	last := sent[len(sent)-1].decisionID
+	stacktest.Eventually(t, 30*time.Second, "the last decision in ClickHouse and in the tail", func() bool {
+		n, ok := chCount(conn, "SELECT count() FROM hissuno_decisions FINAL WHERE decision_id = ?", last)
+		return ok && n == 1 && strings.Contains(tl.stdout.String(), last)
+	})
+	// Everything after the tail's first line was both shown and stored.
+	out := tl.stdout.String()
+	first := -1
+	for i, w := range sent {
+		if strings.Contains(out, w.decisionID) {
+			first = i
+			break
+		}
+	}
+	for _, w := range sent[first:] {
+		if !strings.Contains(out, w.decisionID) {
+			t.Errorf("audit tail did not show %s", w.decisionID)
+		}
+		if n, ok := chCount(conn, "SELECT count() FROM hissuno_decisions FINAL WHERE decision_id = ?", w.decisionID); !ok || n != 1 {
+			t.Errorf("ClickHouse holds %s %d times", w.decisionID, n)
+		}
+	}
+	nc := stacktest.ConnectAs(t, st, stacktest.Superuser)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var held uint64
+	stacktest.Eventually(t, 30*time.Second, "the decisions stream empty once the auditor stored them", func() bool {
+		s, err := js.Stream(context.Background(), events.StreamDecisions)
+		if err == nil {
+			held = s.CachedInfo().State.Msgs
+		}
+		return err == nil && held == 0
+	})
+	if code := tl.stop(t); code != 0 {
+		t.Errorf("audit tail exited %d\n%s", code, tl.stderr.String())
+	}
+}
+
+// TestAuditTailOnAReplicatedStream: on a three-node cluster, with the
+// decisions stream at three replicas and interest retention, audit tail
+// follows decisions (an ordered consumer, with its single replica, would be
+// refused by such a stream).
+func TestAuditTailOnAReplicatedStream(t *testing.T) {
+	t.Parallel()
+	if testing.Short() {
+		t.Skip("slow: a three-node cluster; run without -short")
+	}
+	c := stacktest.StartCluster(t, 3)
+	nc, err := bus.Connect(bus.ConnConfig{URL: c.URLs(), Name: "tail-test"}, stacktest.Logger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := bus.Ensure(ctx, js, bus.Topology{Replicas: 3}); err != nil {
+		t.Fatal(err)
+	}
+	tl := startTail(t, "--format", "json", "--nats", c.URLs())
+	i := 0
+	stacktest.Eventually(t, 30*time.Second, "a decision in the tail of the replicated stream", func() bool {
+		if code := len(tl.done); code > 0 {
+			t.Fatalf("audit tail stopped: %s", tl.stderr.String())
+		}
+		i++
+		id := fmt.Sprintf("dec_replicated_%d", i)
+		if _, err := js.Publish(ctx, events.SubjectDecisions, []byte(`{"decisionId":"`+id+`","projectId":"p"}`)); err != nil {
+			t.Fatal(err)
+		}
+		return strings.Contains(tl.stdout.String(), "dec_replicated_")
+	})
+	if code := tl.stop(t); code != 0 {
+		t.Errorf("audit tail exited %d\n%s", code, tl.stderr.String())
+	}
+}
+
+// TestAuditTailBehindHoldsNoStoredDecision: a tail that cannot keep up
+// (a slow terminal) is interest on the decisions stream and would hold
+// decisions the auditor has already stored; the auditor removes those it
+// stored more than StoredGrace ago from under it, the tail says it skipped
+// some, and goes on following.
+func TestAuditTailBehindHoldsNoStoredDecision(t *testing.T) {
+	t.Parallel()
+	dsn := auditClickHouse(t)
+	st := stacktest.Start(t, stack.Config{ClickHouseDSN: dsn, IngressDeadline: 20 * time.Second,
+		Auditor: auditor.Config{BatchWait: 50 * time.Millisecond, BacklogEvery: 100 * time.Millisecond, StoredGrace: time.Second}})
+	ctx, cancel := context.WithCancel(context.Background())
+	tl := &tail{cancel: cancel, done: make(chan int, 1)}
+	slow := &slowWriter{w: &tl.stdout, delay: 20 * time.Millisecond}
+	go func() {
+		tl.done <- Run(Env{Ctx: ctx, Stdin: strings.NewReader(""), Stdout: slow, Stderr: &tl.stderr}, append([]string{"audit", "tail", "--format", "json"}, stacktest.NATSArgs(t, st, "audit")...))
+	}()
+	t.Cleanup(func() { tl.stop(t) })
+	client := &http.Client{Timeout: 20 * time.Second}
+	stacktest.Eventually(t, 30*time.Second, "audit tail following", func() bool {
+		w := &widgetRequest{projectID: "tail-slow", wantStatus: 401, wantDecision: "unauthorized", wantReason: "unknown_project"}
+		if err := w.send(client, st); err != nil {
+			t.Fatal(err)
+		}
+		return strings.Contains(tl.stdout.String(), "decisionId")
+	})
+	// Far more than the slow tail shows in the time they take to store.
+	var reqs []*widgetRequest
+	for i := range 1200 {
+		reqs = append(reqs, &widgetRequest{projectID: fmt.Sprintf("tail-slow-%d", i), wantStatus: 401, wantDecision: "unauthorized", wantReason: "unknown_project"})
+	}
+	sendAll(t, st, reqs)
+	conn := openClickHouse(t, dsn)
+	waitDecisions(t, conn, len(reqs))
+	nc := stacktest.ConnectAs(t, st, stacktest.Superuser)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stacktest.Eventually(t, 30*time.Second, "the decisions stream empty, the tail far behind", func() bool {
+		s, err := js.Stream(context.Background(), events.StreamDecisions)
+		return err == nil && s.CachedInfo().State.Msgs == 0
+	})
+	if shown := strings.Count(tl.stdout.String(), "tail-slow-"); shown >= len(reqs) {
+		t.Fatalf("the slow tail showed all %d decisions already: it was not behind", shown)
+	}
+	// It says what it skipped, and still follows.
+	stacktest.Eventually(t, time.Minute, "a new decision in the tail after it skipped", func() bool {
+		w := &widgetRequest{projectID: "tail-after-skip", wantStatus: 401, wantDecision: "unauthorized", wantReason: "unknown_project"}
+		if err := w.send(client, st); err != nil {
+			t.Fatal(err)
+		}
+		return strings.Contains(tl.stdout.String(), "tail-after-skip")
+	})
+	if !strings.Contains(tl.stderr.String(), "decisions, already stored, were skipped") {
+		t.Errorf("the tail did not say it skipped decisions: %q", tl.stderr.String())
+	}
+}
+
+// slowWriter is a terminal that takes delay to show each line.
+type slowWriter struct {
+	w     *stacktest.SyncBuffer
+	delay time.Duration
+}
+
+func (s *slowWriter) Write(p []byte) (int, error) {
+	time.Sleep(s.delay) // the terminal's pace, not a wait for a condition
+	return s.w.Write(p)
 }
 
 func TestAuditTailWithoutNATS(t *testing.T) {

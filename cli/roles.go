@@ -53,8 +53,8 @@ type topologyFlags struct{ t bus.Topology }
 
 func (f *topologyFlags) register(fs *flag.FlagSet) {
 	fs.IntVar(&f.t.Replicas, "replicas", envInt("HISSUNO_REPLICAS", 1), "replicas of every stream and the projects bucket (3 on a three-node cluster) [HISSUNO_REPLICAS]")
-	fs.DurationVar(&f.t.DecisionsMaxAge, "decisions-max-age", envDuration("HISSUNO_DECISIONS_MAX_AGE", 30*24*time.Hour), "how long decisions stay in JetStream: the longest auditor outage without loss [HISSUNO_DECISIONS_MAX_AGE]")
-	fs.Int64Var(&f.t.DecisionsMaxBytes, "decisions-max-bytes", int64(envInt("HISSUNO_DECISIONS_MAX_BYTES", 8<<30)), "size bound of the decisions stream; when full, new decisions are refused (503), never old ones dropped [HISSUNO_DECISIONS_MAX_BYTES]")
+	fs.DurationVar(&f.t.DecisionsMaxAge, "decisions-max-age", envDuration("HISSUNO_DECISIONS_MAX_AGE", 30*24*time.Hour), "how long a decision may wait in JetStream for the auditor: the longest auditor outage without loss [HISSUNO_DECISIONS_MAX_AGE]")
+	fs.Int64Var(&f.t.DecisionsMaxBytes, "decisions-max-bytes", int64(envInt("HISSUNO_DECISIONS_MAX_BYTES", 8<<30)), "size bound of the decisions not yet stored in ClickHouse (stored ones leave the stream); when full, new decisions are refused (503), never old ones dropped [HISSUNO_DECISIONS_MAX_BYTES]")
 }
 
 // connectRole connects a role to NATS and makes sure the streams exist.
@@ -201,6 +201,10 @@ func runVerifier(env Env, args []string) error {
 	if err != nil {
 		return err
 	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return fmt.Errorf("jetstream: %w", err)
+	}
 	checks := &health.Checks{}
 	checks.Add("projects", func(context.Context) error {
 		if v.Ready() {
@@ -208,6 +212,7 @@ func runVerifier(env Env, args []string) error {
 		}
 		return errors.New("project view not complete yet")
 	})
+	checks.Add(health.DecisionsStreamCheck, health.DecisionsStream(js))
 	if err := f.serve(env, nc, log, checks); err != nil {
 		return err
 	}
@@ -292,6 +297,7 @@ func runSetup(env Env, args []string) error {
 	for _, s := range t.Streams() {
 		fmt.Fprintf(env.Stdout, "stream %-20s ready (%d replica(s))\n", s.Name, t.Replicas)
 	}
+	fmt.Fprintf(env.Stdout, "consumer %-18s ready (the auditor's, on %s: a decision leaves the stream once it has stored it)\n", events.ConsumerAuditDecisions, events.StreamDecisions)
 	fmt.Fprintf(env.Stdout, "bucket %-20s ready (%d replica(s))\n", t.Bucket().Bucket, t.Replicas)
 	return nil
 }

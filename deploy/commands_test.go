@@ -13,6 +13,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/hissuno/widgetauth/bus"
 	"github.com/hissuno/widgetauth/events"
 	"github.com/hissuno/widgetauth/stack/stacktest"
 )
@@ -45,6 +46,10 @@ func TestSetupCommand(t *testing.T) {
 		}
 	}
 
+	if !regexp.MustCompile(`(?m)^consumer +` + regexp.QuoteMeta(events.ConsumerAuditDecisions) + ` +ready`).MatchString(out) {
+		t.Errorf("hissuno setup does not report the auditor's consumer ready:\n%s", out)
+	}
+
 	out, errOut, code = runCLI(ctx, append(s.setupArgs("setup"), "--decisions-max-age", "48h", "--decisions-max-bytes", fmt.Sprint(64<<20))...)
 	if code != 0 {
 		t.Fatalf("hissuno setup again, other sizes: exit %d\n%s%s", code, out, errOut)
@@ -60,6 +65,80 @@ func TestSetupCommand(t *testing.T) {
 	if cfg := stream.CachedInfo().Config; cfg.MaxAge != 48*time.Hour || cfg.MaxBytes != 64<<20 {
 		t.Errorf("decisions stream max age %v, max bytes %d after setup again; want 48h and %d", cfg.MaxAge, cfg.MaxBytes, 64<<20)
 	}
+}
+
+// TestSetupBringsTheDecisionsStreamForward: a deployment whose decisions
+// stream an older `hissuno setup` made (limits retention, no consumer until
+// an auditor ran) holds decisions no auditor has stored yet; `hissuno setup`
+// as the setup user of nats.conf switches it to interest retention and
+// makes the auditor's consumer first, so that every one of them waits for
+// the auditor, which then takes them all.
+func TestSetupBringsTheDecisionsStreamForward(t *testing.T) {
+	s := startNATS(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	setup, err := jetstream.New(s.connect(t, "setup"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	topo := bus.Topology{}
+	topo.SetDefaults()
+	for _, cfg := range topo.Streams() {
+		if cfg.Name == events.StreamDecisions {
+			cfg.Retention = jetstream.LimitsPolicy // as it was made before
+			if _, err := setup.CreateStream(ctx, cfg); err != nil {
+				t.Fatalf("the old decisions stream: %v", err)
+			}
+		}
+	}
+	verifier, err := jetstream.New(s.connect(t, "verifier"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const waiting = 5
+	for i := range waiting {
+		if _, err := verifier.Publish(ctx, events.SubjectDecisions, []byte(fmt.Sprintf(`{"decisionId":"dec_old_%d"}`, i))); err != nil {
+			t.Fatalf("a decision in the old stream: %v", err)
+		}
+	}
+
+	out, errOut, code := runCLI(ctx, s.setupArgs("setup")...)
+	if code != 0 {
+		t.Fatalf("hissuno setup on the old stream: exit %d\n%s%s", code, out, errOut)
+	}
+	stream, err := setup.Stream(ctx, events.StreamDecisions)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info := stream.CachedInfo(); info.Config.Retention != jetstream.InterestPolicy || info.State.Msgs != waiting {
+		t.Errorf("after hissuno setup: retention %v holding %d decisions, want interest holding %d", info.Config.Retention, info.State.Msgs, waiting)
+	}
+	auditor, err := jetstream.New(s.connect(t, "auditor"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cons, err := auditor.CreateOrUpdateConsumer(ctx, events.StreamDecisions, bus.AuditDecisionsConsumer(bus.AuditSettings{}))
+	if err != nil {
+		t.Fatalf("the auditor's consumer: %v", err)
+	}
+	res, err := cons.Fetch(waiting, jetstream.FetchMaxWait(5*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := 0
+	for m := range res.Messages() {
+		if err := m.DoubleAck(ctx); err != nil {
+			t.Fatal(err)
+		}
+		got++
+	}
+	if got != waiting {
+		t.Fatalf("the auditor got %d of the %d decisions made before the upgrade (%v)", got, waiting, res.Error())
+	}
+	eventually(t, 10*time.Second, "the decisions stream empty once the auditor acknowledged them", func() bool {
+		info, err := stream.Info(ctx)
+		return err == nil && info.State.Msgs == 0
+	})
 }
 
 // TestRolesStartFromTheirCommands starts each role the way

@@ -45,35 +45,39 @@ func TestEachRoleDoesOnlyItsJob(t *testing.T) {
 	projectID := seedProject(t, s)
 
 	var (
-		publishAttempt   = jsPublish(events.AttemptSubject("ingress.ingress-1"))
-		spoofAttempt     = jsPublish(events.AttemptSubject("edge.gw-1"))
-		publishDecision  = jsPublish(events.SubjectDecisions)
-		rotateKey        = jsPublish(events.CommandRotateKey.SubjectFrom(events.SourceAdmin))
-		updateSettings   = jsPublish(events.CommandUpdateProject.SubjectFrom(events.SourceAdmin))
-		rotateAsConsole  = jsPublish(events.CommandRotateKey.SubjectFrom("console"))
-		forgeAdminEvent  = jsPublish(events.AdminKeyRotated.Subject())
-		readSealedKey    = kvGet(projectID)
-		writeProject     = kvPut("proj_written")
-		watchProjects    = kvWatch()
-		consumeAttempts  = consume(events.StreamAttempts, verifier.AttemptsConsumer(10*time.Second))
-		consumeCommands  = consume(events.StreamAdmin, jetstream.ConsumerConfig{Durable: events.ConsumerRotator, FilterSubject: events.SubjectCommandPrefix + ">", AckPolicy: jetstream.AckExplicitPolicy})
-		auditDecisions   = consume(events.StreamDecisions, jetstream.ConsumerConfig{Durable: events.ConsumerAuditDecisions, FilterSubject: events.SubjectDecisions, AckPolicy: jetstream.AckExplicitPolicy})
-		auditAdminEvents = consume(events.StreamAdmin, jetstream.ConsumerConfig{Durable: events.ConsumerAuditAdmin, FilterSubject: events.SubjectAdminEventPrefix + ">", AckPolicy: jetstream.AckExplicitPolicy})
-		tailDecisions    = followDecisions()
-		changeStreams    = ensureTopology()
-		checkStreams     = checkTopology()
-		hearInvalidation = subscribe(events.SubjectInvalidate)
-		invalidate       = publish(events.SubjectInvalidate)
-		hearReplies      = subscribe(events.ReplySubject("ingress.ingress-1", "*"))
-		hearEdgeReplies  = subscribe(events.SubjectReplyPrefix + "edge.>")
-		reply            = publish(events.ReplySubject("ingress.ingress-1", "att_1"))
-		sniffDecisions   = subscribe(events.SubjectDecisions)
-		readAdminAnswers = subscribe(events.AdminInboxPrefix + ".>")
-		answerAdmin      = publish(events.AdminInboxPrefix + ".x.y")
-		discoverVerifier = publish("$SRV.PING." + events.ServiceVerifier)
-		syncVerifier     = publish(verifier.SyncSubject("verifier-1"))
-		deadLetter       = func(stream string) action { return jsPublish(events.SubjectDeadLetterPrefix + stream) }
-		everything       = subscribe(">")
+		publishAttempt    = jsPublish(events.AttemptSubject("ingress.ingress-1"))
+		spoofAttempt      = jsPublish(events.AttemptSubject("edge.gw-1"))
+		publishDecision   = jsPublish(events.SubjectDecisions)
+		rotateKey         = jsPublish(events.CommandRotateKey.SubjectFrom(events.SourceAdmin))
+		updateSettings    = jsPublish(events.CommandUpdateProject.SubjectFrom(events.SourceAdmin))
+		rotateAsConsole   = jsPublish(events.CommandRotateKey.SubjectFrom("console"))
+		forgeAdminEvent   = jsPublish(events.AdminKeyRotated.Subject())
+		readSealedKey     = kvGet(projectID)
+		writeProject      = kvPut("proj_written")
+		watchProjects     = kvWatch()
+		consumeAttempts   = consume(events.StreamAttempts, verifier.AttemptsConsumer(10*time.Second))
+		consumeCommands   = consume(events.StreamAdmin, jetstream.ConsumerConfig{Durable: events.ConsumerRotator, FilterSubject: events.SubjectCommandPrefix + ">", AckPolicy: jetstream.AckExplicitPolicy})
+		auditDecisions    = consume(events.StreamDecisions, bus.AuditDecisionsConsumer(bus.AuditSettings{}))
+		auditAdminEvents  = consume(events.StreamAdmin, bus.AuditAdminConsumer(bus.AuditSettings{}))
+		makeAuditConsumer = createConsumer(events.StreamDecisions, bus.AuditDecisionsConsumer(bus.AuditSettings{}))
+		seeAuditConsumer  = consumerInfo(events.StreamDecisions, events.ConsumerAuditDecisions)
+		takeAuditDecision = fetch(events.StreamDecisions, events.ConsumerAuditDecisions)
+		purgeStored       = purgeBelow(events.StreamDecisions, 1)
+		tailDecisions     = followDecisions()
+		changeStreams     = ensureTopology()
+		checkStreams      = checkTopology()
+		hearInvalidation  = subscribe(events.SubjectInvalidate)
+		invalidate        = publish(events.SubjectInvalidate)
+		hearReplies       = subscribe(events.ReplySubject("ingress.ingress-1", "*"))
+		hearEdgeReplies   = subscribe(events.SubjectReplyPrefix + "edge.>")
+		reply             = publish(events.ReplySubject("ingress.ingress-1", "att_1"))
+		sniffDecisions    = subscribe(events.SubjectDecisions)
+		readAdminAnswers  = subscribe(events.AdminInboxPrefix + ".>")
+		answerAdmin       = publish(events.AdminInboxPrefix + ".x.y")
+		discoverVerifier  = publish("$SRV.PING." + events.ServiceVerifier)
+		syncVerifier      = publish(verifier.SyncSubject("verifier-1"))
+		deadLetter        = func(stream string) action { return jsPublish(events.SubjectDeadLetterPrefix + stream) }
+		everything        = subscribe(">")
 	)
 
 	cases := []roleCase{
@@ -82,6 +86,10 @@ func TestEachRoleDoesOnlyItsJob(t *testing.T) {
 		{"ingress checks the streams exist", "ingress", checkStreams, true},
 		{"ingress cannot publish attempts as another source", "ingress", spoofAttempt, false},
 		{"ingress cannot hear another source's replies", "ingress", hearEdgeReplies, false},
+		{"ingress sees the auditor's consumer (readiness)", "ingress", seeAuditConsumer, true},
+		{"ingress cannot make the auditor's consumer", "ingress", makeAuditConsumer, false},
+		{"ingress cannot take the auditor's decisions", "ingress", takeAuditDecision, false},
+		{"ingress cannot remove decisions", "ingress", purgeStored, false},
 		{"ingress cannot rotate a key", "ingress", rotateKey, false},
 		{"ingress cannot change settings", "ingress", updateSettings, false},
 		{"ingress cannot read a sealed key", "ingress", readSealedKey, false},
@@ -104,6 +112,10 @@ func TestEachRoleDoesOnlyItsJob(t *testing.T) {
 		{"verifier hears invalidations", "verifier", hearInvalidation, true},
 		{"verifier dead-letters attempts", "verifier", deadLetter(events.StreamAttempts), true},
 		{"verifier checks the streams exist", "verifier", checkStreams, true},
+		{"verifier sees the auditor's consumer (readiness)", "verifier", seeAuditConsumer, true},
+		{"verifier cannot make the auditor's consumer", "verifier", makeAuditConsumer, false},
+		{"verifier cannot take the auditor's decisions", "verifier", takeAuditDecision, false},
+		{"verifier cannot remove decisions", "verifier", purgeStored, false},
 		{"verifier cannot write a project", "verifier", writeProject, false},
 		{"verifier cannot change settings", "verifier", updateSettings, false},
 		{"verifier cannot rotate a key", "verifier", rotateKey, false},
@@ -124,6 +136,9 @@ func TestEachRoleDoesOnlyItsJob(t *testing.T) {
 		{"rotator answers the admin", "rotator", answerAdmin, true},
 		{"rotator dead-letters commands", "rotator", deadLetter(events.StreamAdmin), true},
 		{"rotator checks the streams exist", "rotator", checkStreams, true},
+		{"rotator sees the auditor's consumer (readiness)", "rotator", seeAuditConsumer, true},
+		{"rotator cannot make the auditor's consumer", "rotator", makeAuditConsumer, false},
+		{"rotator cannot remove decisions", "rotator", purgeStored, false},
 		{"rotator cannot change the streams", "rotator", changeStreams, false},
 		{"rotator cannot issue admin commands", "rotator", rotateKey, false},
 		{"rotator cannot publish attempts", "rotator", publishAttempt, false},
@@ -137,6 +152,9 @@ func TestEachRoleDoesOnlyItsJob(t *testing.T) {
 		{"auditor dead-letters decisions", "auditor", deadLetter(events.StreamDecisions), true},
 		{"auditor dead-letters admin events", "auditor", deadLetter(events.StreamAdmin), true},
 		{"auditor checks the streams exist", "auditor", checkStreams, true},
+		{"auditor makes its consumer", "auditor", makeAuditConsumer, true},
+		{"auditor takes its decisions", "auditor", takeAuditDecision, true},
+		{"auditor removes decisions it stored", "auditor", purgeStored, true},
 		{"auditor cannot publish attempts", "auditor", publishAttempt, false},
 		{"auditor cannot forge a decision", "auditor", publishDecision, false},
 		{"auditor cannot read a sealed key", "auditor", readSealedKey, false},
@@ -155,12 +173,17 @@ func TestEachRoleDoesOnlyItsJob(t *testing.T) {
 		{"admin cannot write a project directly", "admin", writeProject, false},
 		{"admin cannot forge an admin event", "admin", forgeAdminEvent, false},
 		{"admin cannot consume the auditor's decisions", "admin", auditDecisions, false},
+		{"admin cannot make the auditor's consumer", "admin", makeAuditConsumer, false},
+		{"admin cannot remove decisions", "admin", action{subject: "$JS.API.STREAM.", do: purgeStored.do}, false},
 		{"admin cannot publish attempts", "admin", publishAttempt, false},
 		{"admin cannot forge a decision", "admin", publishDecision, false},
 		{"admin cannot invalidate", "admin", invalidate, false},
 		{"admin cannot change the streams", "admin", changeStreams, false},
 
 		{"audit follows decisions", "audit", tailDecisions, true},
+		{"audit cannot make the auditor's consumer", "audit", makeAuditConsumer, false},
+		{"audit cannot take the auditor's decisions", "audit", action{subject: "$JS.API.CONSUMER.", do: takeAuditDecision.do}, false},
+		{"audit cannot remove decisions", "audit", purgeStored, false},
 		{"audit cannot read admin answers", "audit", readAdminAnswers, false},
 		{"audit cannot read a sealed key", "audit", action{subject: "$JS.API.", do: readSealedKey.do}, false},
 		{"audit cannot rotate a key", "audit", rotateKey, false},
@@ -171,9 +194,12 @@ func TestEachRoleDoesOnlyItsJob(t *testing.T) {
 
 		{"setup creates and updates the streams", "setup", changeStreams, true},
 		{"setup checks the streams exist", "setup", checkStreams, true},
+		{"setup makes the auditor's consumer", "setup", makeAuditConsumer, true},
+		{"setup sees the auditor's consumer", "setup", seeAuditConsumer, true},
+		{"setup cannot take the auditor's decisions", "setup", takeAuditDecision, false},
+		{"setup cannot remove decisions", "setup", purgeStored, false},
 		{"setup cannot read a sealed key", "setup", readSealedKey, false},
 		{"setup cannot write a project", "setup", writeProject, false},
-		{"setup cannot consume decisions", "setup", auditDecisions, false},
 		{"setup cannot publish attempts", "setup", publishAttempt, false},
 		{"setup cannot rotate a key", "setup", rotateKey, false},
 		{"setup cannot watch the projects", "setup", watchProjects, false},
@@ -435,8 +461,81 @@ func consume(stream string, cfg jetstream.ConsumerConfig) action {
 	}}
 }
 
-// followDecisions follows new decisions with an ordered consumer, as
-// `hissuno audit tail` does.
+// createConsumer creates a durable consumer with cfg, as bus.Ensure does
+// when it is missing (with the same configuration an existing one is
+// answered as created).
+func createConsumer(stream string, cfg jetstream.ConsumerConfig) action {
+	return action{subject: "$JS.API.CONSUMER.CREATE." + stream + "." + cfg.Durable, do: func(ctx context.Context, nc *nats.Conn) error {
+		js, err := jetstream.New(nc)
+		if err != nil {
+			return err
+		}
+		_, err = js.CreateConsumer(ctx, stream, cfg)
+		return err
+	}}
+}
+
+// consumerInfo reads a durable consumer's state, as bus.Check and the
+// decisions stream's readiness check do.
+func consumerInfo(stream, durable string) action {
+	return action{subject: "$JS.API.CONSUMER.INFO." + stream + "." + durable, do: func(ctx context.Context, nc *nats.Conn) error {
+		js, err := jetstream.New(nc)
+		if err != nil {
+			return err
+		}
+		_, err = js.Consumer(ctx, stream, durable)
+		return err
+	}}
+}
+
+// fetch takes a message from an existing durable consumer (whose info the
+// user may read), without creating it and without acknowledging anything.
+func fetch(stream, durable string) action {
+	return action{subject: "$JS.API.CONSUMER.MSG.NEXT." + stream + "." + durable, do: func(ctx context.Context, nc *nats.Conn) error {
+		js, err := jetstream.New(nc)
+		if err != nil {
+			return err
+		}
+		cons, err := js.Consumer(ctx, stream, durable)
+		if err != nil {
+			return err
+		}
+		// A refused pull gets no answer, only the violation, which ends ctx;
+		// an allowed one ends with a message or its own short expiry.
+		fctx, cancel := context.WithTimeout(ctx, time.Second)
+		defer cancel()
+		res, err := cons.Fetch(1, jetstream.FetchContext(fctx))
+		if err != nil {
+			return err
+		}
+		for m := range res.Messages() {
+			_ = m.Nak()
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("fetch: %w", ctx.Err())
+		}
+		return nil
+	}}
+}
+
+// purgeBelow purges a stream's messages below seq, as the auditor removes
+// decisions it stored long ago (seq 1: nothing is removed).
+func purgeBelow(stream string, seq uint64) action {
+	return action{subject: "$JS.API.STREAM.PURGE." + stream, do: func(ctx context.Context, nc *nats.Conn) error {
+		js, err := jetstream.New(nc)
+		if err != nil {
+			return err
+		}
+		s, err := js.Stream(ctx, stream)
+		if err != nil {
+			return err
+		}
+		return s.Purge(ctx, jetstream.WithPurgeSequence(seq))
+	}}
+}
+
+// followDecisions follows new decisions with an ephemeral consumer, as
+// `hissuno audit tail` does, and deletes it.
 func followDecisions() action {
 	return action{subject: "$JS.API.CONSUMER.CREATE." + events.StreamDecisions + ".", do: follow}
 }
@@ -446,10 +545,7 @@ func follow(ctx context.Context, nc *nats.Conn) error {
 	if err != nil {
 		return err
 	}
-	cons, err := js.OrderedConsumer(ctx, events.StreamDecisions, jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{events.SubjectDecisions},
-		DeliverPolicy:  jetstream.DeliverNewPolicy,
-	})
+	cons, err := js.CreateConsumer(ctx, events.StreamDecisions, bus.FollowDecisions(jetstream.DeliverNewPolicy))
 	if err != nil {
 		return err
 	}
@@ -462,7 +558,7 @@ func follow(ctx context.Context, nc *nats.Conn) error {
 	if err := res.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) {
 		return err
 	}
-	return nil
+	return js.DeleteConsumer(ctx, events.StreamDecisions, cons.CachedInfo().Name)
 }
 
 // ensureTopology creates or updates the streams and the bucket.

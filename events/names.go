@@ -105,8 +105,9 @@ const (
 	// StreamAttempts holds attempts (every subject under SubjectAttempts)
 	// until a verifier has decided them (work-queue retention).
 	StreamAttempts = "HISSUNO_ATTEMPTS"
-	// StreamDecisions holds every decision until it ages out (limits
-	// retention); the auditor copies it into ClickHouse.
+	// StreamDecisions holds every decision until the auditor has copied
+	// it into ClickHouse (interest retention: the auditor's ack removes
+	// it), or until it ages out.
 	StreamDecisions = "HISSUNO_DECISIONS"
 	// StreamAdmin holds admin commands and admin events.
 	StreamAdmin = "HISSUNO_ADMIN"

@@ -1,9 +1,9 @@
 // Package health serves the liveness, readiness and metrics endpoints every
 // role exposes: /healthz answers as long as the process runs; /readyz runs
-// the readiness checks the roles registered (NATS connected, streams and KV
-// present, the verifier's project view complete, ClickHouse reachable for
-// the auditor) and answers 503 naming the failing ones; /metrics is
-// Prometheus.
+// the readiness checks the roles registered (NATS connected, streams, the
+// auditor's consumer and KV present, the decisions stream not nearly full,
+// the verifier's project view complete, ClickHouse reachable for the
+// auditor) and answers 503 naming the failing ones; /metrics is Prometheus.
 package health
 
 import (

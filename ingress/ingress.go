@@ -161,6 +161,7 @@ func New(cfg Config, log zerolog.Logger) (*Ingress, error) {
 	health.Mount(cfg.Mux, cfg.Checks, nil)
 	cfg.Checks.Add("nats", health.NATSConnected(cfg.NATS))
 	cfg.Checks.Add("streams", func(ctx context.Context) error { return bus.Check(ctx, js) })
+	cfg.Checks.Add(health.DecisionsStreamCheck, health.DecisionsStream(js))
 	return in, nil
 }
 

@@ -68,6 +68,15 @@ var (
 		Name: "hissuno_audit_backlog",
 		Help: "Events waiting in JetStream to be written to ClickHouse.",
 	}, []string{"table"})
+	// DecisionsStreamFill is how full the decisions stream is, from 0 to 1
+	// (bytes or messages over their limit, whichever is fuller), set by
+	// whoever measures it: the auditor's backlog watcher and the "decisions
+	// stream" readiness check. Only decisions the auditor has not stored
+	// count; at 1 new decisions are refused (the ingress answers 503).
+	DecisionsStreamFill = promauto.NewGauge(prometheus.GaugeOpts{
+		Name: "hissuno_decisions_stream_fill_ratio",
+		Help: "How full HISSUNO_DECISIONS is (0 to 1, by bytes or messages): decisions not yet stored in ClickHouse; at 1 new decisions are refused (503).",
+	})
 	// Rotations counts key rotations by result (confirmed: every live
 	// verifier confirmed; unconfirmed: some did not in time).
 	Rotations = promauto.NewCounterVec(prometheus.CounterOpts{

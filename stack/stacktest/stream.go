@@ -29,7 +29,19 @@ func ReadStream(t testing.TB, js jetstream.JetStream, name string) []jetstream.M
 		return nil
 	}
 	last := info.State.LastSeq
-	cons, err := s.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{})
+	var cons jetstream.Consumer
+	if info.Config.Retention == jetstream.InterestPolicy {
+		// An ordered consumer has one replica, which an interest stream
+		// with more refuses; an ephemeral one takes the stream's. Reading
+		// without acks, it holds nothing once it has read.
+		cfg := jetstream.ConsumerConfig{AckPolicy: jetstream.AckNonePolicy, InactiveThreshold: time.Minute, MemoryStorage: true}
+		cons, err = s.CreateConsumer(ctx, cfg)
+		if err == nil {
+			t.Cleanup(func() { _ = s.DeleteConsumer(context.Background(), cons.CachedInfo().Name) })
+		}
+	} else {
+		cons, err = s.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{})
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
