@@ -773,10 +773,27 @@ func TestCLIFindsDevCredentials(t *testing.T) {
 	if r.code == 0 || !strings.Contains(r.stderr, "Authorization Violation") {
 		t.Errorf("project get on another server with this data directory: %s; want an authorization refusal", r)
 	}
-	// Without the data directory, nothing is found.
+	// Without the data directory, nothing is found...
 	t.Setenv("HISSUNO_DATA", t.TempDir())
+	t.Setenv("XDG_CONFIG_HOME", t.TempDir())
 	r = run(t, "project", "get", created.ProjectID, "--nats", st.NATSURL)
 	if r.code == 0 || !strings.Contains(r.stderr, "Authorization Violation") {
 		t.Errorf("project get without the dev credentials: %s; want an authorization refusal", r)
+	}
+	// ... unless `hissuno dev` noted where its server keeps them, as it does
+	// while it runs: then a command run from anywhere finds them.
+	unregister, err := stack.RegisterDevServer(st.NATSURL, data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := run(t, "project", "get", created.ProjectID, "--nats", st.NATSURL); r.code != 0 {
+		t.Errorf("project get with the dev server's note: %s", r)
+	}
+	if r := run(t, "project", "get", created.ProjectID, "--nats", other.NATSURL); r.code == 0 {
+		t.Errorf("project get on another server with the note: %s; want a refusal", r)
+	}
+	unregister()
+	if r := run(t, "project", "get", created.ProjectID, "--nats", st.NATSURL); r.code == 0 {
+		t.Errorf("project get once the note is gone: %s; want a refusal", r)
 	}
 }

@@ -70,6 +70,12 @@ func runDev(env Env, args []string) error {
 		return fmt.Errorf("%w (is another `hissuno dev` running? change --listen / --nats-listen or stop it)", err)
 	}
 	defer st.Stop()
+	unregister, err := stack.RegisterDevServer(st.NATSURL, *data)
+	if err != nil {
+		log.Warn().Err(err).Msg("commands run elsewhere will need --nats-user and a password (they are in the data directory)")
+	} else {
+		defer unregister()
+	}
 	if st.MasterKeyCreated {
 		log.Info().Str("file", filepath.Join(*data, "master.key")).Msg("created a master key (mode 0600); keep it: project keys are sealed with it")
 	}

@@ -5,8 +5,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net"
-	"net/url"
 	"os"
 	"strconv"
 	"strings"
@@ -126,10 +124,10 @@ func (n *natsFlags) register(fs *flag.FlagSet) {
 
 // config is the connection configuration: the flags, with the secret ones
 // taken from their environment variables when not given. When no
-// credential is given at all and the `hissuno dev` of the data directory
-// (HISSUNO_DATA, default hissuno-data) runs on the same NATS URL, the
-// credentials it keeps there for user are used: the CLI next to a dev
-// stack needs no flags.
+// credential is given at all and a `hissuno dev` runs on that NATS URL,
+// the credentials it keeps for user are used (from its data directory,
+// HISSUNO_DATA, default hissuno-data, or the one it noted for that URL):
+// the CLI next to a dev stack needs no flags.
 func (n *natsFlags) config(name, user string) (bus.ConnConfig, error) {
 	c := n.cfg
 	c.Name = name
@@ -142,14 +140,12 @@ func (n *natsFlags) config(name, user string) (bus.ConnConfig, error) {
 	if c.User != "" || c.Password != "" || c.Token != "" || c.CredsFile != "" {
 		return c, nil
 	}
-	data := dataDir()
-	dc, err := stack.ReadCredentials(data, user)
+	dc, err := stack.ReadCredentialsFor(c.URL, dataDir(), user)
 	switch {
 	case errors.Is(err, stack.ErrNoCredentials):
-		return c, nil
 	case err != nil:
 		return c, fmt.Errorf("%w (or give --nats-user and HISSUNO_NATS_PASSWORD)", err)
-	case sameServer(dc.URL, c.URL):
+	default:
 		c.User, c.Password = dc.User, dc.Password
 	}
 	return c, nil
@@ -157,31 +153,6 @@ func (n *natsFlags) config(name, user string) (bus.ConnConfig, error) {
 
 // dataDir is the data directory of a local `hissuno dev`.
 func dataDir() string { return getenv("HISSUNO_DATA", "hissuno-data") }
-
-// sameServer reports whether two NATS URLs name the same single server
-// (scheme and host:port; "localhost" and 127.0.0.1 alike).
-func sameServer(a, b string) bool {
-	norm := func(s string) string {
-		s = strings.TrimSpace(s)
-		if !strings.Contains(s, "://") {
-			s = "nats://" + s
-		}
-		u, err := url.Parse(s)
-		if err != nil || strings.Contains(s, ",") {
-			return ""
-		}
-		host, port := u.Hostname(), u.Port()
-		if host == "localhost" {
-			host = "127.0.0.1"
-		}
-		if port == "" {
-			port = "4222"
-		}
-		return u.Scheme + "://" + net.JoinHostPort(host, port)
-	}
-	na := norm(a)
-	return na != "" && na == norm(b)
-}
 
 // logFlags choose the log level and format.
 type logFlags struct {
