@@ -13,9 +13,9 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/hissuno/widgetauth/bus"
 	"github.com/hissuno/widgetauth/events"
-	"github.com/hissuno/widgetauth/stack/stacktest"
+	"github.com/hissuno/widgetauth/internal/bus"
+	"github.com/hissuno/widgetauth/internal/stack/stacktest"
 )
 
 // topologyViolation matches the permissions violations of a role that

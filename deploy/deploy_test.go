@@ -14,12 +14,12 @@ import (
 
 	"github.com/nats-io/nats.go"
 
-	"github.com/hissuno/widgetauth/auditor"
 	"github.com/hissuno/widgetauth/events"
-	"github.com/hissuno/widgetauth/ingress"
-	"github.com/hissuno/widgetauth/rotator"
-	"github.com/hissuno/widgetauth/stack/stacktest"
-	"github.com/hissuno/widgetauth/verifier"
+	"github.com/hissuno/widgetauth/internal/auditor"
+	"github.com/hissuno/widgetauth/internal/ingress"
+	"github.com/hissuno/widgetauth/internal/rotator"
+	"github.com/hissuno/widgetauth/internal/stack/stacktest"
+	"github.com/hissuno/widgetauth/internal/verifier"
 )
 
 // TestPipelineWithOneUserPerRole runs every role as its own NATS user of

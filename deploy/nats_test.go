@@ -17,12 +17,12 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 
-	"github.com/hissuno/widgetauth/bus"
-	"github.com/hissuno/widgetauth/cli"
 	"github.com/hissuno/widgetauth/deploy"
 	"github.com/hissuno/widgetauth/events"
-	"github.com/hissuno/widgetauth/project"
-	"github.com/hissuno/widgetauth/stack/stacktest"
+	"github.com/hissuno/widgetauth/internal/bus"
+	"github.com/hissuno/widgetauth/internal/cli"
+	"github.com/hissuno/widgetauth/internal/project"
+	"github.com/hissuno/widgetauth/internal/stack/stacktest"
 )
 
 // natsConf is the NATS configuration docker-compose.yml mounts.

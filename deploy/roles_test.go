@@ -13,12 +13,12 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nuid"
 
-	"github.com/hissuno/widgetauth/bus"
 	"github.com/hissuno/widgetauth/deploy"
 	"github.com/hissuno/widgetauth/events"
-	"github.com/hissuno/widgetauth/project"
-	"github.com/hissuno/widgetauth/stack/stacktest"
-	"github.com/hissuno/widgetauth/verifier"
+	"github.com/hissuno/widgetauth/internal/bus"
+	"github.com/hissuno/widgetauth/internal/project"
+	"github.com/hissuno/widgetauth/internal/stack/stacktest"
+	"github.com/hissuno/widgetauth/internal/verifier"
 )
 
 // action is one thing a role might do on NATS.

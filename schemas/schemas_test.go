@@ -18,11 +18,11 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/santhosh-tekuri/jsonschema/v6"
 
-	"github.com/hissuno/widgetauth/cli"
 	"github.com/hissuno/widgetauth/events"
+	"github.com/hissuno/widgetauth/internal/cli"
+	"github.com/hissuno/widgetauth/internal/stack"
+	"github.com/hissuno/widgetauth/internal/stack/stacktest"
 	"github.com/hissuno/widgetauth/schemas"
-	"github.com/hissuno/widgetauth/stack"
-	"github.com/hissuno/widgetauth/stack/stacktest"
 )
 
 // allNames is every schema the package must hold: one per event type.

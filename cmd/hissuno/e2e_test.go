@@ -40,8 +40,8 @@ import (
 	"github.com/nats-io/nats.go/micro"
 
 	"github.com/hissuno/widgetauth/events"
-	"github.com/hissuno/widgetauth/redact"
-	"github.com/hissuno/widgetauth/stack/stacktest"
+	"github.com/hissuno/widgetauth/internal/redact"
+	"github.com/hissuno/widgetauth/internal/stack/stacktest"
 )
 
 // Timing of the roles, as the binary's defaults set them.
@@ -205,7 +205,7 @@ func (e *e2e) start(name, role string, args ...string) *proc {
 	p.cmd.Stdout, p.cmd.Stderr = stdout, stderr
 	// If the test process dies without its cleanups (a timeout's panic),
 	// the role dies too rather than reconnect forever. Linux only, as
-	// chlocal already is.
+	// localclickhouse already is.
 	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := p.cmd.Start(); err != nil {
 		_ = stdout.Close()

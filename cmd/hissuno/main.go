@@ -5,7 +5,7 @@ package main
 import (
 	"os"
 
-	"github.com/hissuno/widgetauth/cli"
+	"github.com/hissuno/widgetauth/internal/cli"
 )
 
 func main() { os.Exit(cli.Main(os.Args[1:])) }

@@ -46,7 +46,7 @@ import (
 
 	"github.com/ClickHouse/clickhouse-go/v2"
 
-	"github.com/hissuno/widgetauth/chlocal"
+	"github.com/hissuno/widgetauth/internal/devtools/localclickhouse"
 )
 
 const (
@@ -380,7 +380,7 @@ func readmeJSON(v any) string {
 // they are skipped.
 func readmeClickHouse(t *testing.T) bool {
 	t.Helper()
-	if chlocal.Available() {
+	if localclickhouse.Available() {
 		return true
 	}
 	if os.Getenv("CI") != "" {

@@ -41,10 +41,10 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nats.go/micro"
 
-	"github.com/hissuno/widgetauth/admin"
 	"github.com/hissuno/widgetauth/events"
-	"github.com/hissuno/widgetauth/redact"
-	"github.com/hissuno/widgetauth/verifier"
+	"github.com/hissuno/widgetauth/internal/admin"
+	"github.com/hissuno/widgetauth/internal/redact"
+	"github.com/hissuno/widgetauth/internal/verifier"
 )
 
 // rotVerifierNames are the three verifier instances of every test here.

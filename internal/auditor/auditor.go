@@ -1,0 +1,541 @@
+// Package auditor is the role that copies every decision and admin event
+// from JetStream into ClickHouse, and the queries security teams run on it.
+//
+// It acknowledges a message only after the insert holding it succeeded, and
+// that ack is what removes a decision from the decisions stream (interest
+// retention): only decisions not stored yet count against its limits. A
+// ClickHouse outage leaves the backlog in JetStream (logged and exposed as
+// metrics) and the auditor catches up when ClickHouse returns. A message that
+// can never be inserted goes to the dead-letter stream with its error and
+// never blocks the rest. Rows are de-duplicated by id (ReplacingMergeTree,
+// read with FINAL), so a redelivered batch never shows a decision twice.
+package auditor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+
+	"github.com/hissuno/widgetauth/events"
+	"github.com/hissuno/widgetauth/internal/bus"
+	"github.com/hissuno/widgetauth/internal/metrics"
+	"github.com/hissuno/widgetauth/internal/worker"
+)
+
+// Batch defaults: about one insert per second per table under load, as
+// ClickHouse recommends. Every insert writes a new part (files per column)
+// that the server merges later; five inserts a second of a few thousand
+// rows cost ClickHouse about twice the CPU of one of 10,000 (BENCHMARKS.md),
+// and took that CPU from the pipeline on a shared machine. A decision still
+// reaches the audit about a second after it was made.
+const (
+	DefaultBatchSize = 10_000
+	DefaultBatchWait = time.Second
+)
+
+// DefaultStoredGrace is how long, by default, a stored decision may stay in
+// the decisions stream for a follower (hissuno audit tail) that has not
+// read it yet: a tail half a minute behind skips what it missed.
+const DefaultStoredGrace = 30 * time.Second
+
+// Config configures an auditor.
+type Config struct {
+	// NATS is the connection; required.
+	NATS *nats.Conn
+	// ClickHouseDSN is the native-protocol address of ClickHouse; required.
+	ClickHouseDSN string
+	// Instance names this auditor in logs; default: a random name.
+	Instance string
+	// BatchSize bounds the rows of one insert; default DefaultBatchSize.
+	BatchSize int
+	// BatchWait bounds how long a batch waits to fill up; default
+	// DefaultBatchWait.
+	BatchWait time.Duration
+	// RetryMax caps the back-off between attempts to reach ClickHouse;
+	// default 10 s.
+	RetryMax time.Duration
+	// BacklogEvery is how often the backlog is measured; default 5 s.
+	BacklogEvery time.Duration
+	// AckWait is how long JetStream waits for an auditor's ack before it
+	// redelivers (an auditor that died mid-batch); default
+	// bus.DefaultAuditAckWait (1 min).
+	AckWait time.Duration
+	// Inserts is how many batches are inserted at once, per table; default
+	// 2, so that fetching and decoding the next batch overlaps an insert.
+	Inserts int
+	// StoredGrace is how long a decision the auditor has stored may stay
+	// in the decisions stream for a follower still reading it (hissuno
+	// audit tail); then the auditor removes it even from under such a
+	// follower, so that stored decisions never fill the stream. Default
+	// DefaultStoredGrace.
+	StoredGrace time.Duration
+
+	// crashAfterInsert, in tests, is asked after each successful insert;
+	// true makes the auditor stop as if killed before its ack.
+	crashAfterInsert func() bool
+}
+
+func (c *Config) setDefaults() {
+	if c.Instance == "" {
+		c.Instance = bus.InstanceName("auditor")
+	}
+	if c.BatchSize == 0 {
+		c.BatchSize = DefaultBatchSize
+	}
+	if c.BatchWait == 0 {
+		c.BatchWait = DefaultBatchWait
+	}
+	if c.RetryMax == 0 {
+		c.RetryMax = 10 * time.Second
+	}
+	if c.BacklogEvery == 0 {
+		c.BacklogEvery = 5 * time.Second
+	}
+	if c.AckWait == 0 {
+		c.AckWait = bus.DefaultAuditAckWait
+	}
+	if c.Inserts == 0 {
+		c.Inserts = 2
+	}
+	if c.StoredGrace == 0 {
+		c.StoredGrace = DefaultStoredGrace
+	}
+}
+
+// Validate checks the configuration.
+func (c Config) Validate() error {
+	switch {
+	case c.NATS == nil:
+		return errors.New("auditor: no NATS connection")
+	case c.ClickHouseDSN == "":
+		return errors.New("auditor: no ClickHouse DSN: give --clickhouse or HISSUNO_CLICKHOUSE_DSN")
+	case c.BatchSize < 1 || c.BatchSize > 100_000:
+		return errors.New("auditor: batch size must be 1 to 100000")
+	case c.BatchWait <= 0:
+		return errors.New("auditor: batch wait must be positive")
+	case c.AckWait < time.Second:
+		return errors.New("auditor: ack wait must be at least 1 s")
+	case c.Inserts < 1 || c.Inserts > 16:
+		return errors.New("auditor: inserts at once must be 1 to 16")
+	case c.StoredGrace < 0:
+		return errors.New("auditor: the grace of stored decisions must not be negative")
+	}
+	return nil
+}
+
+// insertTimeout bounds one insert: a ClickHouse that hangs is treated as
+// away.
+const insertTimeout = 30 * time.Second
+
+// source is one stream the auditor copies into one table, through the
+// durable consumer config makes (the one bus.Ensure makes too).
+type source struct {
+	stream   string
+	consumer string
+	config   func(bus.AuditSettings) jetstream.ConsumerConfig
+	table    table
+}
+
+var sources = []source{
+	{stream: events.StreamDecisions, consumer: events.ConsumerAuditDecisions, config: bus.AuditDecisionsConsumer, table: decisionsTable},
+	{stream: events.StreamAdmin, consumer: events.ConsumerAuditAdmin, config: bus.AuditAdminConsumer, table: adminTable},
+}
+
+// Auditor is the auditor role.
+type Auditor struct {
+	cfg Config
+	log zerolog.Logger
+	js  jetstream.JetStream
+
+	mu    sync.Mutex
+	conn  driver.Conn
+	ready bool
+}
+
+// New makes an auditor.
+func New(cfg Config, log zerolog.Logger) (*Auditor, error) {
+	cfg.setDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	js, err := jetstream.New(cfg.NATS)
+	if err != nil {
+		return nil, fmt.Errorf("auditor: jetstream: %w", err)
+	}
+	return &Auditor{
+		cfg: cfg,
+		log: log.With().Str("component", "auditor").Str("instance", cfg.Instance).Logger(),
+		js:  js,
+	}, nil
+}
+
+// Ready reports whether ClickHouse answered and the tables exist.
+func (a *Auditor) Ready(ctx context.Context) error {
+	a.mu.Lock()
+	conn, ready := a.conn, a.ready
+	a.mu.Unlock()
+	if !ready {
+		return errors.New("ClickHouse not reached yet; audit records wait in JetStream")
+	}
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	if err := conn.Ping(ctx); err != nil {
+		return fmt.Errorf("%w: %w", ErrUnreachable, err)
+	}
+	return nil
+}
+
+// Run copies events into ClickHouse until ctx ends; then it finishes the
+// batch in hand (or leaves it to be redelivered) and returns.
+func (a *Auditor) Run(ctx context.Context) error {
+	defer func() {
+		a.mu.Lock()
+		if a.conn != nil {
+			a.conn.Close()
+		}
+		a.mu.Unlock()
+	}()
+	var wg sync.WaitGroup
+	errs := make(chan error, len(sources))
+	for _, src := range sources {
+		// The configuration bus.Ensure gives the consumer, with this
+		// auditor's ack wait and as many unacknowledged events as its
+		// inserts in flight and two batches fetched ahead hold.
+		cons, err := a.js.CreateOrUpdateConsumer(ctx, src.stream, src.config(bus.AuditSettings{
+			AckWait:       a.cfg.AckWait,
+			MaxAckPending: (a.cfg.Inserts + 2) * a.cfg.BatchSize,
+		}))
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil // stopped while starting
+			}
+			return fmt.Errorf("auditor: consumer %s: %w", src.consumer, err)
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := a.copy(ctx, src, cons); err != nil {
+				errs <- err
+			}
+		}()
+	}
+	go a.watchBacklog(ctx)
+	go a.reachClickHouse(ctx)
+	a.log.Info().Int("batch_size", a.cfg.BatchSize).Dur("batch_wait", a.cfg.BatchWait).Msg("auditor copying decisions and admin events to ClickHouse")
+	wg.Wait()
+	close(errs)
+	return <-errs
+}
+
+// connect returns a working ClickHouse connection, opening it (and
+// applying the migrations) when there is none.
+func (a *Auditor) connect(ctx context.Context) (driver.Conn, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.conn != nil {
+		return a.conn, nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	conn, err := Open(ctx, a.cfg.ClickHouseDSN)
+	if err != nil {
+		return nil, err
+	}
+	applied, err := Migrate(ctx, conn)
+	if err != nil {
+		conn.Close()
+		return nil, err
+	}
+	if len(applied) > 0 {
+		a.log.Info().Strs("migrations", applied).Msg("ClickHouse migrations applied")
+	}
+	a.conn, a.ready = conn, true
+	return conn, nil
+}
+
+// reachClickHouse connects (and migrates) as soon as ClickHouse answers, so
+// that the auditor is ready before its first batch, retrying with back-off.
+func (a *Auditor) reachClickHouse(ctx context.Context) {
+	backoff := 100 * time.Millisecond
+	for ctx.Err() == nil {
+		if _, err := a.connect(ctx); err == nil {
+			return
+		} else if ctx.Err() == nil {
+			a.log.Warn().Err(err).Dur("retry_in", backoff).Msg("ClickHouse not reachable yet; decisions wait in JetStream")
+		}
+		sleep(ctx, backoff)
+		backoff = min(backoff*2, a.cfg.RetryMax)
+	}
+}
+
+// batch is a fetched set of messages and their rows.
+type batch struct {
+	msgs []jetstream.Msg
+	rows [][]any
+}
+
+// copy fetches batches from one consumer and inserts them, one fetch ahead
+// of the insert.
+func (a *Auditor) copy(ctx context.Context, src source, cons jetstream.Consumer) error {
+	settler := &worker.Settler{JS: a.js, Stream: src.stream, Log: a.log}
+	batches := make(chan batch, 1)
+	go func() {
+		defer close(batches)
+		for ctx.Err() == nil {
+			b, err := a.fetch(ctx, src, cons, settler)
+			if err != nil {
+				if ctx.Err() == nil {
+					a.log.Warn().Err(err).Str("stream", src.stream).Msg("fetch failed; retrying")
+					sleep(ctx, time.Second)
+				}
+				continue
+			}
+			if len(b.msgs) == 0 {
+				continue
+			}
+			select {
+			case batches <- b:
+			case <-ctx.Done():
+				nakAll(b.msgs)
+				return
+			}
+		}
+	}()
+	var inserters sync.WaitGroup
+	for range a.cfg.Inserts {
+		inserters.Add(1)
+		go func() {
+			defer inserters.Done()
+			for b := range batches {
+				if ctx.Err() != nil {
+					nakAll(b.msgs)
+					continue
+				}
+				a.store(ctx, src, b, settler)
+			}
+		}()
+	}
+	inserters.Wait()
+	return nil
+}
+
+// fetch takes up to BatchSize messages, waiting at most BatchWait, and
+// decodes them; a message that cannot be decoded is dead-lettered at once.
+func (a *Auditor) fetch(ctx context.Context, src source, cons jetstream.Consumer, settler *worker.Settler) (batch, error) {
+	res, err := cons.Fetch(a.cfg.BatchSize, jetstream.FetchMaxWait(a.cfg.BatchWait))
+	if err != nil {
+		return batch{}, err
+	}
+	var b batch
+	for m := range res.Messages() {
+		row, err := src.table.row(m.Data())
+		if err != nil {
+			settler.Settle(ctx, m, worker.Permanent(err))
+			continue
+		}
+		b.msgs = append(b.msgs, m)
+		b.rows = append(b.rows, row)
+	}
+	if err := res.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) && !errors.Is(err, context.DeadlineExceeded) {
+		if len(b.msgs) == 0 {
+			return batch{}, err
+		}
+	}
+	return b, nil
+}
+
+// store inserts a batch and acks it, retrying while ClickHouse is away and
+// splitting the batch to isolate a row ClickHouse refuses.
+func (a *Auditor) store(ctx context.Context, src source, b batch, settler *worker.Settler) {
+	backoff := 100 * time.Millisecond
+	for {
+		conn, err := a.connect(ctx)
+		if err == nil {
+			start := time.Now()
+			ictx, cancel := context.WithTimeout(ctx, insertTimeout)
+			err = insert(ictx, conn, src.table, b.rows)
+			cancel()
+			if err == nil {
+				metrics.AuditInsertLatency.WithLabelValues(src.table.name).Observe(time.Since(start).Seconds())
+				metrics.AuditBatchSize.WithLabelValues(src.table.name).Observe(float64(len(b.rows)))
+				if a.cfg.crashAfterInsert != nil && a.cfg.crashAfterInsert() {
+					return
+				}
+				ackAll(b.msgs)
+				return
+			}
+			metrics.AuditInsertErrors.WithLabelValues(src.table.name).Inc()
+			if !transient(err) {
+				a.isolate(ctx, src, b, settler, err)
+				return
+			}
+			a.dropConn(conn)
+		}
+		if ctx.Err() != nil {
+			nakAll(b.msgs)
+			return
+		}
+		a.log.Warn().Err(err).Str("table", src.table.name).Int("batch", len(b.msgs)).Dur("retry_in", backoff).
+			Msg("ClickHouse insert failed; the backlog waits in JetStream")
+		for _, m := range b.msgs {
+			_ = m.InProgress()
+		}
+		sleep(ctx, backoff)
+		backoff = min(backoff*2, a.cfg.RetryMax)
+	}
+}
+
+// isolate handles a batch ClickHouse refused because of its rows: halves
+// are retried on their own until the row at fault is alone, which goes to
+// the dead-letter stream.
+func (a *Auditor) isolate(ctx context.Context, src source, b batch, settler *worker.Settler, cause error) {
+	if len(b.msgs) == 1 {
+		a.log.Error().Err(cause).Str("table", src.table.name).Msg("event refused by ClickHouse; dead-lettered")
+		settler.Settle(ctx, b.msgs[0], worker.Permanent(cause))
+		return
+	}
+	mid := len(b.msgs) / 2
+	a.store(ctx, src, batch{msgs: b.msgs[:mid], rows: b.rows[:mid]}, settler)
+	a.store(ctx, src, batch{msgs: b.msgs[mid:], rows: b.rows[mid:]}, settler)
+}
+
+func (a *Auditor) dropConn(conn driver.Conn) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.conn == conn {
+		a.conn.Close()
+		a.conn, a.ready = nil, false
+	}
+}
+
+// watchBacklog measures, every BacklogEvery, how many events wait for each
+// table and how full the decisions stream is, exposes them as metrics and
+// logs them while ClickHouse is away or the stream nearly full; and it
+// removes decisions stored long ago that a follower still holds
+// (sweepDecisions).
+func (a *Auditor) watchBacklog(ctx context.Context) {
+	t := time.NewTicker(a.cfg.BacklogEvery)
+	defer t.Stop()
+	var floors []floorMark
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		a.mu.Lock()
+		ready := a.ready
+		a.mu.Unlock()
+		for _, src := range sources {
+			n, redelivered, err := Backlog(ctx, a.js, src.stream, src.consumer)
+			if err != nil {
+				continue
+			}
+			metrics.AuditBacklog.WithLabelValues(src.table.name).Set(float64(n))
+			metrics.ConsumerPending.WithLabelValues(src.consumer).Set(float64(n))
+			metrics.ConsumerRedelivered.WithLabelValues(src.consumer).Set(float64(redelivered))
+			if !ready && n > 0 {
+				a.log.Warn().Uint64("backlog", n).Str("table", src.table.name).Msg("ClickHouse unreachable; events wait in JetStream")
+			}
+		}
+		floors = a.sweepDecisions(ctx, floors)
+	}
+}
+
+// floorMark is the ack floor of the auditor's consumer of decisions at a
+// time: every decision up to it was stored (or dead-lettered) by then.
+type floorMark struct {
+	at    time.Time
+	floor uint64
+}
+
+// sweepDecisions measures how full the decisions stream is, and removes
+// from it every decision the auditor had stored StoredGrace ago. Interest
+// retention removes a decision as soon as the auditor acked it, unless a
+// follower (hissuno audit tail) has not read it yet; and nats-server leaves
+// behind, with no interest, decisions delivered to a follower just as it is
+// deleted (up to a pull batch, every time a tail stops during traffic): a
+// purge below the ack floor of StoredGrace ago removes both, never a
+// decision not stored. It returns the marks still needed.
+func (a *Auditor) sweepDecisions(ctx context.Context, floors []floorMark) []floorMark {
+	c, err := a.js.Consumer(ctx, events.StreamDecisions, events.ConsumerAuditDecisions)
+	if err != nil {
+		return floors
+	}
+	now := time.Now()
+	floors = append(floors, floorMark{at: now, floor: c.CachedInfo().AckFloor.Stream})
+	s, err := a.js.Stream(ctx, events.StreamDecisions)
+	if err != nil {
+		return floors
+	}
+	info := s.CachedInfo()
+	fill := bus.Fill(info)
+	metrics.DecisionsStreamFill.Set(fill)
+	if fill >= bus.DecisionsNearlyFull {
+		a.log.Warn().Float64("fill", fill).Str("stream", events.StreamDecisions).
+			Msg("decisions stream nearly full of decisions not stored yet; when full, new decisions are refused (503)")
+	}
+	// The newest mark at least StoredGrace old.
+	old := -1
+	for i, m := range floors {
+		if now.Sub(m.at) >= a.cfg.StoredGrace {
+			old = i
+		}
+	}
+	if old < 0 {
+		return floors
+	}
+	floor := floors[old].floor
+	floors = floors[old:]
+	if floor == 0 || info.State.Msgs == 0 || info.State.FirstSeq > floor {
+		return floors
+	}
+	if err := s.Purge(ctx, jetstream.WithPurgeSequence(floor+1)); err != nil {
+		a.log.Warn().Err(err).Uint64("up_to", floor).Msg("could not remove stored decisions from the decisions stream")
+		return floors
+	}
+	a.log.Info().Uint64("from", info.State.FirstSeq).Uint64("up_to", floor).Dur("stored_more_than", a.cfg.StoredGrace).
+		Msg("removed stored decisions still in the decisions stream (a follower had not read them)")
+	return floors
+}
+
+// Backlog is how many events of a stream wait for a consumer: undelivered
+// plus delivered and not acknowledged; and how many of those were
+// redelivered.
+func Backlog(ctx context.Context, js jetstream.JetStream, stream, consumer string) (pending, redelivered uint64, err error) {
+	c, err := js.Consumer(ctx, stream, consumer)
+	if err != nil {
+		return 0, 0, err
+	}
+	info, err := c.Info(ctx)
+	if err != nil {
+		return 0, 0, err
+	}
+	return info.NumPending + uint64(info.NumAckPending), uint64(info.NumRedelivered), nil
+}
+
+func ackAll(msgs []jetstream.Msg) {
+	for _, m := range msgs {
+		_ = m.Ack()
+	}
+}
+
+func nakAll(msgs []jetstream.Msg) {
+	for _, m := range msgs {
+		_ = m.Nak()
+	}
+}
+
+func sleep(ctx context.Context, d time.Duration) {
+	select {
+	case <-ctx.Done():
+	case <-time.After(d):
+	}
+}

@@ -1,0 +1,909 @@
+package auditor_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/hissuno/widgetauth/events"
+	"github.com/hissuno/widgetauth/internal/auditor"
+	"github.com/hissuno/widgetauth/internal/bus"
+	"github.com/hissuno/widgetauth/internal/devtools/localclickhouse"
+	"github.com/hissuno/widgetauth/internal/stack/stacktest"
+	"github.com/hissuno/widgetauth/schemas"
+)
+
+// testCtx is a context that ends with the test or after d.
+func testCtx(t testing.TB, d time.Duration) context.Context {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// openCH connects to ClickHouse at dsn, closed when the test ends.
+func openCH(t testing.TB, dsn string) driver.Conn {
+	t.Helper()
+	conn, err := auditor.Open(testCtx(t, 30*time.Second), dsn)
+	if err != nil {
+		t.Fatalf("open ClickHouse: %v", err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return conn
+}
+
+// freshCH is a fresh, empty database on the tests' ClickHouse, its DSN and
+// a connection to it.
+func freshCH(t testing.TB) (string, driver.Conn) {
+	t.Helper()
+	dsn := stacktest.ClickHouse(t)
+	return dsn, openCH(t, dsn)
+}
+
+// migrated is freshCH with the audit tables created.
+func migrated(t testing.TB) (string, driver.Conn) {
+	t.Helper()
+	dsn, conn := freshCH(t)
+	if _, err := auditor.Migrate(testCtx(t, 30*time.Second), conn); err != nil {
+		t.Fatalf("migrate: %v", err)
+	}
+	return dsn, conn
+}
+
+// exec runs a statement on ClickHouse.
+func exec(t testing.TB, conn driver.Conn, q string) {
+	t.Helper()
+	if err := conn.Exec(testCtx(t, 30*time.Second), q); err != nil {
+		t.Fatalf("%s: %v", q, err)
+	}
+}
+
+// count runs a query returning one UInt64.
+func count(t testing.TB, conn driver.Conn, q string, args ...any) uint64 {
+	t.Helper()
+	var n uint64
+	if err := conn.QueryRow(testCtx(t, 30*time.Second), q, args...).Scan(&n); err != nil {
+		t.Fatalf("%s: %v", q, err)
+	}
+	return n
+}
+
+// tryCount is count that reports failure instead of failing the test (for
+// polling a ClickHouse that may be away).
+func tryCount(conn driver.Conn, q string) (uint64, bool) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	var n uint64
+	if err := conn.QueryRow(ctx, q).Scan(&n); err != nil {
+		return 0, false
+	}
+	return n, true
+}
+
+const (
+	countFinal = "SELECT count() FROM hissuno_decisions FINAL"
+	countRaw   = "SELECT count() FROM hissuno_decisions"
+)
+
+// natsJS is an embedded JetStream server with the streams, and a JetStream
+// client on it.
+func natsJS(t testing.TB) (*server.Server, jetstream.JetStream) {
+	t.Helper()
+	ns, nc := stacktest.NATS(t)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ns, js
+}
+
+// decision is the realistic decision event number i of a run, made at.
+// The outcome cycles through authenticated and anonymous accepts, a bad
+// signature and a blocked origin.
+func decision(run string, i int, at time.Time) events.Decision {
+	attempt := fmt.Sprintf("att_%s_%06d", run, i)
+	d := events.Decision{
+		SchemaVersion: events.SchemaVersion,
+		DecisionID:    events.DecisionIDFor(attempt),
+		AttemptID:     attempt,
+		Time:          at.UTC(),
+		ReceivedAt:    at.Add(-1500 * time.Microsecond).UTC(),
+		ProjectID:     fmt.Sprintf("proj_%d", i%3),
+		Origin:        "https://app.example.com",
+		Verifier:      "verifier-1",
+		Ingress:       "ingress-1",
+		LatencyMicros: 1500,
+		ClientIP:      "203.0.113.7",
+		UserAgent:     "Mozilla/5.0 (X11; Linux x86_64) Firefox/130.0",
+	}
+	fp := fmt.Sprintf("%016x", uint64(i)*0x9e3779b97f4a7c15)
+	switch i % 4 {
+	case 0:
+		d.Decision, d.Session = events.OutcomeAccept, events.SessionAuthenticated
+		d.UserID, d.UserVerified, d.KeyVersion, d.TokenFingerprint = fmt.Sprintf("user-%d", i%37), true, 1, fp
+		d.UserMetadata = map[string]string{"plan": "pro", "email": fmt.Sprintf("user-%d@example.com", i%37)}
+	case 1:
+		d.Decision, d.Reason, d.TokenFingerprint = events.OutcomeUnauthorized, events.ReasonTokenBadSignature, fp
+		d.Message = "the token's signature does not match the project's key"
+	case 2:
+		d.Decision, d.Reason, d.Origin = events.OutcomeOriginBlocked, events.ReasonOriginNotAllowed, "https://evil.example"
+		d.Message = "origin https://evil.example is not allowed"
+	default:
+		d.Decision, d.Session, d.UserID = events.OutcomeAccept, events.SessionAnonymous, fmt.Sprintf("visitor-%d", i)
+	}
+	return d
+}
+
+// publish stores a decision event as a verifier does: its id is the
+// Nats-Msg-Id.
+func publish(t testing.TB, js jetstream.JetStream, d events.Decision) {
+	t.Helper()
+	body, err := json.Marshal(d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	publishRaw(t, js, body, d.DecisionID)
+}
+
+// publishRaw stores body on the decisions subject, with msgID as its
+// Nats-Msg-Id when not empty.
+func publishRaw(t testing.TB, js jetstream.JetStream, body []byte, msgID string) {
+	t.Helper()
+	m := nats.NewMsg(events.SubjectDecisions)
+	m.Data = body
+	if msgID != "" {
+		m.Header.Set(events.HeaderMsgID, msgID)
+	}
+	if _, err := js.PublishMsg(testCtx(t, 10*time.Second), m); err != nil {
+		t.Fatalf("publish: %v", err)
+	}
+}
+
+// publishN publishes n decisions of run, made now, and returns their ids.
+func publishN(t testing.TB, js jetstream.JetStream, run string, n int) []string {
+	t.Helper()
+	now := time.Now().UTC()
+	ids := make([]string, n)
+	for i := range n {
+		d := decision(run, i, now.Add(time.Duration(i-n)*time.Millisecond))
+		publish(t, js, d)
+		ids[i] = d.DecisionID
+	}
+	return ids
+}
+
+// running is an auditor running in the background.
+type running struct {
+	a      *auditor.Auditor
+	cancel context.CancelFunc
+	done   chan struct{}
+	err    error // Run's result, once done is closed
+}
+
+// startAuditor runs an auditor on its own NATS connection until parent
+// ends, stop is called or the test ends.
+func startAuditor(t testing.TB, parent context.Context, ns *server.Server, cfg auditor.Config) *running {
+	t.Helper()
+	cfg.NATS = stacktest.Connect(t, ns)
+	a, err := auditor.New(cfg, stacktest.Logger(t))
+	if err != nil {
+		t.Fatalf("auditor.New: %v", err)
+	}
+	ctx, cancel := context.WithCancel(parent)
+	r := &running{a: a, cancel: cancel, done: make(chan struct{})}
+	go func() {
+		defer close(r.done)
+		r.err = a.Run(ctx)
+	}()
+	t.Cleanup(func() { r.stop(t) })
+	return r
+}
+
+// stop ends the auditor and waits until Run has returned.
+func (r *running) stop(t testing.TB) {
+	t.Helper()
+	r.cancel()
+	r.wait(t)
+}
+
+// wait waits until Run has returned, and checks it returned no error.
+func (r *running) wait(t testing.TB) {
+	t.Helper()
+	select {
+	case <-r.done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("auditor.Run did not return within 30 s of its context's end")
+	}
+	if r.err != nil {
+		t.Errorf("auditor.Run: %v", r.err)
+	}
+}
+
+// stillRunning fails the test when Run has returned.
+func (r *running) stillRunning(t testing.TB) {
+	t.Helper()
+	select {
+	case <-r.done:
+		t.Fatalf("auditor.Run returned (%v) while it should keep running", r.err)
+	default:
+	}
+}
+
+// backlog is how many decisions wait for the auditor; false while its
+// consumer does not exist yet.
+func backlog(t testing.TB, js jetstream.JetStream) (uint64, bool) {
+	t.Helper()
+	n, _, err := auditor.Backlog(testCtx(t, 10*time.Second), js, events.StreamDecisions, events.ConsumerAuditDecisions)
+	return n, err == nil
+}
+
+// waitStored waits until ClickHouse holds want distinct decisions.
+func waitStored(t testing.TB, conn driver.Conn, want int, timeout time.Duration) {
+	t.Helper()
+	var last uint64
+	stacktest.Eventually(t, timeout, fmt.Sprintf("%d decisions in ClickHouse", want), func() bool {
+		n, ok := tryCount(conn, countFinal)
+		if ok {
+			last = n
+		}
+		return ok && n >= uint64(want)
+	})
+	if last != uint64(want) {
+		t.Fatalf("ClickHouse holds %d decisions (FINAL), want %d", last, want)
+	}
+}
+
+// checkExactlyOnce checks, through the package's queries, that ClickHouse
+// shows every decision of ids exactly once and nothing else, and that the
+// stats of every grouping add up to len(ids).
+func checkExactlyOnce(t testing.TB, conn driver.Conn, ids []string) {
+	t.Helper()
+	ctx := testCtx(t, time.Minute)
+	want := len(ids)
+	if n := count(t, conn, countFinal); n != uint64(want) {
+		t.Errorf("SELECT count() … FINAL = %d, want %d", n, want)
+	}
+	if n := count(t, conn, "SELECT uniqExact(decision_id) FROM hissuno_decisions"); n != uint64(want) {
+		t.Errorf("distinct decision_id = %d, want %d", n, want)
+	}
+	recs, err := auditor.Decisions(ctx, conn, auditor.Filter{Limit: 2*want + 10})
+	if err != nil {
+		t.Fatalf("Decisions: %v", err)
+	}
+	seen := map[string]int{}
+	for _, r := range recs {
+		seen[r.DecisionID]++
+	}
+	if len(recs) != want {
+		t.Errorf("Decisions returned %d records, want %d", len(recs), want)
+	}
+	for _, id := range ids {
+		if seen[id] != 1 {
+			t.Errorf("Decisions shows %s %d times, want once", id, seen[id])
+		}
+		delete(seen, id)
+	}
+	for id, n := range seen {
+		t.Errorf("Decisions shows %s (%d times), which was never published", id, n)
+	}
+	for _, by := range auditor.Groups {
+		stats, err := auditor.Stats(ctx, conn, auditor.Filter{Limit: 2*want + 10}, by)
+		if err != nil {
+			t.Fatalf("Stats by %s: %v", by, err)
+		}
+		var sum uint64
+		for _, s := range stats {
+			sum += s.Count
+		}
+		if sum != uint64(want) {
+			t.Errorf("Stats by %s add up to %d, want %d: %v", by, sum, want, stats)
+		}
+	}
+}
+
+func TestMigrate(t *testing.T) {
+	t.Parallel()
+	_, conn := freshCH(t)
+	ctx := testCtx(t, time.Minute)
+	all, err := schemas.ClickHouseMigrations()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, m := range all {
+		names = append(names, m.Name)
+	}
+	if !slices.Equal(names, []string{"0001_decisions.sql", "0002_admin_events.sql"}) {
+		t.Fatalf("migrations %v, want 0001_decisions.sql and 0002_admin_events.sql", names)
+	}
+
+	applied, err := auditor.Migrate(ctx, conn)
+	if err != nil {
+		t.Fatalf("first Migrate: %v", err)
+	}
+	if !slices.Equal(applied, names) {
+		t.Errorf("first Migrate applied %v, want %v", applied, names)
+	}
+
+	recorded := func() map[uint32]string {
+		t.Helper()
+		rows, err := conn.Query(ctx, "SELECT version, name, applied_at FROM hissuno_migrations FINAL ORDER BY version")
+		if err != nil {
+			t.Fatalf("read hissuno_migrations: %v", err)
+		}
+		defer rows.Close()
+		out := map[uint32]string{}
+		for rows.Next() {
+			var v uint32
+			var name string
+			var at time.Time
+			if err := rows.Scan(&v, &name, &at); err != nil {
+				t.Fatal(err)
+			}
+			if d := time.Since(at); d < -time.Minute || d > 10*time.Minute {
+				t.Errorf("migration %s applied_at %s, want about now", name, at)
+			}
+			out[v] = name
+		}
+		return out
+	}
+	want := map[uint32]string{1: "0001_decisions.sql", 2: "0002_admin_events.sql"}
+	if got := recorded(); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("hissuno_migrations holds %v, want %v", got, want)
+	}
+
+	for i := range 2 {
+		applied, err = auditor.Migrate(ctx, conn)
+		if err != nil {
+			t.Fatalf("Migrate run %d: %v", i+2, err)
+		}
+		if len(applied) != 0 {
+			t.Errorf("Migrate run %d applied %v, want nothing", i+2, applied)
+		}
+	}
+	if n := count(t, conn, "SELECT count() FROM hissuno_migrations FINAL"); n != 2 {
+		t.Errorf("hissuno_migrations holds %d versions after three runs, want 2", n)
+	}
+
+	// The tables' columns are those the inserts name, in the same order.
+	tests := []struct {
+		name    string
+		table   string
+		columns string
+	}{
+		{name: "decisions", table: "hissuno_decisions", columns: auditor.DecisionColumns},
+		{name: "admin events", table: "hissuno_admin_events", columns: auditor.AdminColumns},
+		{name: "migrations", table: "hissuno_migrations", columns: "version, name, applied_at"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rows, err := conn.Query(ctx, "SELECT name FROM system.columns WHERE database = currentDatabase() AND table = ?", tt.table)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer rows.Close()
+			var got []string
+			for rows.Next() {
+				var name string
+				if err := rows.Scan(&name); err != nil {
+					t.Fatal(err)
+				}
+				got = append(got, name)
+			}
+			if want := strings.Split(tt.columns, ", "); !slices.Equal(got, want) {
+				t.Errorf("%s has columns\n%v\nthe insert names\n%v", tt.table, got, want)
+			}
+		})
+	}
+}
+
+func TestMigrateConcurrently(t *testing.T) {
+	t.Parallel()
+	dsn, conn := freshCH(t)
+	ctx := testCtx(t, time.Minute)
+	// Several auditors starting at once all migrate; none fails and the
+	// tables end up as one would make them.
+	var wg sync.WaitGroup
+	errs := make(chan error, 4)
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c, err := auditor.Open(ctx, dsn)
+			if err != nil {
+				errs <- err
+				return
+			}
+			defer c.Close()
+			if _, err := auditor.Migrate(ctx, c); err != nil {
+				errs <- err
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Errorf("concurrent Migrate: %v", err)
+	}
+	if n := count(t, conn, "SELECT count() FROM hissuno_migrations FINAL"); n != 2 {
+		t.Errorf("hissuno_migrations holds %d versions, want 2", n)
+	}
+	if applied, err := auditor.Migrate(ctx, conn); err != nil || len(applied) != 0 {
+		t.Errorf("Migrate after the concurrent runs applied %v, %v; want nothing", applied, err)
+	}
+}
+
+func TestAuditorStoresEveryDecisionOnce(t *testing.T) {
+	t.Parallel()
+	dsn, conn := freshCH(t)
+	ns, js := natsJS(t)
+	const n = 1000
+	// Half before the auditor starts (a backlog), half while it runs; some
+	// published twice with the same Nats-Msg-Id, as a retrying verifier does.
+	first := publishN(t, js, "pre", n/2)
+	r := startAuditor(t, context.Background(), ns, auditor.Config{ClickHouseDSN: dsn, BatchSize: 64, BatchWait: 20 * time.Millisecond})
+	now := time.Now().UTC()
+	var second []string
+	for i := range n / 2 {
+		d := decision("live", i, now.Add(time.Duration(i)*time.Microsecond))
+		publish(t, js, d)
+		if i%10 == 0 {
+			publish(t, js, d)
+		}
+		second = append(second, d.DecisionID)
+	}
+	waitStored(t, conn, n, time.Minute)
+	checkExactlyOnce(t, conn, append(first, second...))
+	stacktest.Eventually(t, 10*time.Second, "an empty backlog", func() bool {
+		b, ok := backlog(t, js)
+		return ok && b == 0
+	})
+	if err := r.a.Ready(testCtx(t, 10*time.Second)); err != nil {
+		t.Errorf("Ready with ClickHouse up: %v", err)
+	}
+
+	// Every field of a decision survives the trip.
+	d := decision("pre", 0, time.Now())
+	recs, err := auditor.Decisions(testCtx(t, 10*time.Second), conn, auditor.Filter{ProjectID: d.ProjectID, UserID: d.UserID, Limit: n})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got *auditor.Record
+	for i := range recs {
+		if recs[i].DecisionID == d.DecisionID {
+			got = &recs[i]
+		}
+	}
+	if got == nil {
+		t.Fatalf("decision %s not found by project and user", d.DecisionID)
+	}
+	if got.AttemptID != d.AttemptID || got.Decision != string(d.Decision) || got.Session != string(d.Session) ||
+		got.UserID != d.UserID || !got.UserVerified || got.KeyVersion != 1 || got.TokenFingerprint != d.TokenFingerprint ||
+		got.Origin != d.Origin || got.Verifier != d.Verifier || got.Ingress != d.Ingress || got.LatencyMicros != 1500 ||
+		got.ClientIP != d.ClientIP || got.UserAgent != d.UserAgent || got.UserMetadata["plan"] != "pro" {
+		t.Errorf("stored record %+v\ndoes not match the event %+v", *got, d)
+	}
+}
+
+// TestAuditorKeepsTheConsumerEnsureMade: the auditor starts on the
+// consumer bus.Ensure made and changes only what its own settings set (its
+// ack wait, and how many events it holds unacknowledged); each decision it
+// stored, and acknowledged, leaves the decisions stream.
+func TestAuditorKeepsTheConsumerEnsureMade(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		cfg  auditor.Config
+		want bus.AuditSettings
+	}{
+		{"defaults", auditor.Config{}, bus.AuditSettings{}},
+		{"its own batches", auditor.Config{BatchSize: 64, Inserts: 3, AckWait: 30 * time.Second}, bus.AuditSettings{MaxAckPending: 5 * 64, AckWait: 30 * time.Second}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			dsn, conn := freshCH(t)
+			ns, js := natsJS(t)
+			ids := publishN(t, js, "ensured", 50)
+			cfg := tt.cfg
+			cfg.ClickHouseDSN, cfg.BatchWait = dsn, 20*time.Millisecond
+			startAuditor(t, context.Background(), ns, cfg)
+			waitStored(t, conn, len(ids), time.Minute)
+			checkExactlyOnce(t, conn, ids)
+
+			cons, err := js.Consumer(testCtx(t, 10*time.Second), events.StreamDecisions, events.ConsumerAuditDecisions)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, want := cons.CachedInfo().Config, bus.AuditDecisionsConsumer(tt.want)
+			if got.Durable != want.Durable || got.Description != want.Description || got.FilterSubject != want.FilterSubject ||
+				got.AckPolicy != want.AckPolicy || got.AckWait != want.AckWait || got.MaxDeliver != want.MaxDeliver ||
+				got.MaxAckPending != want.MaxAckPending || got.DeliverPolicy != want.DeliverPolicy {
+				t.Errorf("the auditor runs with\n%+v\nwant\n%+v", got, want)
+			}
+			stacktest.Eventually(t, 10*time.Second, "the decisions stream empty once every decision is stored", func() bool {
+				s, err := js.Stream(testCtx(t, 10*time.Second), events.StreamDecisions)
+				return err == nil && s.CachedInfo().State.Msgs == 0
+			})
+		})
+	}
+}
+
+// TestAuditorRemovesStoredDecisionsAFollowerHolds: a follower of the
+// decisions stream that reads nothing (a hung audit tail) is interest that
+// would keep every decision; once the auditor stored them, more than
+// StoredGrace ago, it removes them all the same.
+func TestAuditorRemovesStoredDecisionsAFollowerHolds(t *testing.T) {
+	t.Parallel()
+	dsn, conn := freshCH(t)
+	ns, js := natsJS(t)
+	if _, err := js.CreateConsumer(testCtx(t, 10*time.Second), events.StreamDecisions, bus.FollowDecisions(jetstream.DeliverAllPolicy)); err != nil {
+		t.Fatal(err)
+	}
+	ids := publishN(t, js, "followed", 50)
+	startAuditor(t, context.Background(), ns, auditor.Config{ClickHouseDSN: dsn, BatchWait: 20 * time.Millisecond, BacklogEvery: 50 * time.Millisecond, StoredGrace: 300 * time.Millisecond})
+	waitStored(t, conn, len(ids), time.Minute)
+	stacktest.Eventually(t, 10*time.Second, "the stored decisions removed from under the follower", func() bool {
+		s, err := js.Stream(testCtx(t, 10*time.Second), events.StreamDecisions)
+		return err == nil && s.CachedInfo().State.Msgs == 0
+	})
+	checkExactlyOnce(t, conn, ids)
+}
+
+func TestBacklogSurvivesClickHouseRestart(t *testing.T) {
+	t.Parallel()
+	if !localclickhouse.Available() {
+		t.Skip(localclickhouse.ErrNotInstalled)
+	}
+	tests := []struct {
+		name    string
+		ackWait time.Duration
+		// longOutage keeps ClickHouse down for three ack waits, so that the
+		// batches the auditor holds (and does not mark in progress) expire
+		// and JetStream delivers them again.
+		longOutage bool
+	}{
+		{name: "short outage", ackWait: time.Minute},
+		{name: "outage longer than the ack wait", ackWait: time.Second, longOutage: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			ctx := testCtx(t, 3*time.Minute)
+			srv, err := localclickhouse.Start(ctx, t.TempDir())
+			if err != nil {
+				t.Fatalf("start a private ClickHouse: %v", err)
+			}
+			t.Cleanup(srv.Stop)
+			ns, js := natsJS(t)
+			r := startAuditor(t, context.Background(), ns, auditor.Config{
+				ClickHouseDSN: srv.DSN, BatchSize: 50, BatchWait: 20 * time.Millisecond,
+				RetryMax: 250 * time.Millisecond, BacklogEvery: 50 * time.Millisecond, AckWait: tt.ackWait,
+			})
+			load := startLoad(t, ns)
+
+			conn := openCH(t, srv.DSN)
+			stacktest.Eventually(t, time.Minute, "decisions arriving in ClickHouse", func() bool {
+				n, ok := tryCount(conn, countFinal)
+				return ok && n >= 100
+			})
+
+			srv.Kill()
+			killed, killedAt := time.Now(), load.published()
+			t.Logf("ClickHouse killed after %d decisions published", killedAt)
+			b0 := uint64(0)
+			stacktest.Eventually(t, 30*time.Second, "a backlog while ClickHouse is down", func() bool {
+				b, ok := backlog(t, js)
+				b0 = b
+				return ok && b >= 100
+			})
+			stacktest.Eventually(t, 30*time.Second, "the backlog growing while ClickHouse is down", func() bool {
+				b, ok := backlog(t, js)
+				return ok && b >= b0+200
+			})
+			if tt.longOutage {
+				// A pull consumer redelivers only when asked, so nothing shows
+				// the ack wait passing: the outage just lasts three of them.
+				stacktest.Eventually(t, 30*time.Second, "an outage of three ack waits", func() bool {
+					return time.Since(killed) > 3*tt.ackWait
+				})
+			}
+			r.stillRunning(t)
+			if err := r.a.Ready(testCtx(t, 10*time.Second)); err == nil {
+				t.Error("Ready says ClickHouse is fine while it is down")
+			}
+			if load.published() <= killedAt {
+				t.Fatal("the load stopped while ClickHouse was down")
+			}
+
+			if err := srv.Restart(ctx); err != nil {
+				t.Fatalf("restart ClickHouse: %v", err)
+			}
+			restartedAt := load.published()
+			t.Logf("ClickHouse restarted after %d decisions published", restartedAt)
+			stacktest.Eventually(t, 30*time.Second, "the load going on after the restart", func() bool {
+				return load.published() >= restartedAt+300
+			})
+			all := load.stop(t)
+
+			conn = openCH(t, srv.DSN) // the old connection died with the server
+			waitStored(t, conn, len(all), 2*time.Minute)
+			stacktest.Eventually(t, 30*time.Second, "an empty backlog", func() bool {
+				b, ok := backlog(t, js)
+				return ok && b == 0
+			})
+			checkExactlyOnce(t, conn, all)
+			r.stillRunning(t)
+			stacktest.Eventually(t, 10*time.Second, "Ready after the restart", func() bool {
+				return r.a.Ready(testCtx(t, 10*time.Second)) == nil
+			})
+			t.Logf("%d decisions, %d raw rows", len(all), count(t, conn, countRaw))
+		})
+	}
+}
+
+// load publishes decisions continuously, one a millisecond, as verifiers
+// under load do.
+type load struct {
+	mu     sync.Mutex
+	ids    []string
+	quit   chan struct{}
+	done   chan error
+	once   sync.Once
+	result []string
+}
+
+func startLoad(t testing.TB, ns *server.Server) *load {
+	t.Helper()
+	js, err := jetstream.New(stacktest.Connect(t, ns))
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := &load{quit: make(chan struct{}), done: make(chan error, 1)}
+	go func() {
+		for i := 0; ; i++ {
+			select {
+			case <-l.quit:
+				l.done <- nil
+				return
+			case <-time.After(time.Millisecond):
+			}
+			d := decision("load", i, time.Now())
+			body, _ := json.Marshal(d)
+			m := nats.NewMsg(events.SubjectDecisions)
+			m.Data = body
+			m.Header.Set(events.HeaderMsgID, d.DecisionID)
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			_, err := js.PublishMsg(ctx, m)
+			cancel()
+			if err != nil {
+				l.done <- fmt.Errorf("publish %d: %w", i, err)
+				return
+			}
+			l.mu.Lock()
+			l.ids = append(l.ids, d.DecisionID)
+			l.mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() { l.stop(t) })
+	return l
+}
+
+// published is how many decisions the load has stored so far.
+func (l *load) published() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.ids)
+}
+
+// stop ends the load and returns the ids of every decision it stored.
+func (l *load) stop(t testing.TB) []string {
+	t.Helper()
+	l.once.Do(func() {
+		close(l.quit)
+		if err := <-l.done; err != nil {
+			t.Errorf("load: %v", err)
+		}
+		l.mu.Lock()
+		l.result = slices.Clone(l.ids)
+		l.mu.Unlock()
+	})
+	return l.result
+}
+
+func TestCrashAfterInsertBeforeAck(t *testing.T) {
+	t.Parallel()
+	dsn, conn := migrated(t)
+	// Keep the duplicates the crash causes in place until we look.
+	exec(t, conn, "SYSTEM STOP MERGES hissuno_decisions")
+	ns, js := natsJS(t)
+	const n, batch = 600, 100
+	ids := publishN(t, js, "crash", n)
+
+	ctxA, killA := context.WithCancel(context.Background())
+	var crashes atomic.Int32
+	// One insert at a time, so that exactly one batch is in ClickHouse
+	// and unacknowledged when A dies.
+	cfgA := auditor.WithCrashAfterInsert(auditor.Config{
+		ClickHouseDSN: dsn, Instance: "auditor-a", BatchSize: batch, BatchWait: 50 * time.Millisecond, AckWait: 2 * time.Second, Inserts: 1,
+	}, func() bool {
+		if crashes.Add(1) == 1 {
+			killA() // the process dies: nothing after the insert happens
+			return true
+		}
+		return false
+	})
+	a := startAuditor(t, ctxA, ns, cfgA)
+	a.wait(t)
+	if c := crashes.Load(); c != 1 {
+		t.Fatalf("auditor A inserted %d batches before it died, want 1", c)
+	}
+	raw := count(t, conn, countRaw)
+	if raw == 0 || raw > batch {
+		t.Fatalf("after the crash ClickHouse holds %d rows, want the one batch (1 to %d)", raw, batch)
+	}
+	if b, _ := backlog(t, js); b != n {
+		t.Errorf("after the crash the backlog is %d, want all %d (nothing acked)", b, n)
+	}
+
+	startAuditor(t, context.Background(), ns, auditor.Config{
+		ClickHouseDSN: dsn, Instance: "auditor-b", BatchSize: batch, BatchWait: 50 * time.Millisecond, AckWait: 2 * time.Second,
+	})
+	waitStored(t, conn, n, time.Minute)
+	stacktest.Eventually(t, 30*time.Second, "an empty backlog", func() bool {
+		b, ok := backlog(t, js)
+		return ok && b == 0
+	})
+	// The batch inserted before the crash was inserted again by B.
+	if got := count(t, conn, countRaw); got != n+raw {
+		t.Errorf("raw rows = %d, want %d decisions + the %d inserted twice", got, n, raw)
+	}
+	checkExactlyOnce(t, conn, ids)
+
+	exec(t, conn, "SYSTEM START MERGES hissuno_decisions")
+	exec(t, conn, "OPTIMIZE TABLE hissuno_decisions FINAL")
+	if got := count(t, conn, countRaw); got != n {
+		t.Errorf("raw rows after OPTIMIZE … FINAL = %d, want %d", got, n)
+	}
+	checkExactlyOnce(t, conn, ids)
+}
+
+func TestPoisonGoesToDeadLetters(t *testing.T) {
+	t.Parallel()
+	dsn, conn := freshCH(t)
+	ns, js := natsJS(t)
+	poison := []struct {
+		name string
+		body string
+	}{
+		{name: "not JSON", body: `{"decisionId": "dec_broken", `},
+		{name: "JSON without decisionId", body: `{"schemaVersion":1,"attemptId":"att_x","time":"2026-01-02T03:04:05Z","projectId":"p","decision":"accept"}`},
+		{name: "JSON without time", body: `{"schemaVersion":1,"decisionId":"dec_notime","projectId":"p","decision":"accept"}`},
+		{name: "JSON array", body: `[1,2,3]`},
+		{name: "empty", body: ``},
+	}
+	startAuditor(t, context.Background(), ns, auditor.Config{ClickHouseDSN: dsn, BatchSize: 16, BatchWait: 20 * time.Millisecond})
+	now := time.Now().UTC()
+	var ids []string
+	for i := range 80 {
+		d := decision("poison", i, now.Add(time.Duration(i)*time.Millisecond))
+		publish(t, js, d)
+		ids = append(ids, d.DecisionID)
+		if i%16 == 5 && i/16 < len(poison) {
+			publishRaw(t, js, []byte(poison[i/16].body), "")
+		}
+	}
+	waitStored(t, conn, len(ids), time.Minute)
+	checkExactlyOnce(t, conn, ids)
+	stacktest.Eventually(t, 10*time.Second, "an empty backlog", func() bool {
+		b, ok := backlog(t, js)
+		return ok && b == 0
+	})
+
+	ctx := testCtx(t, 30*time.Second)
+	dl, err := js.Stream(ctx, events.StreamDeadLetter)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var info *jetstream.StreamInfo
+	stacktest.Eventually(t, 10*time.Second, "every poison message dead-lettered", func() bool {
+		info, err = dl.Info(ctx)
+		return err == nil && info.State.Msgs >= uint64(len(poison))
+	})
+	if info.State.Msgs != uint64(len(poison)) {
+		t.Errorf("%d dead letters, want %d", info.State.Msgs, len(poison))
+	}
+	letters := map[string]*jetstream.RawStreamMsg{}
+	for seq := info.State.FirstSeq; seq <= info.State.LastSeq; seq++ {
+		m, err := dl.GetMsg(ctx, seq)
+		if err != nil {
+			t.Fatalf("dead letter %d: %v", seq, err)
+		}
+		letters[string(m.Data)] = m
+	}
+	for _, p := range poison {
+		t.Run(p.name, func(t *testing.T) {
+			m := letters[p.body]
+			if m == nil {
+				t.Fatalf("%q is not in %s", p.body, events.StreamDeadLetter)
+			}
+			if want := events.SubjectDeadLetterPrefix + events.StreamDecisions; m.Subject != want {
+				t.Errorf("dead letter on %q, want %q", m.Subject, want)
+			}
+			if m.Header.Get(events.HeaderError) == "" {
+				t.Errorf("dead letter without %s: %v", events.HeaderError, m.Header)
+			}
+			if got := m.Header.Get(events.HeaderSourceSubject); got != events.SubjectDecisions {
+				t.Errorf("%s = %q, want %q", events.HeaderSourceSubject, got, events.SubjectDecisions)
+			}
+		})
+	}
+	if n := count(t, conn, "SELECT count() FROM hissuno_decisions WHERE decision_id IN ('dec_broken', 'dec_notime', '')"); n != 0 {
+		t.Errorf("%d poison rows reached ClickHouse", n)
+	}
+}
+
+func TestClickHouseUnreachableFromStart(t *testing.T) {
+	t.Parallel()
+	ns, js := natsJS(t)
+	r := startAuditor(t, context.Background(), ns, auditor.Config{
+		ClickHouseDSN: "clickhouse://127.0.0.1:1/default", BatchSize: 10, BatchWait: 20 * time.Millisecond,
+		RetryMax: 100 * time.Millisecond, BacklogEvery: 20 * time.Millisecond, StoredGrace: 10 * time.Millisecond,
+	})
+	const n = 35
+	publishN(t, js, "unreachable", n)
+	stacktest.Eventually(t, 10*time.Second, "the backlog reported", func() bool {
+		b, ok := backlog(t, js)
+		return ok && b == n
+	})
+	// Let it try (and fail) to insert a while: the backlog stays whole.
+	cons, err := js.Consumer(testCtx(t, 10*time.Second), events.StreamDecisions, events.ConsumerAuditDecisions)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stacktest.Eventually(t, 10*time.Second, "the auditor holding a batch (delivered, unacked)", func() bool {
+		info, err := cons.Info(testCtx(t, 10*time.Second))
+		return err == nil && info.NumAckPending > 0
+	})
+	// For a second of failed attempts, nothing is acked and the backlog
+	// stays whole.
+	since := time.Now()
+	stacktest.Eventually(t, 30*time.Second, "a second of attempts", func() bool {
+		r.stillRunning(t)
+		if err := r.a.Ready(testCtx(t, 10*time.Second)); err == nil {
+			t.Fatal("Ready reports a ClickHouse on a closed port as ready")
+		}
+		info, err := cons.Info(testCtx(t, 10*time.Second))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if info.AckFloor.Stream != 0 {
+			t.Fatalf("messages acked (ack floor %d) with ClickHouse unreachable", info.AckFloor.Stream)
+		}
+		if b := info.NumPending + uint64(info.NumAckPending); b != n {
+			t.Fatalf("backlog %d, want %d", b, n)
+		}
+		// Nothing stored, nothing removed from the stream.
+		s, err := js.Stream(testCtx(t, 10*time.Second), events.StreamDecisions)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if held := s.CachedInfo().State.Msgs; held != n {
+			t.Fatalf("the decisions stream holds %d decisions with ClickHouse unreachable, want %d", held, n)
+		}
+		return time.Since(since) > time.Second
+	})
+	t.Logf("Ready: %v", r.a.Ready(testCtx(t, 10*time.Second)))
+	r.stop(t)
+}

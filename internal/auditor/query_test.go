@@ -1,0 +1,497 @@
+package auditor_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+
+	"github.com/hissuno/widgetauth/events"
+	"github.com/hissuno/widgetauth/internal/auditor"
+)
+
+// fixtureBase is the hour the fixture's decisions start in: three hours
+// ago, so that they fall in the default time range.
+func fixtureBase() time.Time { return time.Now().UTC().Add(-3 * time.Hour).Truncate(time.Hour) }
+
+// fixture is a known set of decisions over two hours, several projects,
+// outcomes, reasons, users and origins. Times carry microseconds and two
+// decisions share a second.
+func fixture(base time.Time) []events.Decision {
+	type spec struct {
+		project, decision, reason, session, user, claimed, origin string
+	}
+	specs := []spec{
+		{"p_a", "accept", "", "authenticated", "u1", "", "https://a.example"},
+		{"p_a", "accept", "", "authenticated", "u2", "someone", "https://a.example"},
+		{"p_a", "unauthorized", "token_bad_signature", "", "", "", "https://a.example"},
+		{"p_a", "unauthorized", "token_expired", "", "", "", "https://b.example"},
+		{"p_a", "origin_blocked", "origin_not_allowed", "", "", "", "https://evil.example"},
+		{"p_a", "accept", "", "anonymous", "v9", "", "https://b.example"},
+		{"p_b", "accept", "", "authenticated", "u1", "", "https://shop.example"},
+		{"p_b", "unauthorized", "token_bad_signature", "", "", "", "https://shop.example"},
+		{"p_b", "origin_blocked", "origin_missing", "", "", "", ""},
+		{"p_b", "accept", "", "authenticated", "u3", "", "https://shop.example"},
+		{"p_nope", "unauthorized", "unknown_project", "", "", "", "https://a.example"},
+		{"p_a", "accept", "", "authenticated", "u1", "", "https://a.example"},
+		{"p_a", "unauthorized", "token_bad_signature", "", "", "", "https://a.example"},
+	}
+	var out []events.Decision
+	for i, s := range specs {
+		at := base.Add(time.Duration(i)*11*time.Minute + time.Duration(i*1234+1)*time.Microsecond)
+		if i == len(specs)-1 {
+			// Same second as the one before, a few hundred µs later.
+			at = out[i-1].Time.Add(300 * time.Microsecond)
+		}
+		attempt := fmt.Sprintf("att_fixture_%02d", i)
+		d := events.Decision{
+			SchemaVersion: events.SchemaVersion, DecisionID: events.DecisionIDFor(attempt), AttemptID: attempt,
+			Time: at, ReceivedAt: at.Add(-2 * time.Millisecond), ProjectID: s.project,
+			Decision: events.Outcome(s.decision), Reason: events.Reason(s.reason), Session: events.Session(s.session),
+			UserID: s.user, UserVerified: s.session == "authenticated", ClaimedUserID: s.claimed, Origin: s.origin,
+			Verifier: "verifier-1", Ingress: "ingress-1", LatencyMicros: 2000, ClientIP: "198.51.100.9", UserAgent: "test/1",
+		}
+		if s.session == "authenticated" {
+			d.KeyVersion = 2
+			d.UserMetadata = map[string]string{"plan": "pro"}
+		}
+		if s.session == "authenticated" || strings.HasPrefix(s.reason, "token_") || s.reason == "unknown_project" {
+			d.TokenFingerprint = fmt.Sprintf("%016x", 0xabc000+i)
+		}
+		if s.reason != "" {
+			d.Message = "refused: " + s.reason
+		}
+		out = append(out, d)
+	}
+	return out
+}
+
+// insertDecisions stores decisions as the auditor does, in one batch.
+func insertDecisions(t testing.TB, conn driver.Conn, ds []events.Decision) {
+	t.Helper()
+	var rows [][]any
+	for _, d := range ds {
+		body, err := json.Marshal(d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		row, err := auditor.DecisionRow(body)
+		if err != nil {
+			t.Fatalf("decisionRow: %v", err)
+		}
+		rows = append(rows, row)
+	}
+	if err := auditor.InsertDecisionRows(testCtx(t, 30*time.Second), conn, rows); err != nil {
+		t.Fatalf("insert: %v", err)
+	}
+}
+
+// matching is what a query with f must return from ds: newest first, at
+// most the limit.
+func matching(ds []events.Decision, f auditor.Filter) []string {
+	until := f.Until
+	if until.IsZero() {
+		until = time.Now().Add(time.Minute)
+	}
+	var sel []events.Decision
+	for _, d := range ds {
+		sec := d.Time.Truncate(time.Second) // ClickHouse compares whole seconds
+		if sec.Before(f.Since.Truncate(time.Second)) || !sec.Before(until.Truncate(time.Second)) {
+			continue
+		}
+		if (f.ProjectID != "" && d.ProjectID != f.ProjectID) || (f.Decision != "" && string(d.Decision) != f.Decision) ||
+			(f.Reason != "" && string(d.Reason) != f.Reason) || (f.UserID != "" && d.UserID != f.UserID) ||
+			(f.Origin != "" && d.Origin != f.Origin) {
+			continue
+		}
+		sel = append(sel, d)
+	}
+	sort.Slice(sel, func(i, j int) bool { return sel[i].Time.After(sel[j].Time) })
+	limit := f.Limit
+	if limit <= 0 {
+		limit = 100
+	}
+	var ids []string
+	for i, d := range sel {
+		if i == limit {
+			break
+		}
+		ids = append(ids, d.DecisionID)
+	}
+	return ids
+}
+
+// expectedStats computes Stats from the fixture as the query should.
+func expectedStats(ds []events.Decision, by auditor.Group) []auditor.Stat {
+	counts := map[string]uint64{}
+	for _, d := range ds {
+		var k string
+		switch by {
+		case auditor.ByDecision:
+			k = string(d.Decision)
+		case auditor.ByReason:
+			k = cmpOr(string(d.Reason), "(accept)")
+		case auditor.ByOrigin:
+			k = cmpOr(d.Origin, "(none)")
+		case auditor.ByUser:
+			k = cmpOr(d.UserID, "(none)")
+		case auditor.ByHour:
+			k = d.Time.Format("2006-01-02 15:00")
+		}
+		counts[k]++
+	}
+	var out []auditor.Stat
+	for k, n := range counts {
+		out = append(out, auditor.Stat{Key: k, Count: n})
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if by != auditor.ByHour && out[i].Count != out[j].Count {
+			return out[i].Count > out[j].Count
+		}
+		return out[i].Key < out[j].Key
+	})
+	return out
+}
+
+func cmpOr(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}
+
+func ids(recs []auditor.Record) []string {
+	var out []string
+	for _, r := range recs {
+		out = append(out, r.DecisionID)
+	}
+	return out
+}
+
+func TestQueryDecisions(t *testing.T) {
+	t.Parallel()
+	_, conn := migrated(t)
+	base := fixtureBase()
+	ds := fixture(base)
+	insertDecisions(t, conn, ds)
+
+	tests := []struct {
+		name   string
+		filter auditor.Filter
+		want   int // how many the fixture holds, as a check of the test itself
+	}{
+		{name: "no filter", filter: auditor.Filter{}, want: len(ds)},
+		{name: "default range", filter: auditor.Filter{Since: time.Now().Add(-24 * time.Hour)}, want: len(ds)},
+		{name: "project", filter: auditor.Filter{ProjectID: "p_a"}, want: 8},
+		{name: "other project", filter: auditor.Filter{ProjectID: "p_b"}, want: 4},
+		{name: "unknown project id", filter: auditor.Filter{ProjectID: "p_nope"}, want: 1},
+		{name: "no such project", filter: auditor.Filter{ProjectID: "p_zzz"}, want: 0},
+		{name: "since", filter: auditor.Filter{Since: base.Add(60 * time.Minute)}, want: 7},
+		{name: "until", filter: auditor.Filter{Until: base.Add(60 * time.Minute)}, want: 6},
+		{name: "since and until", filter: auditor.Filter{Since: base.Add(30 * time.Minute), Until: base.Add(90 * time.Minute)}, want: 6},
+		{name: "range before everything", filter: auditor.Filter{Since: base.Add(-48 * time.Hour), Until: base.Add(-47 * time.Hour)}, want: 0},
+		{name: "since far in the past", filter: auditor.Filter{Since: time.Date(1900, 1, 1, 0, 0, 0, 0, time.UTC)}, want: len(ds)},
+		{name: "until far in the future", filter: auditor.Filter{Until: time.Date(2110, 1, 1, 0, 0, 0, 0, time.UTC)}, want: len(ds)},
+		{name: "since in the past, until far in the future", filter: auditor.Filter{Since: base.Add(-time.Hour), Until: time.Date(2110, 1, 1, 0, 0, 0, 0, time.UTC)}, want: len(ds)},
+		{name: "decision", filter: auditor.Filter{Decision: "unauthorized"}, want: 5},
+		{name: "decision accept", filter: auditor.Filter{Decision: "accept"}, want: 6},
+		{name: "reason", filter: auditor.Filter{Reason: "token_bad_signature"}, want: 3},
+		{name: "user", filter: auditor.Filter{UserID: "u1"}, want: 3},
+		{name: "anonymous user", filter: auditor.Filter{UserID: "v9"}, want: 1},
+		{name: "origin", filter: auditor.Filter{Origin: "https://shop.example"}, want: 3},
+		{name: "project and decision", filter: auditor.Filter{ProjectID: "p_a", Decision: "accept"}, want: 4},
+		{name: "project, user and origin", filter: auditor.Filter{ProjectID: "p_b", UserID: "u1", Origin: "https://shop.example"}, want: 1},
+		{name: "limit", filter: auditor.Filter{Limit: 3}, want: 3},
+		{name: "limit with a filter", filter: auditor.Filter{ProjectID: "p_a", Limit: 2}, want: 2},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			want := matching(ds, tt.filter)
+			if len(want) != tt.want {
+				t.Fatalf("the fixture holds %d matches, the test expects %d: fix the test", len(want), tt.want)
+			}
+			recs, err := auditor.Decisions(testCtx(t, 30*time.Second), conn, tt.filter)
+			if err != nil {
+				t.Fatalf("Decisions: %v", err)
+			}
+			if got := ids(recs); !slices.Equal(got, want) {
+				t.Errorf("Decisions(%+v)\n got %v\nwant %v", tt.filter, got, want)
+			}
+			for i := 1; i < len(recs); i++ {
+				if recs[i].Time.After(recs[i-1].Time) {
+					t.Errorf("not newest first: %s (%s) after %s (%s)", recs[i].DecisionID, recs[i].Time, recs[i-1].DecisionID, recs[i-1].Time)
+				}
+			}
+		})
+	}
+
+	t.Run("every field", func(t *testing.T) {
+		t.Parallel()
+		recs, err := auditor.Decisions(testCtx(t, 30*time.Second), conn, auditor.Filter{UserID: "u2"})
+		if err != nil || len(recs) != 1 {
+			t.Fatalf("Decisions: %d records, %v", len(recs), err)
+		}
+		d := ds[1]
+		want := auditor.Record{
+			DecisionID: d.DecisionID, AttemptID: d.AttemptID, Time: d.Time.Truncate(time.Microsecond), ProjectID: d.ProjectID,
+			Decision: string(d.Decision), Reason: "", Message: "", Session: "authenticated", UserID: "u2", UserVerified: true,
+			UserMetadata: map[string]string{"plan": "pro"}, ClaimedUserID: "someone", Origin: "https://a.example",
+			TokenFingerprint: d.TokenFingerprint, KeyVersion: 2, Verifier: "verifier-1", Ingress: "ingress-1",
+			LatencyMicros: 2000, ClientIP: "198.51.100.9", UserAgent: "test/1",
+		}
+		got := recs[0]
+		if !got.Time.Equal(want.Time) {
+			t.Errorf("time %s, want %s (to the microsecond)", got.Time, want.Time)
+		}
+		got.Time = want.Time
+		if fmt.Sprintf("%+v", got) != fmt.Sprintf("%+v", want) {
+			t.Errorf("record\n got %+v\nwant %+v", got, want)
+		}
+		b, _ := json.Marshal(got)
+		var m map[string]any
+		_ = json.Unmarshal(b, &m)
+		for _, k := range []string{"decisionId", "time", "projectId", "decision", "reason", "session", "userId", "claimedUserId", "origin", "tokenFingerprint", "keyVersion"} {
+			if _, ok := m[k]; !ok {
+				t.Errorf("the record's JSON has no %q: %s", k, b)
+			}
+		}
+	})
+}
+
+func TestQueryDefaultLimit(t *testing.T) {
+	t.Parallel()
+	_, conn := migrated(t)
+	now := time.Now().UTC()
+	var ds []events.Decision
+	for i := range 130 {
+		ds = append(ds, decision("bulk", i, now.Add(-time.Duration(i)*time.Second)))
+	}
+	insertDecisions(t, conn, ds)
+	ctx := testCtx(t, 30*time.Second)
+	tests := []struct {
+		name  string
+		limit int
+		want  int
+	}{
+		{name: "default", limit: 0, want: 100},
+		{name: "negative is the default", limit: -1, want: 100},
+		{name: "smaller", limit: 7, want: 7},
+		{name: "larger than the data", limit: 1000, want: 130},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			recs, err := auditor.Decisions(ctx, conn, auditor.Filter{Since: now.Add(-time.Hour), Limit: tt.limit})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(recs) != tt.want {
+				t.Fatalf("%d records, want %d", len(recs), tt.want)
+			}
+			// The newest ones: decision i was made i seconds ago.
+			for i, r := range recs {
+				if r.DecisionID != ds[i].DecisionID {
+					t.Fatalf("record %d is %s, want %s (newest first)", i, r.DecisionID, ds[i].DecisionID)
+				}
+			}
+		})
+	}
+}
+
+func TestQueryStats(t *testing.T) {
+	t.Parallel()
+	_, conn := migrated(t)
+	ds := fixture(fixtureBase())
+	insertDecisions(t, conn, ds)
+	for _, by := range auditor.Groups {
+		t.Run(string(by), func(t *testing.T) {
+			t.Parallel()
+			got, err := auditor.Stats(testCtx(t, 30*time.Second), conn, auditor.Filter{}, by)
+			if err != nil {
+				t.Fatalf("Stats: %v", err)
+			}
+			if want := expectedStats(ds, by); !slices.Equal(got, want) {
+				t.Errorf("Stats by %s\n got %v\nwant %v", by, got, want)
+			}
+		})
+	}
+	t.Run("with a filter", func(t *testing.T) {
+		t.Parallel()
+		got, err := auditor.Stats(testCtx(t, 30*time.Second), conn, auditor.Filter{ProjectID: "p_a", Decision: "unauthorized"}, auditor.ByReason)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := []auditor.Stat{{Key: "token_bad_signature", Count: 2}, {Key: "token_expired", Count: 1}}
+		if !slices.Equal(got, want) {
+			t.Errorf("got %v, want %v", got, want)
+		}
+	})
+	t.Run("unknown grouping", func(t *testing.T) {
+		t.Parallel()
+		_, err := auditor.Stats(testCtx(t, 30*time.Second), conn, auditor.Filter{}, "project")
+		if err == nil || !strings.Contains(err.Error(), "decision, reason, origin, user or hour") {
+			t.Errorf("Stats by project: %v, want an error naming the groupings", err)
+		}
+	})
+}
+
+func TestQueryNeverShowsDuplicates(t *testing.T) {
+	t.Parallel()
+	_, conn := migrated(t)
+	exec(t, conn, "SYSTEM STOP MERGES hissuno_decisions")
+	exec(t, conn, "SYSTEM STOP MERGES hissuno_admin_events")
+	ds := fixture(fixtureBase())
+	// A batch inserted, then redelivered and inserted again, then part of
+	// it a third time.
+	insertDecisions(t, conn, ds)
+	insertDecisions(t, conn, ds)
+	insertDecisions(t, conn, ds[3:9])
+	if n := count(t, conn, countRaw); n != uint64(2*len(ds)+6) {
+		t.Fatalf("%d raw rows, want %d: the duplicates were merged before the test could look", n, 2*len(ds)+6)
+	}
+	ctx := testCtx(t, 30*time.Second)
+	for _, f := range []auditor.Filter{{}, {ProjectID: "p_a"}, {Reason: "token_bad_signature"}, {UserID: "u1"}} {
+		recs, err := auditor.Decisions(ctx, conn, f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, want := ids(recs), matching(ds, f); !slices.Equal(got, want) {
+			t.Errorf("Decisions(%+v) with duplicates\n got %v\nwant %v", f, got, want)
+		}
+	}
+	for _, by := range auditor.Groups {
+		got, err := auditor.Stats(ctx, conn, auditor.Filter{}, by)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := expectedStats(ds, by); !slices.Equal(got, want) {
+			t.Errorf("Stats by %s with duplicates\n got %v\nwant %v", by, got, want)
+		}
+	}
+
+	adm := adminFixture(fixtureBase())
+	insertAdmin(t, conn, adm)
+	insertAdmin(t, conn, adm)
+	recs, err := auditor.AdminEvents(ctx, conn, auditor.Filter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(recs) != len(adm) {
+		t.Errorf("AdminEvents shows %d events, want %d (each once)", len(recs), len(adm))
+	}
+}
+
+// adminFixture is a project's life: created, key rotated with a grace
+// period, a user revoked; and another project created.
+func adminFixture(base time.Time) []events.AdminEvent {
+	yes := true
+	grace := base.Add(40 * time.Minute)
+	revoked := base.Add(50 * time.Minute)
+	return []events.AdminEvent{
+		{SchemaVersion: 1, EventID: "adm_1", CommandID: "cmd_1", Kind: events.AdminProjectCreated, Actor: "ann@host",
+			Time: base.Add(10*time.Minute + 5*time.Microsecond), ProjectID: "p_a", Name: "Shop", RequireToken: &yes,
+			Origins: []string{"https://a.example", "*.shop.example"}, KeyVersion: 1, KeyFingerprint: "00112233aabbccdd", Revision: 3},
+		{SchemaVersion: 1, EventID: "adm_2", CommandID: "cmd_2", Kind: events.AdminKeyRotated, Actor: "ann@host",
+			Time: base.Add(30 * time.Minute), ProjectID: "p_a", KeyVersion: 2, PreviousKeyVersion: 1,
+			KeyFingerprint: "4455667788990011", GraceSeconds: 600, GraceUntil: &grace, Revision: 4},
+		{SchemaVersion: 1, EventID: "adm_3", CommandID: "cmd_3", Kind: events.AdminUserRevoked, Actor: "bob@host",
+			Time: base.Add(50 * time.Minute), ProjectID: "p_a", KeyVersion: 2, UserID: "u1", RevokedBefore: &revoked, Revision: 5},
+		{SchemaVersion: 1, EventID: "adm_4", CommandID: "cmd_4", Kind: events.AdminProjectCreated, Actor: "bob@host",
+			Time: base.Add(70 * time.Minute), ProjectID: "p_b", Name: "Blog", KeyVersion: 1, KeyFingerprint: "ffeeddccbbaa9988", Revision: 6},
+	}
+}
+
+func insertAdmin(t testing.TB, conn driver.Conn, es []events.AdminEvent) {
+	t.Helper()
+	var rows [][]any
+	for _, e := range es {
+		body, err := json.Marshal(e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		row, err := auditor.AdminRow(body)
+		if err != nil {
+			t.Fatalf("adminRow: %v", err)
+		}
+		rows = append(rows, row)
+	}
+	if err := auditor.InsertAdminRows(testCtx(t, 30*time.Second), conn, rows); err != nil {
+		t.Fatalf("insert admin events: %v", err)
+	}
+}
+
+func TestQueryAdminEvents(t *testing.T) {
+	t.Parallel()
+	_, conn := migrated(t)
+	base := fixtureBase()
+	adm := adminFixture(base)
+	insertAdmin(t, conn, adm)
+	ctx := testCtx(t, 30*time.Second)
+	tests := []struct {
+		name   string
+		filter auditor.Filter
+		want   []string
+	}{
+		{name: "all, newest first", filter: auditor.Filter{}, want: []string{"adm_4", "adm_3", "adm_2", "adm_1"}},
+		{name: "project", filter: auditor.Filter{ProjectID: "p_a"}, want: []string{"adm_3", "adm_2", "adm_1"}},
+		{name: "user", filter: auditor.Filter{UserID: "u1"}, want: []string{"adm_3"}},
+		{name: "since", filter: auditor.Filter{Since: base.Add(40 * time.Minute)}, want: []string{"adm_4", "adm_3"}},
+		{name: "until", filter: auditor.Filter{Since: base.Add(-time.Hour), Until: base.Add(40 * time.Minute)}, want: []string{"adm_2", "adm_1"}},
+		{name: "limit", filter: auditor.Filter{Limit: 1}, want: []string{"adm_4"}},
+		{name: "decision filters do not apply", filter: auditor.Filter{ProjectID: "p_b", Decision: "accept", Reason: "token_expired", Origin: "x"}, want: []string{"adm_4"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			recs, err := auditor.AdminEvents(ctx, conn, tt.filter)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, r := range recs {
+				got = append(got, r.EventID)
+			}
+			if !slices.Equal(got, tt.want) {
+				t.Errorf("AdminEvents(%+v) = %v, want %v", tt.filter, got, tt.want)
+			}
+		})
+	}
+
+	t.Run("fields", func(t *testing.T) {
+		recs, err := auditor.AdminEvents(ctx, conn, auditor.Filter{ProjectID: "p_a"})
+		if err != nil || len(recs) != 3 {
+			t.Fatalf("AdminEvents: %d, %v", len(recs), err)
+		}
+		byID := map[string]auditor.AdminRecord{}
+		for _, r := range recs {
+			byID[r.EventID] = r
+		}
+		created, rotated, revoked := byID["adm_1"], byID["adm_2"], byID["adm_3"]
+		if created.Kind != "project.created" || created.Name != "Shop" || !created.RequireToken ||
+			!slices.Equal(created.Origins, []string{"https://a.example", "*.shop.example"}) || created.KeyVersion != 1 ||
+			created.KeyFingerprint != "00112233aabbccdd" || created.Actor != "ann@host" || created.Revision != 3 ||
+			!created.Time.Equal(adm[0].Time) || created.GraceUntil != nil || created.RevokedBefore != nil {
+			t.Errorf("created: %+v", created)
+		}
+		if rotated.Kind != "key.rotated" || rotated.KeyVersion != 2 || rotated.PreviousKeyVersion != 1 || rotated.GraceSeconds != 600 ||
+			rotated.GraceUntil == nil || !rotated.GraceUntil.Equal(*adm[1].GraceUntil) || len(rotated.Origins) != 0 {
+			t.Errorf("rotated: %+v", rotated)
+		}
+		if revoked.Kind != "user.revoked" || revoked.UserID != "u1" || revoked.RevokedBefore == nil || !revoked.RevokedBefore.Equal(*adm[2].RevokedBefore) {
+			t.Errorf("revoked: %+v", revoked)
+		}
+	})
+}
+
+func TestQueryWithoutTables(t *testing.T) {
+	t.Parallel()
+	_, conn := freshCH(t)
+	_, err := auditor.Decisions(testCtx(t, 30*time.Second), conn, auditor.Filter{})
+	if err == nil || !strings.Contains(err.Error(), "hissuno audit migrate") {
+		t.Errorf("Decisions before any migration: %v, want an error that says to run `hissuno audit migrate`", err)
+	}
+}

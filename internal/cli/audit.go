@@ -1,0 +1,479 @@
+package cli
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+
+	"github.com/hissuno/widgetauth/events"
+	"github.com/hissuno/widgetauth/internal/auditor"
+	"github.com/hissuno/widgetauth/internal/bus"
+	"github.com/hissuno/widgetauth/internal/health"
+)
+
+const auditUsage = `hissuno audit query [--project ID] [--since 24h] [--until TIME] [--decision D] [--reason R]
+                    [--user U] [--origin O] [--limit N] [--format table|json|csv] [--admin]
+       hissuno audit stats [--project ID] [--since 24h] [--by decision|reason|origin|user|hour]
+       hissuno audit tail [--project ID] [--format table|json]
+       hissuno audit migrate`
+
+func runAudit(env Env, args []string) error {
+	return dispatch(env, args, "audit", auditUsage, map[string]func(Env, []string) error{
+		"query":   auditQuery,
+		"stats":   auditStats,
+		"tail":    auditTail,
+		"migrate": auditMigrate,
+	})
+}
+
+// auditUser is the NATS user of read-only audit access (audit tail): it
+// may follow decisions and nothing else.
+const auditUser = "audit"
+
+// devDSNFile is where `hissuno dev` writes the DSN of the ClickHouse it
+// started, so the audit commands find it without --clickhouse.
+const devDSNFile = "clickhouse-dsn"
+
+// defaultDSN is HISSUNO_CLICKHOUSE_DSN, else the DSN of the ClickHouse a
+// local `hissuno dev` started, else ClickHouse's default address.
+func defaultDSN() string {
+	if v := os.Getenv("HISSUNO_CLICKHOUSE_DSN"); v != "" {
+		return v
+	}
+	if b, err := os.ReadFile(filepath.Join(dataDir(), devDSNFile)); err == nil {
+		return strings.TrimSpace(string(b))
+	}
+	return auditor.DefaultDSN
+}
+
+// filterFlags are the filters query and stats share.
+type filterFlags struct {
+	dsn      string
+	project  string
+	since    string
+	until    string
+	decision string
+	reason   string
+	user     string
+	origin   string
+	limit    int
+	format   string
+	// rows is set for query, whose --limit bounds rows; stats returns
+	// every group.
+	rows bool
+}
+
+func (f *filterFlags) register(fs *flag.FlagSet, full bool) {
+	f.rows = full
+	fs.StringVar(&f.dsn, "clickhouse", defaultDSN(), "ClickHouse DSN, clickhouse://[user:password@]host:9000/db[?secure=true] [HISSUNO_CLICKHOUSE_DSN]")
+	fs.StringVar(&f.project, "project", "", "only this project id")
+	fs.StringVar(&f.since, "since", "24h", "from this long ago (24h, 7d, 90m) or this time (2026-11-01, RFC 3339), from 1970-01-01 to 2106-02-07")
+	fs.StringVar(&f.until, "until", "", "up to this time (2026-11-02, RFC 3339) or this long ago, from 1970-01-01 to 2106-02-07; default now")
+	fs.StringVar(&f.decision, "decision", "", "only accept, unauthorized or origin_blocked")
+	fs.StringVar(&f.reason, "reason", "", "only this reason code, e.g. origin_not_allowed")
+	fs.StringVar(&f.user, "user", "", "only this userId")
+	fs.StringVar(&f.origin, "origin", "", "only this Origin, e.g. https://shop.example")
+	if full {
+		fs.IntVar(&f.limit, "limit", 100, "at most this many rows")
+	}
+	if full {
+		fs.StringVar(&f.format, "format", "table", "table, json (one object a line) or csv")
+	} else {
+		fs.StringVar(&f.format, "format", "table", "table or json")
+	}
+}
+
+func (f *filterFlags) filter(now time.Time) (auditor.Filter, error) {
+	since, err := parseWhen(f.since, now)
+	if err != nil {
+		return auditor.Filter{}, fmt.Errorf("--since: %w", err)
+	}
+	var until time.Time
+	if f.until != "" {
+		if until, err = parseWhen(f.until, now); err != nil {
+			return auditor.Filter{}, fmt.Errorf("--until: %w", err)
+		}
+	}
+	if f.decision != "" && !slices.Contains([]string{"accept", "unauthorized", "origin_blocked"}, f.decision) {
+		return auditor.Filter{}, fmt.Errorf("--decision %q: use accept, unauthorized or origin_blocked", f.decision)
+	}
+	if f.reason != "" && !slices.Contains(events.Reasons, events.Reason(f.reason)) {
+		return auditor.Filter{}, fmt.Errorf("--reason %q is not a reason code (e.g. token_expired, origin_not_allowed)", f.reason)
+	}
+	if f.rows && (f.limit < 1 || f.limit > 1_000_000) {
+		return auditor.Filter{}, errors.New("--limit: use 1 to 1000000")
+	}
+	return auditor.Filter{ProjectID: f.project, Since: since, Until: until, Decision: f.decision, Reason: f.reason,
+		UserID: f.user, Origin: f.origin, Limit: f.limit}, nil
+}
+
+// The times the audit can hold: ClickHouse's DateTime counts seconds from
+// 1970 in 32 unsigned bits. A time outside them cannot be asked for (the
+// query would clamp or wrap it and answer nothing, or everything, in
+// silence).
+var (
+	auditFirst = time.Unix(0, 0).UTC()
+	auditLast  = time.Unix(math.MaxUint32, 0).UTC() // 2106-02-07T06:28:15Z
+)
+
+// durationRE is what time.ParseDuration reads (a non-negative one), so that
+// one it refuses for its size is told from one it cannot read.
+var durationRE = regexp.MustCompile(`^0$|^(([0-9]+(\.[0-9]*)?|\.[0-9]+)(ns|us|µs|μs|ms|s|m|h))+$`)
+
+// parseWhen reads a time: a duration back from now (90m, 24h, 7d) or an
+// absolute date or RFC 3339 time, within the times the audit can hold
+// (1970-01-01 to 2106-02-07T06:28:15Z).
+func parseWhen(s string, now time.Time) (time.Time, error) {
+	tooFar := func() error {
+		return fmt.Errorf("%q reaches back before 1970-01-01, the oldest time the audit can hold; use at most %dd, or 1970-01-01",
+			s, int64(now.Sub(auditFirst)/(24*time.Hour)))
+	}
+	if n, ok := strings.CutSuffix(s, "d"); ok && n != "" && strings.Trim(n, "0123456789") == "" {
+		days, err := strconv.ParseInt(n, 10, 64)
+		if err != nil || days > int64(now.Sub(auditFirst)/(24*time.Hour)) {
+			return time.Time{}, tooFar()
+		}
+		return now.Add(-time.Duration(days) * 24 * time.Hour), nil
+	}
+	if durationRE.MatchString(s) {
+		d, err := time.ParseDuration(s)
+		if err != nil || d > now.Sub(auditFirst) {
+			return time.Time{}, tooFar()
+		}
+		return now.Add(-d), nil
+	}
+	for _, layout := range []string{time.RFC3339Nano, "2006-01-02T15:04:05", "2006-01-02 15:04:05", "2006-01-02"} {
+		if t, err := time.Parse(layout, s); err == nil {
+			if t.Before(auditFirst) || t.After(auditLast) {
+				return time.Time{}, fmt.Errorf("%q is outside the times the audit can hold, %s to %s",
+					s, auditFirst.Format(time.RFC3339), auditLast.Format(time.RFC3339))
+			}
+			return t, nil
+		}
+	}
+	return time.Time{}, fmt.Errorf("%q is neither a duration (24h, 7d) nor a time (2026-11-01, 2026-11-01T10:00:00Z)", s)
+}
+
+func auditQuery(env Env, args []string) error {
+	var f filterFlags
+	fs := newFlags("audit query", auditUsage, env.Stderr)
+	f.register(fs, true)
+	admin := fs.Bool("admin", false, "show admin events (project created or updated, key rotated, user revoked) instead of decisions")
+	if _, err := parse(fs, args); err != nil {
+		return err
+	}
+	filter, err := f.filter(time.Now())
+	if err != nil {
+		return err
+	}
+	if !slices.Contains([]string{"table", "json", "csv"}, f.format) {
+		return fmt.Errorf("--format %q: use table, json or csv", f.format)
+	}
+	c, err := auditor.Open(env.Ctx, f.dsn)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	if *admin {
+		recs, err := auditor.AdminEvents(env.Ctx, c, filter)
+		if err != nil {
+			return err
+		}
+		return writeAdmin(env.Stdout, f.format, recs)
+	}
+	recs, err := auditor.Decisions(env.Ctx, c, filter)
+	if err != nil {
+		return err
+	}
+	return writeDecisions(env.Stdout, f.format, recs)
+}
+
+// writeJSONLines writes one JSON object a line, inert (inertJSON).
+func writeJSONLines[T any](w io.Writer, recs []T) error {
+	jw := jsonWriter{w}
+	for _, r := range recs {
+		if err := jw.write(r); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// tableRow writes one row of a tabwriter table: every cell inert, so that
+// the row is one line whatever the audit holds.
+func tableRow(w io.Writer, cells ...string) {
+	for i, c := range cells {
+		if i > 0 {
+			io.WriteString(w, "\t")
+		}
+		io.WriteString(w, inert(c))
+	}
+	io.WriteString(w, "\n")
+}
+
+func writeDecisions(w io.Writer, format string, recs []auditor.Record) error {
+	switch format {
+	case "json":
+		return writeJSONLines(w, recs)
+	case "csv":
+		cw := newCSVWriter(w)
+		cw.write("decisionId", "time", "projectId", "decision", "reason", "session", "userId", "claimedUserId", "origin", "tokenFingerprint", "keyVersion", "verifier", "clientIp")
+		for _, r := range recs {
+			cw.write(r.DecisionID, r.Time.Format(time.RFC3339Nano), r.ProjectID, r.Decision, r.Reason, r.Session, r.UserID, r.ClaimedUserID, r.Origin, r.TokenFingerprint, strconv.Itoa(int(r.KeyVersion)), r.Verifier, r.ClientIP)
+		}
+		return cw.flush()
+	}
+	tw := tabwriter.NewWriter(w, 0, 2, 2, ' ', 0)
+	fmt.Fprintln(tw, "TIME\tPROJECT\tDECISION\tREASON\tSESSION\tUSER\tCLAIMED\tORIGIN\tKEY\tTOKEN\tDECISION ID")
+	for _, r := range recs {
+		tableRow(tw, r.Time.Format("2006-01-02 15:04:05.000"), r.ProjectID, r.Decision,
+			dash(r.Reason), dash(r.Session), dash(r.UserID), dash(r.ClaimedUserID), dash(r.Origin), keyVersion(r.KeyVersion), dash(r.TokenFingerprint), r.DecisionID)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if len(recs) == 0 {
+		fmt.Fprintln(w, "(no decisions match; widen --since or drop a filter)")
+	}
+	return nil
+}
+
+func writeAdmin(w io.Writer, format string, recs []auditor.AdminRecord) error {
+	switch format {
+	case "json":
+		return writeJSONLines(w, recs)
+	case "csv":
+		cw := newCSVWriter(w)
+		cw.write("eventId", "time", "kind", "actor", "projectId", "keyVersion", "previousKeyVersion", "keyFingerprint", "graceSeconds", "userId")
+		for _, r := range recs {
+			cw.write(r.EventID, r.Time.Format(time.RFC3339Nano), r.Kind, r.Actor, r.ProjectID, strconv.Itoa(int(r.KeyVersion)),
+				strconv.Itoa(int(r.PreviousKeyVersion)), r.KeyFingerprint, strconv.FormatInt(r.GraceSeconds, 10), r.UserID)
+		}
+		return cw.flush()
+	}
+	tw := tabwriter.NewWriter(w, 0, 2, 2, ' ', 0)
+	fmt.Fprintln(tw, "TIME\tKIND\tACTOR\tPROJECT\tKEY\tDETAIL")
+	for _, r := range recs {
+		detail := ""
+		switch r.Kind {
+		case string(events.AdminKeyRotated):
+			detail = fmt.Sprintf("v%d → v%d, new key %s", r.PreviousKeyVersion, r.KeyVersion, r.KeyFingerprint)
+			if r.GraceUntil != nil {
+				detail += ", old key until " + r.GraceUntil.Format(time.RFC3339)
+			} else {
+				detail += ", old key retired at once"
+			}
+		case string(events.AdminUserRevoked):
+			detail = "user " + r.UserID
+		case string(events.AdminProjectCreated), string(events.AdminProjectUpdated):
+			detail = fmt.Sprintf("requireToken=%v origins=%s", r.RequireToken, strings.Join(r.Origins, ","))
+		}
+		tableRow(tw, r.Time.Format("2006-01-02 15:04:05.000"), r.Kind, r.Actor, r.ProjectID, keyVersion(r.KeyVersion), detail)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if len(recs) == 0 {
+		fmt.Fprintln(w, "(no admin events match; widen --since or drop a filter)")
+	}
+	return nil
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func keyVersion(v uint32) string {
+	if v == 0 {
+		return "-"
+	}
+	return "v" + strconv.Itoa(int(v))
+}
+
+func auditStats(env Env, args []string) error {
+	var f filterFlags
+	fs := newFlags("audit stats", auditUsage, env.Stderr)
+	f.register(fs, false)
+	by := fs.String("by", "decision", "group by decision, reason, origin, user or hour")
+	if _, err := parse(fs, args); err != nil {
+		return err
+	}
+	if !slices.Contains(auditor.Groups, auditor.Group(*by)) {
+		return fmt.Errorf("--by %q: use decision, reason, origin, user or hour", *by)
+	}
+	filter, err := f.filter(time.Now())
+	if err != nil {
+		return err
+	}
+	if f.format != "table" && f.format != "json" {
+		return fmt.Errorf("--format %q: use table or json", f.format)
+	}
+	c, err := auditor.Open(env.Ctx, f.dsn)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	stats, err := auditor.Stats(env.Ctx, c, filter, auditor.Group(*by))
+	if err != nil {
+		return err
+	}
+	if f.format == "json" {
+		jw := jsonWriter{env.Stdout}
+		for _, s := range stats {
+			if err := jw.write(map[string]any{*by: s.Key, "count": s.Count}); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	tw := tabwriter.NewWriter(env.Stdout, 0, 2, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintf(tw, "%s\tCOUNT\t\n", strings.ToUpper(*by))
+	var total uint64
+	for _, s := range stats {
+		fmt.Fprintf(tw, "%s\t%d\t\n", inert(s.Key), s.Count)
+		total += s.Count
+	}
+	fmt.Fprintf(tw, "total\t%d\t\n", total)
+	return tw.Flush()
+}
+
+func auditTail(env Env, args []string) error {
+	var n natsFlags
+	fs := newFlags("audit tail", "hissuno audit tail [--project ID] [--format table|json]", env.Stderr)
+	n.register(fs)
+	projectID := fs.String("project", "", "only this project id")
+	format := fs.String("format", "table", "table or json (one object a line)")
+	if _, err := parse(fs, args); err != nil {
+		return err
+	}
+	if *format != "table" && *format != "json" {
+		return fmt.Errorf("--format %q: use table or json", *format)
+	}
+	cfg, err := n.config("hissuno-audit-tail", auditUser)
+	if err != nil {
+		return err
+	}
+	cfg.InboxPrefix = events.InboxPrefix(cmp.Or(cfg.User, auditUser))
+	nc, err := bus.Connect(cfg, zerolog.Nop())
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return err
+	}
+	// The tail's consumer counts as interest on the decisions stream: a
+	// decision stays there until the tail has it too. The auditor removes
+	// the decisions it stored more than auditor.DefaultStoredGrace ago even
+	// from under a tail that has not read them: a tail that far behind
+	// skips them, and says so.
+	cons, err := js.CreateConsumer(env.Ctx, events.StreamDecisions, bus.FollowDecisions(jetstream.DeliverNewPolicy))
+	if err != nil {
+		return fmt.Errorf("follow decisions: %w (has `hissuno dev` run against this NATS?)", err)
+	}
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(env.Ctx), 2*time.Second)
+		defer cancel()
+		_ = js.DeleteConsumer(ctx, events.StreamDecisions, cons.CachedInfo().Name)
+	}()
+	if *format == "table" {
+		fmt.Fprintln(env.Stderr, "following decisions live; Ctrl-C to stop")
+	}
+	var last uint64
+	cc, err := cons.Consume(func(m jetstream.Msg) {
+		if md, err := m.Metadata(); err == nil {
+			if last != 0 && md.Sequence.Stream > last+1 {
+				fmt.Fprintf(env.Stderr, "audit tail fell behind: %d decisions, already stored, were skipped (hissuno audit query shows them)\n", md.Sequence.Stream-last-1)
+			}
+			last = md.Sequence.Stream
+		}
+		var d events.Decision
+		if json.Unmarshal(m.Data(), &d) != nil || (*projectID != "" && d.ProjectID != *projectID) {
+			return
+		}
+		if *format == "json" {
+			_ = jsonWriter{env.Stdout}.write(d)
+			return
+		}
+		fmt.Fprintf(env.Stdout, "%s  %-14s %-22s %-12s %-20s %-24s %s\n", d.Time.Format("15:04:05.000"), inert(string(d.Decision)), inert(dash(string(d.Reason))),
+			inert(dash(string(d.Session))), inert(dash(d.UserID)), inert(dash(d.Origin)), inert(d.ProjectID))
+	})
+	if err != nil {
+		return fmt.Errorf("follow decisions: %w", err)
+	}
+	defer cc.Stop()
+	<-env.Ctx.Done()
+	return nil
+}
+
+func auditMigrate(env Env, args []string) error {
+	fs := newFlags("audit migrate", "hissuno audit migrate [--clickhouse DSN]", env.Stderr)
+	dsn := fs.String("clickhouse", defaultDSN(), "ClickHouse DSN [HISSUNO_CLICKHOUSE_DSN]")
+	if _, err := parse(fs, args); err != nil {
+		return err
+	}
+	c, err := auditor.Open(env.Ctx, *dsn)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	applied, err := auditor.Migrate(env.Ctx, c)
+	if err != nil {
+		return err
+	}
+	if len(applied) == 0 {
+		fmt.Fprintln(env.Stdout, "ClickHouse schema up to date")
+		return nil
+	}
+	for _, m := range applied {
+		fmt.Fprintln(env.Stdout, "applied", m)
+	}
+	return nil
+}
+
+func runAuditor(env Env, args []string) error {
+	var f roleFlags
+	fs := newFlags("auditor", "hissuno auditor [flags]", env.Stderr)
+	f.register(fs, "auditor")
+	dsn := fs.String("clickhouse", getenv("HISSUNO_CLICKHOUSE_DSN", auditor.DefaultDSN), "ClickHouse DSN, clickhouse://[user:password@]host:9000/db[?secure=true] [HISSUNO_CLICKHOUSE_DSN]")
+	batchSize := fs.Int("batch-size", envInt("HISSUNO_AUDIT_BATCH_SIZE", auditor.DefaultBatchSize), "rows per ClickHouse insert at most [HISSUNO_AUDIT_BATCH_SIZE]")
+	batchWait := fs.Duration("batch-wait", envDuration("HISSUNO_AUDIT_BATCH_WAIT", auditor.DefaultBatchWait), "how long a batch waits to fill up at most [HISSUNO_AUDIT_BATCH_WAIT]")
+	if _, err := parse(fs, args); err != nil {
+		return err
+	}
+	log, nc, err := f.start(env, "auditor")
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	a, err := auditor.New(auditor.Config{NATS: nc, ClickHouseDSN: *dsn, Instance: f.instance, BatchSize: *batchSize, BatchWait: *batchWait}, log)
+	if err != nil {
+		return err
+	}
+	checks := &health.Checks{}
+	checks.Add("clickhouse", a.Ready)
+	if err := f.serve(env, nc, log, checks); err != nil {
+		return err
+	}
+	return a.Run(env.Ctx)
+}

@@ -1,0 +1,70 @@
+package cli
+
+import (
+	"os"
+	"runtime/pprof"
+	"time"
+
+	"github.com/hissuno/widgetauth/internal/devtools/bench"
+)
+
+func runBench(env Env, args []string) error {
+	fs := newFlags("bench", "hissuno bench [--duration 10s] [--concurrency 64] [--verifiers 1] [--projects 100] [--clickhouse DSN]", env.Stderr)
+	var lf logFlags
+	lf.register(fs, "console")
+	var cfg bench.Config
+	fs.DurationVar(&cfg.Duration, "duration", 10*time.Second, "how long each load (e2e, baseline) runs")
+	fs.DurationVar(&cfg.Warmup, "warmup", 2*time.Second, "e2e load before measuring")
+	fs.IntVar(&cfg.Concurrency, "concurrency", 64, "concurrent keep-alive clients")
+	fs.IntVar(&cfg.Verifiers, "verifiers", 1, "verifiers (and baseline consumers)")
+	fs.IntVar(&cfg.Projects, "projects", 100, "projects in the KV, spread over by the load")
+	fs.IntVar(&cfg.Requests, "requests", 5000, "size of the prepared request pool, each with its own token; a token comes back every that many requests")
+	fs.BoolVar(&cfg.ScaleCheck, "scale-check", true, "start a separate verifier process once the projects are in the KV and report its start time and memory")
+	fs.StringVar(&cfg.ClickHouseDSN, "clickhouse", "", "ClickHouse for the audit; default: start clickhouse-server from PATH, or skip the audit check")
+	fs.BoolVar(&cfg.SkipBaseline, "skip-baseline", false, "run only the e2e load (to profile it alone); no ratio")
+	fs.IntVar(&cfg.Rounds, "rounds", 1, "split each load into this many slices, run alternately (e2e, baseline, e2e, …), so that the machine's drift touches both alike")
+	fs.BoolVar(&cfg.HTTPFloor, "http-floor", false, "also measure the HTTP exchange alone (a handler that answers at once), the floor under the e2e cost")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
+	memProfile := fs.String("memprofile", "", "write an allocation profile to this file at the end")
+	blockProfile := fs.String("blockprofile", "", "write a blocking profile to this file at the end")
+	if _, err := parse(fs, args); err != nil {
+		return err
+	}
+	if lf.level == "info" {
+		lf.level = "warn"
+	}
+	log, err := lf.logger(env.Stderr)
+	if err != nil {
+		return err
+	}
+	cfg.Out = env.Stdout
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
+	if *blockProfile != "" {
+		cfg.BlockProfileRate = int(time.Microsecond)
+		defer writeProfile("block", *blockProfile)
+	}
+	if *memProfile != "" {
+		defer writeProfile("allocs", *memProfile)
+	}
+	_, err = bench.Run(env.Ctx, cfg, log)
+	return err
+}
+
+func writeProfile(name, path string) {
+	f, err := os.Create(path)
+	if err != nil {
+		return
+	}
+	defer f.Close()
+	_ = pprof.Lookup(name).WriteTo(f, 0)
+}

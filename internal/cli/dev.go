@@ -1,0 +1,215 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+
+	"github.com/hissuno/widgetauth/events"
+	"github.com/hissuno/widgetauth/internal/admin"
+	"github.com/hissuno/widgetauth/internal/devtools/localclickhouse"
+	"github.com/hissuno/widgetauth/internal/project"
+	"github.com/hissuno/widgetauth/internal/stack"
+)
+
+// DemoProjectID is the project `hissuno dev` creates on its first start.
+const DemoProjectID = "proj_demo"
+
+// demoKeyFile holds the demo project's secret key in the data directory.
+const demoKeyFile = "demo-secret-key"
+
+func runDev(env Env, args []string) error {
+	fs := newFlags("dev", "hissuno dev [--data DIR] [--listen ADDR] [--nats-listen ADDR] [--clickhouse DSN] [--demo-listen ADDR]", env.Stderr)
+	var lf logFlags
+	lf.register(fs, "console")
+	data := fs.String("data", getenv("HISSUNO_DATA", "hissuno-data"), "directory for JetStream's store, the master key and the demo key [HISSUNO_DATA]")
+	listen := fs.String("listen", getenv("HISSUNO_LISTEN", "127.0.0.1:8080"), "HTTP address of the widget API [HISSUNO_LISTEN]")
+	natsListen := fs.String("nats-listen", getenv("HISSUNO_NATS_LISTEN", "127.0.0.1:4222"), "address of the embedded NATS server [HISSUNO_NATS_LISTEN]")
+	verifiers := fs.Int("verifiers", 1, "how many verifiers to run")
+	dsn := fs.String("clickhouse", os.Getenv("HISSUNO_CLICKHOUSE_DSN"), "ClickHouse DSN for the audit; default: start clickhouse-server from PATH with its data under --data [HISSUNO_CLICKHOUSE_DSN]")
+	demoListen := fs.String("demo-listen", getenv("HISSUNO_DEMO_LISTEN", "127.0.0.1:8081"), "HTTP address of the demo customer site; empty disables it [HISSUNO_DEMO_LISTEN]")
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) > 0 {
+		return fmt.Errorf("unexpected argument %q", pos[0])
+	}
+	log, err := lf.logger(env.Stderr)
+	if err != nil {
+		return err
+	}
+	var masterKey []byte
+	if v := os.Getenv("HISSUNO_MASTER_KEY"); v != "" {
+		if masterKey, err = project.ParseMasterKey(v); err != nil {
+			return fmt.Errorf("HISSUNO_MASTER_KEY: %w", err)
+		}
+	}
+	audit, stopCH, err := devClickHouse(env.Ctx, *dsn, *data, log)
+	if err != nil {
+		return err
+	}
+	defer stopCH()
+	st, err := stack.Start(env.Ctx, stack.Config{
+		ClickHouseDSN: audit,
+		DataDir:       *data,
+		NATSListen:    *natsListen,
+		HTTPListen:    *listen,
+		MasterKey:     masterKey,
+		Verifiers:     *verifiers,
+	}, log)
+	if err != nil {
+		return fmt.Errorf("%w (is another `hissuno dev` running? change --listen / --nats-listen or stop it)", err)
+	}
+	defer st.Stop()
+	unregister, err := stack.RegisterDevServer(st.NATSURL, *data)
+	if err != nil {
+		log.Warn().Err(err).Msg("commands run elsewhere will need --nats-user and a password (they are in the data directory)")
+	} else {
+		defer unregister()
+	}
+	if st.MasterKeyCreated {
+		log.Info().Str("file", filepath.Join(*data, "master.key")).Msg("created a master key (mode 0600); keep it: project keys are sealed with it")
+	}
+	created, err := ensureDemoProject(env.Ctx, st, *data)
+	if err != nil {
+		return err
+	}
+	demoURL, stopDemo, err := startDemoSite(env.Ctx, *demoListen, st, *data, log)
+	if err != nil {
+		return err
+	}
+	defer stopDemo()
+	printBanner(env.Stdout, st, *data, created, audit, demoURL)
+	select {
+	case <-env.Ctx.Done():
+		log.Info().Msg("stopping: finishing requests in flight")
+	case <-roleFailure(st):
+		return fmt.Errorf("a role stopped: %w", st.Err())
+	}
+	return nil
+}
+
+// roleFailure is closed when a role of the stack stops with an error.
+func roleFailure(st *stack.Stack) <-chan struct{} {
+	ch := make(chan struct{})
+	go func() {
+		for st.Err() == nil {
+			time.Sleep(200 * time.Millisecond)
+		}
+		close(ch)
+	}()
+	return ch
+}
+
+// ensureDemoProject creates the demo project on the first start, through the
+// rotator like any admin would, and keeps its key in the data directory.
+func ensureDemoProject(ctx context.Context, st *stack.Stack, data string) (bool, error) {
+	nc, err := st.ConnectAs(events.SourceAdmin, "dev-setup")
+	if err != nil {
+		return false, err
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return false, err
+	}
+	kv, err := js.KeyValue(ctx, events.BucketProjects)
+	if err != nil {
+		return false, err
+	}
+	if _, _, err := project.NewStore(kv).Get(ctx, DemoProjectID); err == nil {
+		return false, nil
+	} else if !errors.Is(err, project.ErrNotFound) {
+		return false, err
+	}
+	client, err := admin.New(nc, events.SourceAdmin)
+	if err != nil {
+		return false, err
+	}
+	cmd := admin.NewCommand(events.CommandCreateProject, DemoProjectID, "hissuno-dev")
+	cmd.Name = "Demo"
+	res, err := client.Submit(ctx, cmd, 20*time.Second)
+	if err != nil {
+		return false, fmt.Errorf("create the demo project: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(data, demoKeyFile), []byte(res.SecretKey+"\n"), 0o600); err != nil {
+		return false, fmt.Errorf("save the demo key: %w", err)
+	}
+	return true, nil
+}
+
+// cliName is how the banner tells the user to run hissuno.
+func cliName() string {
+	if _, err := exec.LookPath("hissuno"); err == nil {
+		return "hissuno"
+	}
+	return "go run ./cmd/hissuno"
+}
+
+// devClickHouse picks the audit's ClickHouse: the DSN given, else one it
+// starts from PATH with its data under the data directory (stopped with
+// dev), else none: the audit then waits in JetStream.
+func devClickHouse(ctx context.Context, dsn, data string, log zerolog.Logger) (string, func(), error) {
+	dsnFile := filepath.Join(data, devDSNFile)
+	if dsn != "" {
+		_ = os.Remove(dsnFile)
+		return dsn, func() {}, nil
+	}
+	if !localclickhouse.Available() {
+		_ = os.Remove(dsnFile)
+		log.Warn().Msg("no ClickHouse: clickhouse-server is not on PATH and no --clickhouse DSN was given; audit records wait in JetStream until an auditor with a ClickHouse runs (hissuno auditor --clickhouse DSN)")
+		return "", func() {}, nil
+	}
+	srv, err := localclickhouse.Start(ctx, filepath.Join(data, "clickhouse"))
+	if err != nil {
+		return "", nil, fmt.Errorf("start ClickHouse for the audit: %w (or give --clickhouse DSN)", err)
+	}
+	if err := os.WriteFile(dsnFile, []byte(srv.DSN+"\n"), 0o600); err != nil {
+		srv.Stop()
+		return "", nil, err
+	}
+	log.Info().Str("dsn", srv.DSN).Msg("started ClickHouse for the audit")
+	return srv.DSN, func() { srv.Stop(); _ = os.Remove(dsnFile) }, nil
+}
+
+func printBanner(w io.Writer, st *stack.Stack, data string, created bool, audit, demo string) {
+	base := "http://" + st.HTTPAddr
+	keyFile := filepath.Join(data, demoKeyFile)
+	auditLine := "ClickHouse " + audit + "\n               " + cliName() + " audit query --since 1h"
+	if audit == "" {
+		auditLine = "none: records wait in JetStream until a ClickHouse is given (--clickhouse DSN)"
+	}
+	demoLine := ""
+	if demo != "" {
+		demoLine = "  Demo site    " + demo + "  (open it in a browser)\n"
+	}
+	fmt.Fprintf(w, `
+Hissuno widget authentication is running.
+
+  Widget API   %[1]s/v1/widget/connect
+  Health       %[1]s/readyz   Metrics %[1]s/metrics
+  NATS         %[2]s  (a user per role; credentials in %[3]s/nats/, which the CLI finds)
+  Data         %[3]s
+  Audit        %[8]s
+%[9]s
+Demo project %[4]s (no token required, every origin allowed)%[5]s. Try it:
+
+  curl -s %[1]s/v1/widget/connect -H 'Content-Type: application/json' -H 'Origin: https://shop.example' -d '{"projectId":"%[4]s","userId":"visitor-1"}'
+
+With a token signed by the demo key (kept in %[6]s):
+
+  TOKEN=$(%[7]s token mint --secret "$(cat %[6]s)" --user alice --meta name=Alice)
+  curl -s %[1]s/v1/widget/connect -H 'Content-Type: application/json' -H "Authorization: Bearer $TOKEN" -d '{"projectId":"%[4]s"}'
+
+Admin: %[7]s project create --name "My shop" --require-token --origin https://myshop.example --nats %[2]s
+Stop with Ctrl-C.
+`, base, st.NATSURL, data, DemoProjectID, map[bool]string{true: ", created now", false: ""}[created], keyFile, cliName(), auditLine, demoLine)
+}

@@ -1,0 +1,100 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/hissuno/widgetauth/internal/stack"
+)
+
+// Scale is how a separate verifier process copes with the projects in the
+// KV: how long until it is ready, and its memory once ready.
+type Scale struct {
+	Projects int
+	Ready    time.Duration
+	RSSMiB   float64
+	PeakMiB  float64
+}
+
+// verifierScale starts `hissuno verifier` as its own process against the
+// stack's NATS and master key, and measures the time until its /readyz
+// answers 200 and its resident memory then.
+func verifierScale(ctx context.Context, creds stack.Credentials, masterKeyFile string, projects int) (Scale, error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return Scale{}, err
+	}
+	if !strings.HasPrefix(filepath.Base(exe), "hissuno") {
+		return Scale{}, fmt.Errorf("the scale check runs `hissuno verifier`; run the bench from the hissuno binary")
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return Scale{}, err
+	}
+	addr := l.Addr().String()
+	l.Close()
+	cmd := exec.CommandContext(ctx, exe, "verifier", "--nats", creds.URL, "--nats-user", creds.User, "--master-key-file", masterKeyFile,
+		"--metrics-listen", addr, "--instance", "verifier-scale", "--log-level", "warn", "--ensure-streams=false")
+	cmd.Env = append(os.Environ(), "HISSUNO_MASTER_KEY=", "HISSUNO_NATS_PASSWORD="+creds.Password)
+	cmd.Stderr = os.Stderr
+	start := time.Now()
+	if err := cmd.Start(); err != nil {
+		return Scale{}, err
+	}
+	defer func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		_ = cmd.Wait()
+	}()
+	client := &http.Client{Timeout: time.Second}
+	for {
+		resp, err := client.Get("http://" + addr + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				break
+			}
+		}
+		if time.Since(start) > 2*time.Minute {
+			return Scale{}, fmt.Errorf("the verifier was not ready within 2 minutes")
+		}
+		select {
+		case <-ctx.Done():
+			return Scale{}, ctx.Err()
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	s := Scale{Projects: projects, Ready: time.Since(start)}
+	s.RSSMiB, s.PeakMiB = rss(cmd.Process.Pid)
+	return s, nil
+}
+
+// rss reads a process's resident and peak resident memory in MiB.
+func rss(pid int) (current, peak float64) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
+	if err != nil {
+		return 0, 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 2 {
+			continue
+		}
+		kb, _ := strconv.ParseFloat(f[1], 64)
+		switch f[0] {
+		case "VmRSS:":
+			current = kb / 1024
+		case "VmHWM:":
+			peak = kb / 1024
+		}
+	}
+	return current, peak
+}

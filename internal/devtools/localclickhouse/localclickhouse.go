@@ -1,0 +1,237 @@
+// Package localclickhouse runs a private ClickHouse server for development and
+// tests: Debian's clickhouse-server from PATH, with its data in a directory
+// of ours, on free loopback ports, stopped with the process that started it.
+// It is never used in production, where ClickHouse is its own service.
+package localclickhouse
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2"
+)
+
+// ErrNotInstalled means no clickhouse-server (or clickhouse) binary is on
+// PATH.
+var ErrNotInstalled = errors.New("clickhouse-server is not installed (apt-get install -y clickhouse-server)")
+
+// Server is a running local ClickHouse.
+type Server struct {
+	// DSN is the native-protocol address, e.g. clickhouse://127.0.0.1:41234/default.
+	DSN    string
+	dir    string
+	bin    []string
+	cmd    *exec.Cmd
+	exited chan struct{}
+}
+
+// Available reports whether a ClickHouse server binary is on PATH.
+func Available() bool {
+	_, err := binary()
+	return err == nil
+}
+
+func binary() ([]string, error) {
+	if p, err := exec.LookPath("clickhouse-server"); err == nil {
+		return []string{p}, nil
+	}
+	if p, err := exec.LookPath("clickhouse"); err == nil {
+		return []string{p, "server"}, nil
+	}
+	return nil, ErrNotInstalled
+}
+
+// Start starts a ClickHouse server with its files under dir and waits up to
+// a minute until it answers.
+func Start(ctx context.Context, dir string) (*Server, error) {
+	bin, err := binary()
+	if err != nil {
+		return nil, err
+	}
+	dir, err = filepath.Abs(dir)
+	if err != nil {
+		return nil, err
+	}
+	ports, err := freePorts(3)
+	if err != nil {
+		return nil, err
+	}
+	for _, sub := range []string{"data", "tmp", "user_files", "format_schemas", "log"} {
+		if err := os.MkdirAll(filepath.Join(dir, sub), 0o700); err != nil {
+			return nil, fmt.Errorf("clickhouse dir: %w", err)
+		}
+	}
+	cfg := filepath.Join(dir, "config.xml")
+	if err := os.WriteFile(cfg, []byte(fmt.Sprintf(configXML, dir, ports[0], ports[1], ports[2])), 0o600); err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "users.xml"), []byte(usersXML), 0o600); err != nil {
+		return nil, err
+	}
+	s := &Server{DSN: fmt.Sprintf("clickhouse://127.0.0.1:%d/default", ports[0]), dir: dir, bin: bin}
+	if err := s.run(ctx); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// run starts the process with the written configuration and waits until it
+// answers.
+func (s *Server) run(ctx context.Context) error {
+	logf, err := os.OpenFile(filepath.Join(s.dir, "log", "stdout.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return err
+	}
+	defer logf.Close()
+	cmd := exec.Command(s.bin[0], append(s.bin[1:], "--config-file="+filepath.Join(s.dir, "config.xml"))...)
+	cmd.Dir = s.dir
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("start clickhouse-server: %w", err)
+	}
+	exited := make(chan struct{})
+	var waitErr error
+	go func() { waitErr = cmd.Wait(); close(exited) }()
+	s.cmd, s.exited = cmd, exited
+	deadline := time.Now().Add(time.Minute)
+	for {
+		if err := ping(ctx, s.DSN); err == nil {
+			return nil
+		}
+		select {
+		case <-exited:
+			return fmt.Errorf("clickhouse-server exited: %v (see %s)", waitErr, filepath.Join(s.dir, "log"))
+		case <-ctx.Done():
+			s.Stop()
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			s.Stop()
+			return fmt.Errorf("clickhouse-server did not answer within a minute (see %s)", filepath.Join(s.dir, "log"))
+		}
+	}
+}
+
+// Kill stops the server at once (SIGKILL), as a crash would; tests use it.
+func (s *Server) Kill() {
+	_ = syscall.Kill(-s.cmd.Process.Pid, syscall.SIGKILL)
+	<-s.exited
+}
+
+// Restart starts the server again on the same ports and data after Stop or
+// Kill, and waits until it answers.
+func (s *Server) Restart(ctx context.Context) error { return s.run(ctx) }
+
+// Stop stops the server and waits for it to exit.
+func (s *Server) Stop() {
+	if s == nil || s.cmd == nil || s.cmd.Process == nil {
+		return
+	}
+	_ = syscall.Kill(-s.cmd.Process.Pid, syscall.SIGTERM)
+	select {
+	case <-s.exited:
+	case <-time.After(15 * time.Second):
+		_ = syscall.Kill(-s.cmd.Process.Pid, syscall.SIGKILL)
+		<-s.exited
+	}
+}
+
+func ping(ctx context.Context, dsn string) error {
+	opts, err := clickhouse.ParseDSN(dsn)
+	if err != nil {
+		return err
+	}
+	opts.DialTimeout = time.Second
+	conn, err := clickhouse.Open(opts)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	return conn.Ping(ctx)
+}
+
+func freePorts(n int) ([]int, error) {
+	var ports []int
+	var lns []net.Listener
+	defer func() {
+		for _, l := range lns {
+			l.Close()
+		}
+	}()
+	for i := 0; i < n; i++ {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, fmt.Errorf("free port: %w", err)
+		}
+		lns = append(lns, l)
+		_, p, _ := net.SplitHostPort(l.Addr().String())
+		port, _ := strconv.Atoi(p)
+		ports = append(ports, port)
+	}
+	return ports, nil
+}
+
+// configXML: %[1]s the directory, %[2]d the native port, %[3]d the HTTP
+// port, %[4]d the interserver port. Valid for 18.16 and current releases.
+const configXML = `<?xml version="1.0"?>
+<yandex>
+    <logger>
+        <level>warning</level>
+        <log>%[1]s/log/server.log</log>
+        <errorlog>%[1]s/log/server.err.log</errorlog>
+        <size>50M</size>
+        <count>2</count>
+    </logger>
+    <listen_host>127.0.0.1</listen_host>
+    <tcp_port>%[2]d</tcp_port>
+    <http_port>%[3]d</http_port>
+    <interserver_http_port>%[4]d</interserver_http_port>
+    <path>%[1]s/data/</path>
+    <tmp_path>%[1]s/tmp/</tmp_path>
+    <user_files_path>%[1]s/user_files/</user_files_path>
+    <format_schema_path>%[1]s/format_schemas/</format_schema_path>
+    <users_config>%[1]s/users.xml</users_config>
+    <default_profile>default</default_profile>
+    <default_database>default</default_database>
+    <mark_cache_size>268435456</mark_cache_size>
+    <max_concurrent_queries>100</max_concurrent_queries>
+    <timezone>UTC</timezone>
+</yandex>
+`
+
+const usersXML = `<?xml version="1.0"?>
+<yandex>
+    <profiles>
+        <default><max_memory_usage>4000000000</max_memory_usage></default>
+    </profiles>
+    <users>
+        <default>
+            <password></password>
+            <networks><ip>127.0.0.1</ip><ip>::1</ip></networks>
+            <profile>default</profile>
+            <quota>default</quota>
+        </default>
+    </users>
+    <quotas>
+        <default>
+            <interval>
+                <duration>3600</duration>
+                <queries>0</queries><errors>0</errors><result_rows>0</result_rows>
+                <read_rows>0</read_rows><execution_time>0</execution_time>
+            </interval>
+        </default>
+    </quotas>
+</yandex>
+`
