@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/hissuno/widgetauth/events"
+	"github.com/hissuno/widgetauth/internal/audit"
 	"github.com/hissuno/widgetauth/internal/auditor"
 	"github.com/hissuno/widgetauth/internal/ingress"
 	"github.com/hissuno/widgetauth/internal/rotator"
@@ -165,14 +166,14 @@ func TestPipelineWithOneUserPerRole(t *testing.T) {
 
 	if dsn != "" {
 		t.Run("auditor stores decisions and admin events", func(t *testing.T) {
-			c, err := auditor.Open(cmdCtx, dsn)
+			c, err := audit.Open(cmdCtx, dsn)
 			if err != nil {
 				t.Fatal(err)
 			}
 			defer c.Close()
 			since := time.Now().Add(-time.Hour)
 			eventually(t, 30*time.Second, "the decisions and the rotation in ClickHouse", func() bool {
-				recs, err := auditor.Decisions(cmdCtx, c, auditor.Filter{ProjectID: id, Since: since, Limit: 1000})
+				recs, err := audit.Decisions(cmdCtx, c, audit.Filter{ProjectID: id, Since: since, Limit: 1000})
 				if err != nil {
 					return false
 				}
@@ -185,8 +186,8 @@ func TestPipelineWithOneUserPerRole(t *testing.T) {
 						return false
 					}
 				}
-				admin, err := auditor.AdminEvents(cmdCtx, c, auditor.Filter{ProjectID: id, Since: since, Limit: 100})
-				return err == nil && slices.ContainsFunc(admin, func(r auditor.AdminRecord) bool { return r.Kind == string(events.AdminKeyRotated) })
+				admin, err := audit.AdminEvents(cmdCtx, c, audit.Filter{ProjectID: id, Since: since, Limit: 100})
+				return err == nil && slices.ContainsFunc(admin, func(r audit.AdminRecord) bool { return r.Kind == string(events.AdminKeyRotated) })
 			})
 		})
 	}

@@ -75,7 +75,7 @@ func TestEachRoleDoesOnlyItsJob(t *testing.T) {
 		readAdminAnswers  = subscribe(events.AdminInboxPrefix + ".>")
 		answerAdmin       = publish(events.AdminInboxPrefix + ".x.y")
 		discoverVerifier  = publish("$SRV.PING." + events.ServiceVerifier)
-		syncVerifier      = publish(verifier.SyncSubject("verifier-1"))
+		syncVerifier      = publish(events.SyncSubject("verifier-1"))
 		deadLetter        = func(stream string) action { return jsPublish(events.SubjectDeadLetterPrefix + stream) }
 		everything        = subscribe(">")
 	)

@@ -94,6 +94,16 @@ func ValidIngress(s string) bool {
 // ("<source>.<instance>") publishes its attempts on.
 func AttemptSubject(ingress string) string { return SubjectAttempts + "." + ingress }
 
+// SyncSubject is the subject of one verifier's sync endpoint: the rotator
+// asks it there to confirm it holds a project at a KV revision.
+func SyncSubject(instance string) string { return "hissuno.verifier." + instance + ".sync" }
+
+// StatusSubject is the subject of one role instance's status endpoint
+// (role "ingress", "verifier" or "rotator").
+func StatusSubject(role, instance string) string {
+	return "hissuno." + role + "." + instance + ".status"
+}
+
 // ReplySubject is the subject a verifier replies on to the ingress named
 // ingress about one attempt.
 func ReplySubject(ingress, attemptID string) string {

@@ -44,7 +44,6 @@ import (
 	"github.com/hissuno/widgetauth/events"
 	"github.com/hissuno/widgetauth/internal/admin"
 	"github.com/hissuno/widgetauth/internal/redact"
-	"github.com/hissuno/widgetauth/internal/verifier"
 )
 
 // rotVerifierNames are the three verifier instances of every test here.
@@ -159,7 +158,7 @@ func rotSystem(t *testing.T, rotatorArgs ...string) (e *e2e, in *proc, verifiers
 func rotFingerprints(tokens ...string) map[string]bool {
 	out := map[string]bool{}
 	for _, tok := range tokens {
-		out[verifier.Fingerprint(tok)] = true
+		out[redact.Fingerprint(tok)] = true
 	}
 	return out
 }
@@ -768,7 +767,7 @@ func TestRotationWhileAVerifierRestarts(t *testing.T) {
 			<-release
 		})
 		_ = r.RespondJSON(events.SyncReply{Verifier: heldName, Revision: req.Revision, OK: true})
-	}), micro.WithEndpointSubject(verifier.SyncSubject(heldName)))
+	}), micro.WithEndpointSubject(events.SyncSubject(heldName)))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -24,6 +24,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/hissuno/widgetauth/events"
+	"github.com/hissuno/widgetauth/internal/audit"
 	"github.com/hissuno/widgetauth/internal/bus"
 	"github.com/hissuno/widgetauth/internal/metrics"
 	"github.com/hissuno/widgetauth/internal/worker"
@@ -140,12 +141,12 @@ type source struct {
 	stream   string
 	consumer string
 	config   func(bus.AuditSettings) jetstream.ConsumerConfig
-	table    table
+	table    audit.Table
 }
 
 var sources = []source{
-	{stream: events.StreamDecisions, consumer: events.ConsumerAuditDecisions, config: bus.AuditDecisionsConsumer, table: decisionsTable},
-	{stream: events.StreamAdmin, consumer: events.ConsumerAuditAdmin, config: bus.AuditAdminConsumer, table: adminTable},
+	{stream: events.StreamDecisions, consumer: events.ConsumerAuditDecisions, config: bus.AuditDecisionsConsumer, table: audit.DecisionsTable},
+	{stream: events.StreamAdmin, consumer: events.ConsumerAuditAdmin, config: bus.AuditAdminConsumer, table: audit.AdminTable},
 }
 
 // Auditor is the auditor role.
@@ -154,9 +155,10 @@ type Auditor struct {
 	log zerolog.Logger
 	js  jetstream.JetStream
 
-	mu    sync.Mutex
-	conn  driver.Conn
-	ready bool
+	dialMu sync.Mutex // one dial of ClickHouse at a time
+	mu     sync.Mutex // guards conn and ready, never held during a dial
+	conn   driver.Conn
+	ready  bool
 }
 
 // New makes an auditor.
@@ -187,23 +189,26 @@ func (a *Auditor) Ready(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
 	if err := conn.Ping(ctx); err != nil {
-		return fmt.Errorf("%w: %w", ErrUnreachable, err)
+		return fmt.Errorf("%w: %w", audit.ErrUnreachable, err)
 	}
 	return nil
 }
 
 // Run copies events into ClickHouse until ctx ends; then it finishes the
-// batch in hand (or leaves it to be redelivered) and returns.
+// batch in hand (or leaves it to be redelivered) and returns once every
+// goroutine it started has ended.
 func (a *Auditor) Run(ctx context.Context) error {
 	defer func() {
 		a.mu.Lock()
 		if a.conn != nil {
 			a.conn.Close()
+			a.conn, a.ready = nil, false
 		}
 		a.mu.Unlock()
 	}()
 	var wg sync.WaitGroup
-	errs := make(chan error, len(sources))
+	defer wg.Wait()
+	loops := make([]worker.Config, 0, len(sources))
 	for _, src := range sources {
 		// The configuration bus.Ensure gives the consumer, with this
 		// auditor's ack wait and as many unacknowledged events as its
@@ -218,37 +223,47 @@ func (a *Auditor) Run(ctx context.Context) error {
 			}
 			return fmt.Errorf("auditor: consumer %s: %w", src.consumer, err)
 		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := a.copy(ctx, src, cons); err != nil {
-				errs <- err
-			}
-		}()
+		loops = append(loops, worker.Config{
+			Name:      src.consumer,
+			Consumer:  cons,
+			Settler:   &worker.Settler{JS: a.js, Stream: src.stream, Log: a.log},
+			Log:       a.log,
+			Workers:   a.cfg.Inserts,
+			BatchSize: a.cfg.BatchSize,
+			BatchWait: a.cfg.BatchWait,
+		})
 	}
-	go a.watchBacklog(ctx)
-	go a.reachClickHouse(ctx)
+	wg.Go(func() { a.watchBacklog(ctx) })
+	wg.Go(func() { a.reachClickHouse(ctx) })
 	a.log.Info().Int("batch_size", a.cfg.BatchSize).Dur("batch_wait", a.cfg.BatchWait).Msg("auditor copying decisions and admin events to ClickHouse")
+	errs := make([]error, len(sources))
+	for i, src := range sources {
+		wg.Go(func() { errs[i] = worker.RunBatches(ctx, loops[i], a.storeBatch(src)) })
+	}
 	wg.Wait()
-	close(errs)
-	return <-errs
+	return errors.Join(errs...)
 }
 
 // connect returns a working ClickHouse connection, opening it (and
-// applying the migrations) when there is none.
+// applying the migrations) when there is none. One dial at a time; the
+// state Ready reads is never held during one, so readiness answers at once
+// while ClickHouse does not.
 func (a *Auditor) connect(ctx context.Context) (driver.Conn, error) {
+	a.dialMu.Lock()
+	defer a.dialMu.Unlock()
 	a.mu.Lock()
-	defer a.mu.Unlock()
-	if a.conn != nil {
-		return a.conn, nil
+	conn := a.conn
+	a.mu.Unlock()
+	if conn != nil {
+		return conn, nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	conn, err := Open(ctx, a.cfg.ClickHouseDSN)
+	conn, err := audit.Open(ctx, a.cfg.ClickHouseDSN)
 	if err != nil {
 		return nil, err
 	}
-	applied, err := Migrate(ctx, conn)
+	applied, err := audit.Migrate(ctx, conn)
 	if err != nil {
 		conn.Close()
 		return nil, err
@@ -256,7 +271,9 @@ func (a *Auditor) connect(ctx context.Context) (driver.Conn, error) {
 	if len(applied) > 0 {
 		a.log.Info().Strs("migrations", applied).Msg("ClickHouse migrations applied")
 	}
+	a.mu.Lock()
 	a.conn, a.ready = conn, true
+	a.mu.Unlock()
 	return conn, nil
 }
 
@@ -275,117 +292,86 @@ func (a *Auditor) reachClickHouse(ctx context.Context) {
 	}
 }
 
-// batch is a fetched set of messages and their rows.
-type batch struct {
-	msgs []jetstream.Msg
-	rows [][]any
-}
-
-// copy fetches batches from one consumer and inserts them, one fetch ahead
-// of the insert.
-func (a *Auditor) copy(ctx context.Context, src source, cons jetstream.Consumer) error {
-	settler := &worker.Settler{JS: a.js, Stream: src.stream, Log: a.log}
-	batches := make(chan batch, 1)
-	go func() {
-		defer close(batches)
-		for ctx.Err() == nil {
-			b, err := a.fetch(ctx, src, cons, settler)
+// storeBatch is the batch handler of one source: it decodes every event
+// (one that cannot be decoded is dead-lettered) and inserts the rows in one
+// batch (store).
+func (a *Auditor) storeBatch(src source) worker.BatchHandler {
+	return func(ctx context.Context, msgs []jetstream.Msg) []error {
+		results := make([]error, len(msgs))
+		b := batch{msgs: msgs, results: results}
+		for i, m := range msgs {
+			row, err := src.table.Row(m.Data())
 			if err != nil {
-				if ctx.Err() == nil {
-					a.log.Warn().Err(err).Str("stream", src.stream).Msg("fetch failed; retrying")
-					sleep(ctx, time.Second)
-				}
+				results[i] = worker.Permanent(err)
 				continue
 			}
-			if len(b.msgs) == 0 {
-				continue
-			}
-			select {
-			case batches <- b:
-			case <-ctx.Done():
-				nakAll(b.msgs)
-				return
-			}
+			b.idx = append(b.idx, i)
+			b.rows = append(b.rows, row)
 		}
-	}()
-	var inserters sync.WaitGroup
-	for range a.cfg.Inserts {
-		inserters.Add(1)
-		go func() {
-			defer inserters.Done()
-			for b := range batches {
-				if ctx.Err() != nil {
-					nakAll(b.msgs)
-					continue
-				}
-				a.store(ctx, src, b, settler)
-			}
-		}()
+		if len(b.rows) > 0 {
+			a.store(ctx, src, b)
+		}
+		return results
 	}
-	inserters.Wait()
-	return nil
 }
 
-// fetch takes up to BatchSize messages, waiting at most BatchWait, and
-// decodes them; a message that cannot be decoded is dead-lettered at once.
-func (a *Auditor) fetch(ctx context.Context, src source, cons jetstream.Consumer, settler *worker.Settler) (batch, error) {
-	res, err := cons.Fetch(a.cfg.BatchSize, jetstream.FetchMaxWait(a.cfg.BatchWait))
-	if err != nil {
-		return batch{}, err
-	}
-	var b batch
-	for m := range res.Messages() {
-		row, err := src.table.row(m.Data())
-		if err != nil {
-			settler.Settle(ctx, m, worker.Permanent(err))
-			continue
-		}
-		b.msgs = append(b.msgs, m)
-		b.rows = append(b.rows, row)
-	}
-	if err := res.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) && !errors.Is(err, context.DeadlineExceeded) {
-		if len(b.msgs) == 0 {
-			return batch{}, err
-		}
-	}
-	return b, nil
+// batch is rows to insert at once, the messages they came from (msgs[idx[k]]
+// holds rows[k]), and where each message's result goes.
+type batch struct {
+	msgs    []jetstream.Msg
+	idx     []int
+	rows    [][]any
+	results []error
 }
 
-// store inserts a batch and acks it, retrying while ClickHouse is away and
-// splitting the batch to isolate a row ClickHouse refuses.
-func (a *Auditor) store(ctx context.Context, src source, b batch, settler *worker.Settler) {
+// set gives every message of the batch the result err.
+func (b batch) set(err error) {
+	for _, i := range b.idx {
+		b.results[i] = err
+	}
+}
+
+// half is the batch's rows from lo to hi.
+func (b batch) half(lo, hi int) batch {
+	return batch{msgs: b.msgs, idx: b.idx[lo:hi], rows: b.rows[lo:hi], results: b.results}
+}
+
+// store inserts a batch, retrying while ClickHouse is away (the events
+// stay in JetStream meanwhile, kept in progress) and splitting the batch
+// to isolate a row ClickHouse refuses, which is dead-lettered. A message is
+// acknowledged only once its row is in.
+func (a *Auditor) store(ctx context.Context, src source, b batch) {
 	backoff := 100 * time.Millisecond
 	for {
 		conn, err := a.connect(ctx)
 		if err == nil {
 			start := time.Now()
 			ictx, cancel := context.WithTimeout(ctx, insertTimeout)
-			err = insert(ictx, conn, src.table, b.rows)
+			err = audit.Insert(ictx, conn, src.table, b.rows)
 			cancel()
 			if err == nil {
-				metrics.AuditInsertLatency.WithLabelValues(src.table.name).Observe(time.Since(start).Seconds())
-				metrics.AuditBatchSize.WithLabelValues(src.table.name).Observe(float64(len(b.rows)))
+				metrics.AuditInsertLatency.WithLabelValues(src.table.Name()).Observe(time.Since(start).Seconds())
+				metrics.AuditBatchSize.WithLabelValues(src.table.Name()).Observe(float64(len(b.rows)))
 				if a.cfg.crashAfterInsert != nil && a.cfg.crashAfterInsert() {
-					return
+					b.set(worker.ErrLeave) // killed before its ack
 				}
-				ackAll(b.msgs)
 				return
 			}
-			metrics.AuditInsertErrors.WithLabelValues(src.table.name).Inc()
-			if !transient(err) {
-				a.isolate(ctx, src, b, settler, err)
+			metrics.AuditInsertErrors.WithLabelValues(src.table.Name()).Inc()
+			if !audit.Transient(err) {
+				a.isolate(ctx, src, b, err)
 				return
 			}
 			a.dropConn(conn)
 		}
 		if ctx.Err() != nil {
-			nakAll(b.msgs)
+			b.set(fmt.Errorf("auditor stopping before the insert: %w", err))
 			return
 		}
-		a.log.Warn().Err(err).Str("table", src.table.name).Int("batch", len(b.msgs)).Dur("retry_in", backoff).
+		a.log.Warn().Err(err).Str("table", src.table.Name()).Int("batch", len(b.rows)).Dur("retry_in", backoff).
 			Msg("ClickHouse insert failed; the backlog waits in JetStream")
-		for _, m := range b.msgs {
-			_ = m.InProgress()
+		for _, i := range b.idx {
+			_ = b.msgs[i].InProgress()
 		}
 		sleep(ctx, backoff)
 		backoff = min(backoff*2, a.cfg.RetryMax)
@@ -395,15 +381,15 @@ func (a *Auditor) store(ctx context.Context, src source, b batch, settler *worke
 // isolate handles a batch ClickHouse refused because of its rows: halves
 // are retried on their own until the row at fault is alone, which goes to
 // the dead-letter stream.
-func (a *Auditor) isolate(ctx context.Context, src source, b batch, settler *worker.Settler, cause error) {
-	if len(b.msgs) == 1 {
-		a.log.Error().Err(cause).Str("table", src.table.name).Msg("event refused by ClickHouse; dead-lettered")
-		settler.Settle(ctx, b.msgs[0], worker.Permanent(cause))
+func (a *Auditor) isolate(ctx context.Context, src source, b batch, cause error) {
+	if len(b.rows) == 1 {
+		a.log.Error().Err(cause).Str("table", src.table.Name()).Msg("event refused by ClickHouse; dead-lettered")
+		b.set(worker.Permanent(cause))
 		return
 	}
-	mid := len(b.msgs) / 2
-	a.store(ctx, src, batch{msgs: b.msgs[:mid], rows: b.rows[:mid]}, settler)
-	a.store(ctx, src, batch{msgs: b.msgs[mid:], rows: b.rows[mid:]}, settler)
+	mid := len(b.rows) / 2
+	a.store(ctx, src, b.half(0, mid))
+	a.store(ctx, src, b.half(mid, len(b.rows)))
 }
 
 func (a *Auditor) dropConn(conn driver.Conn) {
@@ -434,15 +420,13 @@ func (a *Auditor) watchBacklog(ctx context.Context) {
 		ready := a.ready
 		a.mu.Unlock()
 		for _, src := range sources {
-			n, redelivered, err := Backlog(ctx, a.js, src.stream, src.consumer)
+			n, _, err := Backlog(ctx, a.js, src.stream, src.consumer)
 			if err != nil {
 				continue
 			}
-			metrics.AuditBacklog.WithLabelValues(src.table.name).Set(float64(n))
-			metrics.ConsumerPending.WithLabelValues(src.consumer).Set(float64(n))
-			metrics.ConsumerRedelivered.WithLabelValues(src.consumer).Set(float64(redelivered))
+			metrics.AuditBacklog.WithLabelValues(src.table.Name()).Set(float64(n))
 			if !ready && n > 0 {
-				a.log.Warn().Uint64("backlog", n).Str("table", src.table.name).Msg("ClickHouse unreachable; events wait in JetStream")
+				a.log.Warn().Uint64("backlog", n).Str("table", src.table.Name()).Msg("ClickHouse unreachable; events wait in JetStream")
 			}
 		}
 		floors = a.sweepDecisions(ctx, floors)
@@ -519,18 +503,6 @@ func Backlog(ctx context.Context, js jetstream.JetStream, stream, consumer strin
 		return 0, 0, err
 	}
 	return info.NumPending + uint64(info.NumAckPending), uint64(info.NumRedelivered), nil
-}
-
-func ackAll(msgs []jetstream.Msg) {
-	for _, m := range msgs {
-		_ = m.Ack()
-	}
-}
-
-func nakAll(msgs []jetstream.Msg) {
-	for _, m := range msgs {
-		_ = m.Nak()
-	}
 }
 
 func sleep(ctx context.Context, d time.Duration) {

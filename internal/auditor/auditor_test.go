@@ -17,67 +17,13 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/hissuno/widgetauth/events"
+	"github.com/hissuno/widgetauth/internal/audit"
 	"github.com/hissuno/widgetauth/internal/auditor"
 	"github.com/hissuno/widgetauth/internal/bus"
 	"github.com/hissuno/widgetauth/internal/devtools/localclickhouse"
 	"github.com/hissuno/widgetauth/internal/stack/stacktest"
 	"github.com/hissuno/widgetauth/schemas"
 )
-
-// testCtx is a context that ends with the test or after d.
-func testCtx(t testing.TB, d time.Duration) context.Context {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), d)
-	t.Cleanup(cancel)
-	return ctx
-}
-
-// openCH connects to ClickHouse at dsn, closed when the test ends.
-func openCH(t testing.TB, dsn string) driver.Conn {
-	t.Helper()
-	conn, err := auditor.Open(testCtx(t, 30*time.Second), dsn)
-	if err != nil {
-		t.Fatalf("open ClickHouse: %v", err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	return conn
-}
-
-// freshCH is a fresh, empty database on the tests' ClickHouse, its DSN and
-// a connection to it.
-func freshCH(t testing.TB) (string, driver.Conn) {
-	t.Helper()
-	dsn := stacktest.ClickHouse(t)
-	return dsn, openCH(t, dsn)
-}
-
-// migrated is freshCH with the audit tables created.
-func migrated(t testing.TB) (string, driver.Conn) {
-	t.Helper()
-	dsn, conn := freshCH(t)
-	if _, err := auditor.Migrate(testCtx(t, 30*time.Second), conn); err != nil {
-		t.Fatalf("migrate: %v", err)
-	}
-	return dsn, conn
-}
-
-// exec runs a statement on ClickHouse.
-func exec(t testing.TB, conn driver.Conn, q string) {
-	t.Helper()
-	if err := conn.Exec(testCtx(t, 30*time.Second), q); err != nil {
-		t.Fatalf("%s: %v", q, err)
-	}
-}
-
-// count runs a query returning one UInt64.
-func count(t testing.TB, conn driver.Conn, q string, args ...any) uint64 {
-	t.Helper()
-	var n uint64
-	if err := conn.QueryRow(testCtx(t, 30*time.Second), q, args...).Scan(&n); err != nil {
-		t.Fatalf("%s: %v", q, err)
-	}
-	return n
-}
 
 // tryCount is count that reports failure instead of failing the test (for
 // polling a ClickHouse that may be away).
@@ -108,43 +54,6 @@ func natsJS(t testing.TB) (*server.Server, jetstream.JetStream) {
 	return ns, js
 }
 
-// decision is the realistic decision event number i of a run, made at.
-// The outcome cycles through authenticated and anonymous accepts, a bad
-// signature and a blocked origin.
-func decision(run string, i int, at time.Time) events.Decision {
-	attempt := fmt.Sprintf("att_%s_%06d", run, i)
-	d := events.Decision{
-		SchemaVersion: events.SchemaVersion,
-		DecisionID:    events.DecisionIDFor(attempt),
-		AttemptID:     attempt,
-		Time:          at.UTC(),
-		ReceivedAt:    at.Add(-1500 * time.Microsecond).UTC(),
-		ProjectID:     fmt.Sprintf("proj_%d", i%3),
-		Origin:        "https://app.example.com",
-		Verifier:      "verifier-1",
-		Ingress:       "ingress-1",
-		LatencyMicros: 1500,
-		ClientIP:      "203.0.113.7",
-		UserAgent:     "Mozilla/5.0 (X11; Linux x86_64) Firefox/130.0",
-	}
-	fp := fmt.Sprintf("%016x", uint64(i)*0x9e3779b97f4a7c15)
-	switch i % 4 {
-	case 0:
-		d.Decision, d.Session = events.OutcomeAccept, events.SessionAuthenticated
-		d.UserID, d.UserVerified, d.KeyVersion, d.TokenFingerprint = fmt.Sprintf("user-%d", i%37), true, 1, fp
-		d.UserMetadata = map[string]string{"plan": "pro", "email": fmt.Sprintf("user-%d@example.com", i%37)}
-	case 1:
-		d.Decision, d.Reason, d.TokenFingerprint = events.OutcomeUnauthorized, events.ReasonTokenBadSignature, fp
-		d.Message = "the token's signature does not match the project's key"
-	case 2:
-		d.Decision, d.Reason, d.Origin = events.OutcomeOriginBlocked, events.ReasonOriginNotAllowed, "https://evil.example"
-		d.Message = "origin https://evil.example is not allowed"
-	default:
-		d.Decision, d.Session, d.UserID = events.OutcomeAccept, events.SessionAnonymous, fmt.Sprintf("visitor-%d", i)
-	}
-	return d
-}
-
 // publish stores a decision event as a verifier does: its id is the
 // Nats-Msg-Id.
 func publish(t testing.TB, js jetstream.JetStream, d events.Decision) {
@@ -165,7 +74,7 @@ func publishRaw(t testing.TB, js jetstream.JetStream, body []byte, msgID string)
 	if msgID != "" {
 		m.Header.Set(events.HeaderMsgID, msgID)
 	}
-	if _, err := js.PublishMsg(testCtx(t, 10*time.Second), m); err != nil {
+	if _, err := js.PublishMsg(stacktest.Context(t, 10*time.Second), m); err != nil {
 		t.Fatalf("publish: %v", err)
 	}
 }
@@ -176,7 +85,7 @@ func publishN(t testing.TB, js jetstream.JetStream, run string, n int) []string 
 	now := time.Now().UTC()
 	ids := make([]string, n)
 	for i := range n {
-		d := decision(run, i, now.Add(time.Duration(i-n)*time.Millisecond))
+		d := stacktest.SampleDecision(run, i, now.Add(time.Duration(i-n)*time.Millisecond))
 		publish(t, js, d)
 		ids[i] = d.DecisionID
 	}
@@ -244,7 +153,7 @@ func (r *running) stillRunning(t testing.TB) {
 // consumer does not exist yet.
 func backlog(t testing.TB, js jetstream.JetStream) (uint64, bool) {
 	t.Helper()
-	n, _, err := auditor.Backlog(testCtx(t, 10*time.Second), js, events.StreamDecisions, events.ConsumerAuditDecisions)
+	n, _, err := auditor.Backlog(stacktest.Context(t, 10*time.Second), js, events.StreamDecisions, events.ConsumerAuditDecisions)
 	return n, err == nil
 }
 
@@ -269,15 +178,15 @@ func waitStored(t testing.TB, conn driver.Conn, want int, timeout time.Duration)
 // stats of every grouping add up to len(ids).
 func checkExactlyOnce(t testing.TB, conn driver.Conn, ids []string) {
 	t.Helper()
-	ctx := testCtx(t, time.Minute)
+	ctx := stacktest.Context(t, time.Minute)
 	want := len(ids)
-	if n := count(t, conn, countFinal); n != uint64(want) {
+	if n := stacktest.Count(t, conn, countFinal); n != uint64(want) {
 		t.Errorf("SELECT count() … FINAL = %d, want %d", n, want)
 	}
-	if n := count(t, conn, "SELECT uniqExact(decision_id) FROM hissuno_decisions"); n != uint64(want) {
+	if n := stacktest.Count(t, conn, "SELECT uniqExact(decision_id) FROM hissuno_decisions"); n != uint64(want) {
 		t.Errorf("distinct decision_id = %d, want %d", n, want)
 	}
-	recs, err := auditor.Decisions(ctx, conn, auditor.Filter{Limit: 2*want + 10})
+	recs, err := audit.Decisions(ctx, conn, audit.Filter{Limit: 2*want + 10})
 	if err != nil {
 		t.Fatalf("Decisions: %v", err)
 	}
@@ -297,8 +206,8 @@ func checkExactlyOnce(t testing.TB, conn driver.Conn, ids []string) {
 	for id, n := range seen {
 		t.Errorf("Decisions shows %s (%d times), which was never published", id, n)
 	}
-	for _, by := range auditor.Groups {
-		stats, err := auditor.Stats(ctx, conn, auditor.Filter{Limit: 2*want + 10}, by)
+	for _, by := range audit.Groups {
+		stats, err := audit.Stats(ctx, conn, audit.Filter{Limit: 2*want + 10}, by)
 		if err != nil {
 			t.Fatalf("Stats by %s: %v", by, err)
 		}
@@ -314,8 +223,8 @@ func checkExactlyOnce(t testing.TB, conn driver.Conn, ids []string) {
 
 func TestMigrate(t *testing.T) {
 	t.Parallel()
-	_, conn := freshCH(t)
-	ctx := testCtx(t, time.Minute)
+	_, conn := stacktest.ClickHouseConn(t)
+	ctx := stacktest.Context(t, time.Minute)
 	all, err := schemas.ClickHouseMigrations()
 	if err != nil {
 		t.Fatal(err)
@@ -328,7 +237,7 @@ func TestMigrate(t *testing.T) {
 		t.Fatalf("migrations %v, want 0001_decisions.sql and 0002_admin_events.sql", names)
 	}
 
-	applied, err := auditor.Migrate(ctx, conn)
+	applied, err := audit.Migrate(ctx, conn)
 	if err != nil {
 		t.Fatalf("first Migrate: %v", err)
 	}
@@ -364,7 +273,7 @@ func TestMigrate(t *testing.T) {
 	}
 
 	for i := range 2 {
-		applied, err = auditor.Migrate(ctx, conn)
+		applied, err = audit.Migrate(ctx, conn)
 		if err != nil {
 			t.Fatalf("Migrate run %d: %v", i+2, err)
 		}
@@ -372,7 +281,7 @@ func TestMigrate(t *testing.T) {
 			t.Errorf("Migrate run %d applied %v, want nothing", i+2, applied)
 		}
 	}
-	if n := count(t, conn, "SELECT count() FROM hissuno_migrations FINAL"); n != 2 {
+	if n := stacktest.Count(t, conn, "SELECT count() FROM hissuno_migrations FINAL"); n != 2 {
 		t.Errorf("hissuno_migrations holds %d versions after three runs, want 2", n)
 	}
 
@@ -382,8 +291,8 @@ func TestMigrate(t *testing.T) {
 		table   string
 		columns string
 	}{
-		{name: "decisions", table: "hissuno_decisions", columns: auditor.DecisionColumns},
-		{name: "admin events", table: "hissuno_admin_events", columns: auditor.AdminColumns},
+		{name: "decisions", table: "hissuno_decisions", columns: audit.DecisionColumns},
+		{name: "admin events", table: "hissuno_admin_events", columns: audit.AdminColumns},
 		{name: "migrations", table: "hissuno_migrations", columns: "version, name, applied_at"},
 	}
 	for _, tt := range tests {
@@ -410,8 +319,8 @@ func TestMigrate(t *testing.T) {
 
 func TestMigrateConcurrently(t *testing.T) {
 	t.Parallel()
-	dsn, conn := freshCH(t)
-	ctx := testCtx(t, time.Minute)
+	dsn, conn := stacktest.ClickHouseConn(t)
+	ctx := stacktest.Context(t, time.Minute)
 	// Several auditors starting at once all migrate; none fails and the
 	// tables end up as one would make them.
 	var wg sync.WaitGroup
@@ -420,13 +329,13 @@ func TestMigrateConcurrently(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			c, err := auditor.Open(ctx, dsn)
+			c, err := audit.Open(ctx, dsn)
 			if err != nil {
 				errs <- err
 				return
 			}
 			defer c.Close()
-			if _, err := auditor.Migrate(ctx, c); err != nil {
+			if _, err := audit.Migrate(ctx, c); err != nil {
 				errs <- err
 			}
 		}()
@@ -436,17 +345,17 @@ func TestMigrateConcurrently(t *testing.T) {
 	for err := range errs {
 		t.Errorf("concurrent Migrate: %v", err)
 	}
-	if n := count(t, conn, "SELECT count() FROM hissuno_migrations FINAL"); n != 2 {
+	if n := stacktest.Count(t, conn, "SELECT count() FROM hissuno_migrations FINAL"); n != 2 {
 		t.Errorf("hissuno_migrations holds %d versions, want 2", n)
 	}
-	if applied, err := auditor.Migrate(ctx, conn); err != nil || len(applied) != 0 {
+	if applied, err := audit.Migrate(ctx, conn); err != nil || len(applied) != 0 {
 		t.Errorf("Migrate after the concurrent runs applied %v, %v; want nothing", applied, err)
 	}
 }
 
 func TestAuditorStoresEveryDecisionOnce(t *testing.T) {
 	t.Parallel()
-	dsn, conn := freshCH(t)
+	dsn, conn := stacktest.ClickHouseConn(t)
 	ns, js := natsJS(t)
 	const n = 1000
 	// Half before the auditor starts (a backlog), half while it runs; some
@@ -456,7 +365,7 @@ func TestAuditorStoresEveryDecisionOnce(t *testing.T) {
 	now := time.Now().UTC()
 	var second []string
 	for i := range n / 2 {
-		d := decision("live", i, now.Add(time.Duration(i)*time.Microsecond))
+		d := stacktest.SampleDecision("live", i, now.Add(time.Duration(i)*time.Microsecond))
 		publish(t, js, d)
 		if i%10 == 0 {
 			publish(t, js, d)
@@ -469,17 +378,17 @@ func TestAuditorStoresEveryDecisionOnce(t *testing.T) {
 		b, ok := backlog(t, js)
 		return ok && b == 0
 	})
-	if err := r.a.Ready(testCtx(t, 10*time.Second)); err != nil {
+	if err := r.a.Ready(stacktest.Context(t, 10*time.Second)); err != nil {
 		t.Errorf("Ready with ClickHouse up: %v", err)
 	}
 
 	// Every field of a decision survives the trip.
-	d := decision("pre", 0, time.Now())
-	recs, err := auditor.Decisions(testCtx(t, 10*time.Second), conn, auditor.Filter{ProjectID: d.ProjectID, UserID: d.UserID, Limit: n})
+	d := stacktest.SampleDecision("pre", 0, time.Now())
+	recs, err := audit.Decisions(stacktest.Context(t, 10*time.Second), conn, audit.Filter{ProjectID: d.ProjectID, UserID: d.UserID, Limit: n})
 	if err != nil {
 		t.Fatal(err)
 	}
-	var got *auditor.Record
+	var got *audit.Record
 	for i := range recs {
 		if recs[i].DecisionID == d.DecisionID {
 			got = &recs[i]
@@ -513,7 +422,7 @@ func TestAuditorKeepsTheConsumerEnsureMade(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			dsn, conn := freshCH(t)
+			dsn, conn := stacktest.ClickHouseConn(t)
 			ns, js := natsJS(t)
 			ids := publishN(t, js, "ensured", 50)
 			cfg := tt.cfg
@@ -522,7 +431,7 @@ func TestAuditorKeepsTheConsumerEnsureMade(t *testing.T) {
 			waitStored(t, conn, len(ids), time.Minute)
 			checkExactlyOnce(t, conn, ids)
 
-			cons, err := js.Consumer(testCtx(t, 10*time.Second), events.StreamDecisions, events.ConsumerAuditDecisions)
+			cons, err := js.Consumer(stacktest.Context(t, 10*time.Second), events.StreamDecisions, events.ConsumerAuditDecisions)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -533,7 +442,7 @@ func TestAuditorKeepsTheConsumerEnsureMade(t *testing.T) {
 				t.Errorf("the auditor runs with\n%+v\nwant\n%+v", got, want)
 			}
 			stacktest.Eventually(t, 10*time.Second, "the decisions stream empty once every decision is stored", func() bool {
-				s, err := js.Stream(testCtx(t, 10*time.Second), events.StreamDecisions)
+				s, err := js.Stream(stacktest.Context(t, 10*time.Second), events.StreamDecisions)
 				return err == nil && s.CachedInfo().State.Msgs == 0
 			})
 		})
@@ -546,16 +455,16 @@ func TestAuditorKeepsTheConsumerEnsureMade(t *testing.T) {
 // StoredGrace ago, it removes them all the same.
 func TestAuditorRemovesStoredDecisionsAFollowerHolds(t *testing.T) {
 	t.Parallel()
-	dsn, conn := freshCH(t)
+	dsn, conn := stacktest.ClickHouseConn(t)
 	ns, js := natsJS(t)
-	if _, err := js.CreateConsumer(testCtx(t, 10*time.Second), events.StreamDecisions, bus.FollowDecisions(jetstream.DeliverAllPolicy)); err != nil {
+	if _, err := js.CreateConsumer(stacktest.Context(t, 10*time.Second), events.StreamDecisions, bus.FollowDecisions(jetstream.DeliverAllPolicy)); err != nil {
 		t.Fatal(err)
 	}
 	ids := publishN(t, js, "followed", 50)
 	startAuditor(t, context.Background(), ns, auditor.Config{ClickHouseDSN: dsn, BatchWait: 20 * time.Millisecond, BacklogEvery: 50 * time.Millisecond, StoredGrace: 300 * time.Millisecond})
 	waitStored(t, conn, len(ids), time.Minute)
 	stacktest.Eventually(t, 10*time.Second, "the stored decisions removed from under the follower", func() bool {
-		s, err := js.Stream(testCtx(t, 10*time.Second), events.StreamDecisions)
+		s, err := js.Stream(stacktest.Context(t, 10*time.Second), events.StreamDecisions)
 		return err == nil && s.CachedInfo().State.Msgs == 0
 	})
 	checkExactlyOnce(t, conn, ids)
@@ -580,7 +489,7 @@ func TestBacklogSurvivesClickHouseRestart(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			ctx := testCtx(t, 3*time.Minute)
+			ctx := stacktest.Context(t, 3*time.Minute)
 			srv, err := localclickhouse.Start(ctx, t.TempDir())
 			if err != nil {
 				t.Fatalf("start a private ClickHouse: %v", err)
@@ -593,7 +502,7 @@ func TestBacklogSurvivesClickHouseRestart(t *testing.T) {
 			})
 			load := startLoad(t, ns)
 
-			conn := openCH(t, srv.DSN)
+			conn := stacktest.OpenClickHouse(t, srv.DSN)
 			stacktest.Eventually(t, time.Minute, "decisions arriving in ClickHouse", func() bool {
 				n, ok := tryCount(conn, countFinal)
 				return ok && n >= 100
@@ -620,7 +529,7 @@ func TestBacklogSurvivesClickHouseRestart(t *testing.T) {
 				})
 			}
 			r.stillRunning(t)
-			if err := r.a.Ready(testCtx(t, 10*time.Second)); err == nil {
+			if err := r.a.Ready(stacktest.Context(t, 10*time.Second)); err == nil {
 				t.Error("Ready says ClickHouse is fine while it is down")
 			}
 			if load.published() <= killedAt {
@@ -637,7 +546,7 @@ func TestBacklogSurvivesClickHouseRestart(t *testing.T) {
 			})
 			all := load.stop(t)
 
-			conn = openCH(t, srv.DSN) // the old connection died with the server
+			conn = stacktest.OpenClickHouse(t, srv.DSN) // the old connection died with the server
 			waitStored(t, conn, len(all), 2*time.Minute)
 			stacktest.Eventually(t, 30*time.Second, "an empty backlog", func() bool {
 				b, ok := backlog(t, js)
@@ -646,9 +555,9 @@ func TestBacklogSurvivesClickHouseRestart(t *testing.T) {
 			checkExactlyOnce(t, conn, all)
 			r.stillRunning(t)
 			stacktest.Eventually(t, 10*time.Second, "Ready after the restart", func() bool {
-				return r.a.Ready(testCtx(t, 10*time.Second)) == nil
+				return r.a.Ready(stacktest.Context(t, 10*time.Second)) == nil
 			})
-			t.Logf("%d decisions, %d raw rows", len(all), count(t, conn, countRaw))
+			t.Logf("%d decisions, %d raw rows", len(all), stacktest.Count(t, conn, countRaw))
 		})
 	}
 }
@@ -679,7 +588,7 @@ func startLoad(t testing.TB, ns *server.Server) *load {
 				return
 			case <-time.After(time.Millisecond):
 			}
-			d := decision("load", i, time.Now())
+			d := stacktest.SampleDecision("load", i, time.Now())
 			body, _ := json.Marshal(d)
 			m := nats.NewMsg(events.SubjectDecisions)
 			m.Data = body
@@ -724,9 +633,9 @@ func (l *load) stop(t testing.TB) []string {
 
 func TestCrashAfterInsertBeforeAck(t *testing.T) {
 	t.Parallel()
-	dsn, conn := migrated(t)
+	dsn, conn := stacktest.MigratedClickHouse(t)
 	// Keep the duplicates the crash causes in place until we look.
-	exec(t, conn, "SYSTEM STOP MERGES hissuno_decisions")
+	stacktest.Exec(t, conn, "SYSTEM STOP MERGES hissuno_decisions")
 	ns, js := natsJS(t)
 	const n, batch = 600, 100
 	ids := publishN(t, js, "crash", n)
@@ -749,7 +658,7 @@ func TestCrashAfterInsertBeforeAck(t *testing.T) {
 	if c := crashes.Load(); c != 1 {
 		t.Fatalf("auditor A inserted %d batches before it died, want 1", c)
 	}
-	raw := count(t, conn, countRaw)
+	raw := stacktest.Count(t, conn, countRaw)
 	if raw == 0 || raw > batch {
 		t.Fatalf("after the crash ClickHouse holds %d rows, want the one batch (1 to %d)", raw, batch)
 	}
@@ -766,14 +675,14 @@ func TestCrashAfterInsertBeforeAck(t *testing.T) {
 		return ok && b == 0
 	})
 	// The batch inserted before the crash was inserted again by B.
-	if got := count(t, conn, countRaw); got != n+raw {
+	if got := stacktest.Count(t, conn, countRaw); got != n+raw {
 		t.Errorf("raw rows = %d, want %d decisions + the %d inserted twice", got, n, raw)
 	}
 	checkExactlyOnce(t, conn, ids)
 
-	exec(t, conn, "SYSTEM START MERGES hissuno_decisions")
-	exec(t, conn, "OPTIMIZE TABLE hissuno_decisions FINAL")
-	if got := count(t, conn, countRaw); got != n {
+	stacktest.Exec(t, conn, "SYSTEM START MERGES hissuno_decisions")
+	stacktest.Exec(t, conn, "OPTIMIZE TABLE hissuno_decisions FINAL")
+	if got := stacktest.Count(t, conn, countRaw); got != n {
 		t.Errorf("raw rows after OPTIMIZE … FINAL = %d, want %d", got, n)
 	}
 	checkExactlyOnce(t, conn, ids)
@@ -781,7 +690,7 @@ func TestCrashAfterInsertBeforeAck(t *testing.T) {
 
 func TestPoisonGoesToDeadLetters(t *testing.T) {
 	t.Parallel()
-	dsn, conn := freshCH(t)
+	dsn, conn := stacktest.ClickHouseConn(t)
 	ns, js := natsJS(t)
 	poison := []struct {
 		name string
@@ -797,7 +706,7 @@ func TestPoisonGoesToDeadLetters(t *testing.T) {
 	now := time.Now().UTC()
 	var ids []string
 	for i := range 80 {
-		d := decision("poison", i, now.Add(time.Duration(i)*time.Millisecond))
+		d := stacktest.SampleDecision("poison", i, now.Add(time.Duration(i)*time.Millisecond))
 		publish(t, js, d)
 		ids = append(ids, d.DecisionID)
 		if i%16 == 5 && i/16 < len(poison) {
@@ -811,7 +720,7 @@ func TestPoisonGoesToDeadLetters(t *testing.T) {
 		return ok && b == 0
 	})
 
-	ctx := testCtx(t, 30*time.Second)
+	ctx := stacktest.Context(t, 30*time.Second)
 	dl, err := js.Stream(ctx, events.StreamDeadLetter)
 	if err != nil {
 		t.Fatal(err)
@@ -849,7 +758,7 @@ func TestPoisonGoesToDeadLetters(t *testing.T) {
 			}
 		})
 	}
-	if n := count(t, conn, "SELECT count() FROM hissuno_decisions WHERE decision_id IN ('dec_broken', 'dec_notime', '')"); n != 0 {
+	if n := stacktest.Count(t, conn, "SELECT count() FROM hissuno_decisions WHERE decision_id IN ('dec_broken', 'dec_notime', '')"); n != 0 {
 		t.Errorf("%d poison rows reached ClickHouse", n)
 	}
 }
@@ -868,12 +777,12 @@ func TestClickHouseUnreachableFromStart(t *testing.T) {
 		return ok && b == n
 	})
 	// Let it try (and fail) to insert a while: the backlog stays whole.
-	cons, err := js.Consumer(testCtx(t, 10*time.Second), events.StreamDecisions, events.ConsumerAuditDecisions)
+	cons, err := js.Consumer(stacktest.Context(t, 10*time.Second), events.StreamDecisions, events.ConsumerAuditDecisions)
 	if err != nil {
 		t.Fatal(err)
 	}
 	stacktest.Eventually(t, 10*time.Second, "the auditor holding a batch (delivered, unacked)", func() bool {
-		info, err := cons.Info(testCtx(t, 10*time.Second))
+		info, err := cons.Info(stacktest.Context(t, 10*time.Second))
 		return err == nil && info.NumAckPending > 0
 	})
 	// For a second of failed attempts, nothing is acked and the backlog
@@ -881,10 +790,10 @@ func TestClickHouseUnreachableFromStart(t *testing.T) {
 	since := time.Now()
 	stacktest.Eventually(t, 30*time.Second, "a second of attempts", func() bool {
 		r.stillRunning(t)
-		if err := r.a.Ready(testCtx(t, 10*time.Second)); err == nil {
+		if err := r.a.Ready(stacktest.Context(t, 10*time.Second)); err == nil {
 			t.Fatal("Ready reports a ClickHouse on a closed port as ready")
 		}
-		info, err := cons.Info(testCtx(t, 10*time.Second))
+		info, err := cons.Info(stacktest.Context(t, 10*time.Second))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -895,7 +804,7 @@ func TestClickHouseUnreachableFromStart(t *testing.T) {
 			t.Fatalf("backlog %d, want %d", b, n)
 		}
 		// Nothing stored, nothing removed from the stream.
-		s, err := js.Stream(testCtx(t, 10*time.Second), events.StreamDecisions)
+		s, err := js.Stream(stacktest.Context(t, 10*time.Second), events.StreamDecisions)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -904,6 +813,6 @@ func TestClickHouseUnreachableFromStart(t *testing.T) {
 		}
 		return time.Since(since) > time.Second
 	})
-	t.Logf("Ready: %v", r.a.Ready(testCtx(t, 10*time.Second)))
+	t.Logf("Ready: %v", r.a.Ready(stacktest.Context(t, 10*time.Second)))
 	r.stop(t)
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/hissuno/widgetauth/events"
+	"github.com/hissuno/widgetauth/internal/audit"
 	"github.com/hissuno/widgetauth/internal/auditor"
 	"github.com/hissuno/widgetauth/internal/stack/stacktest"
 )
@@ -30,7 +31,7 @@ func benchEvents(b *testing.B) []events.Decision {
 	start := time.Now().UTC().Add(-time.Minute)
 	out := make([]events.Decision, benchRows)
 	for i := range out {
-		out[i] = decision("bench", i, start.Add(time.Duration(i)*time.Millisecond))
+		out[i] = stacktest.SampleDecision("bench", i, start.Add(time.Duration(i)*time.Millisecond))
 	}
 	return out
 }
@@ -40,7 +41,7 @@ func benchEvents(b *testing.B) []events.Decision {
 func fillStream(b *testing.B, ds []events.Decision) (*server.Server, jetstream.JetStream) {
 	b.Helper()
 	ns, js := natsJS(b)
-	ctx := testCtx(b, 5*time.Minute)
+	ctx := stacktest.Context(b, 5*time.Minute)
 	for i, d := range ds {
 		body, err := json.Marshal(d)
 		if err != nil {
@@ -87,7 +88,7 @@ func BenchmarkDrain(b *testing.B) {
 	var elapsed time.Duration
 	for range b.N {
 		b.StopTimer()
-		dsn, conn := migrated(b)
+		dsn, conn := stacktest.MigratedClickHouse(b)
 		ns, _ := fillStream(b, ds)
 		a, err := auditor.New(auditor.Config{
 			NATS: stacktest.Connect(b, ns), ClickHouseDSN: dsn, BatchSize: benchBatch, BatchWait: 50 * time.Millisecond,
@@ -116,7 +117,7 @@ func BenchmarkDrain(b *testing.B) {
 		if err := <-done; err != nil {
 			b.Fatalf("Run: %v", err)
 		}
-		if n := count(b, conn, countFinal); n != benchRows {
+		if n := stacktest.Count(b, conn, countFinal); n != benchRows {
 			b.Fatalf("%d decisions in ClickHouse, want %d", n, benchRows)
 		}
 	}
@@ -134,19 +135,19 @@ func BenchmarkBareInsert(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		if rows[i], err = auditor.DecisionRow(body); err != nil {
+		if rows[i], err = audit.DecisionsTable.Row(body); err != nil {
 			b.Fatal(err)
 		}
 	}
 	var elapsed time.Duration
 	for range b.N {
 		b.StopTimer()
-		_, conn := migrated(b)
-		ctx := testCtx(b, 5*time.Minute)
+		_, conn := stacktest.MigratedClickHouse(b)
+		ctx := stacktest.Context(b, 5*time.Minute)
 		b.StartTimer()
 		start := time.Now()
 		for off := 0; off < len(rows); off += benchBatch {
-			batch, err := conn.PrepareBatch(ctx, auditor.DecisionInsert)
+			batch, err := conn.PrepareBatch(ctx, "INSERT INTO hissuno_decisions ("+audit.DecisionColumns+")")
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -161,7 +162,7 @@ func BenchmarkBareInsert(b *testing.B) {
 		}
 		elapsed += time.Since(start)
 		b.StopTimer()
-		if n := count(b, conn, countRaw); n != benchRows {
+		if n := stacktest.Count(b, conn, countRaw); n != benchRows {
 			b.Fatalf("%d rows in ClickHouse, want %d", n, benchRows)
 		}
 	}

@@ -4,13 +4,17 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"maps"
 	"net/url"
 	"os"
 	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/micro"
 	"github.com/rs/zerolog"
+
+	"github.com/hissuno/widgetauth/events"
 )
 
 // DefaultURL is where `hissuno dev` listens for NATS by default.
@@ -178,4 +182,42 @@ func InstanceName(role string) string {
 	b := make([]byte, 3)
 	_, _ = rand.Read(b)
 	return fmt.Sprintf("%s-%s-%x", role, host, b)
+}
+
+// Service describes one role instance as a NATS micro service: found by
+// discovery (`nats micro ls`), with a status endpoint of its own on
+// events.StatusSubject(role, instance).
+type Service struct {
+	// Name is the micro service's name (events.Service…).
+	Name string
+	// Role names the role in the status subject ("ingress", "verifier",
+	// "rotator").
+	Role string
+	// Instance names the instance; it is also the service's metadata.
+	Instance string
+	// Description says what the role does.
+	Description string
+	// Metadata is added to the instance's.
+	Metadata map[string]string
+	// Status answers the status endpoint; it must be safe to call at any
+	// time.
+	Status func() any
+}
+
+// AddService registers a role instance as a micro service with its status
+// endpoint; the caller adds its other endpoints and stops it.
+func AddService(nc *nats.Conn, s Service) (micro.Service, error) {
+	md := map[string]string{"instance": s.Instance}
+	maps.Copy(md, s.Metadata)
+	svc, err := micro.AddService(nc, micro.Config{Name: s.Name, Version: "1.0.0", Description: s.Description, Metadata: md})
+	if err != nil {
+		return nil, fmt.Errorf("%s: micro service: %w", s.Role, err)
+	}
+	err = svc.AddEndpoint("status", micro.HandlerFunc(func(r micro.Request) { _ = r.RespondJSON(s.Status()) }),
+		micro.WithEndpointSubject(events.StatusSubject(s.Role, s.Instance)))
+	if err != nil {
+		_ = svc.Stop()
+		return nil, fmt.Errorf("%s: micro status endpoint: %w", s.Role, err)
+	}
+	return svc, nil
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/hissuno/widgetauth/events"
+	"github.com/hissuno/widgetauth/internal/audit"
 	"github.com/hissuno/widgetauth/internal/auditor"
 	"github.com/hissuno/widgetauth/internal/bus"
 	"github.com/hissuno/widgetauth/internal/health"
@@ -59,7 +60,7 @@ func defaultDSN() string {
 	if b, err := os.ReadFile(filepath.Join(dataDir(), devDSNFile)); err == nil {
 		return strings.TrimSpace(string(b))
 	}
-	return auditor.DefaultDSN
+	return audit.DefaultDSN
 }
 
 // filterFlags are the filters query and stats share.
@@ -99,27 +100,27 @@ func (f *filterFlags) register(fs *flag.FlagSet, full bool) {
 	}
 }
 
-func (f *filterFlags) filter(now time.Time) (auditor.Filter, error) {
+func (f *filterFlags) filter(now time.Time) (audit.Filter, error) {
 	since, err := parseWhen(f.since, now)
 	if err != nil {
-		return auditor.Filter{}, fmt.Errorf("--since: %w", err)
+		return audit.Filter{}, fmt.Errorf("--since: %w", err)
 	}
 	var until time.Time
 	if f.until != "" {
 		if until, err = parseWhen(f.until, now); err != nil {
-			return auditor.Filter{}, fmt.Errorf("--until: %w", err)
+			return audit.Filter{}, fmt.Errorf("--until: %w", err)
 		}
 	}
 	if f.decision != "" && !slices.Contains([]string{"accept", "unauthorized", "origin_blocked"}, f.decision) {
-		return auditor.Filter{}, fmt.Errorf("--decision %q: use accept, unauthorized or origin_blocked", f.decision)
+		return audit.Filter{}, fmt.Errorf("--decision %q: use accept, unauthorized or origin_blocked", f.decision)
 	}
 	if f.reason != "" && !slices.Contains(events.Reasons, events.Reason(f.reason)) {
-		return auditor.Filter{}, fmt.Errorf("--reason %q is not a reason code (e.g. token_expired, origin_not_allowed)", f.reason)
+		return audit.Filter{}, fmt.Errorf("--reason %q is not a reason code (e.g. token_expired, origin_not_allowed)", f.reason)
 	}
 	if f.rows && (f.limit < 1 || f.limit > 1_000_000) {
-		return auditor.Filter{}, errors.New("--limit: use 1 to 1000000")
+		return audit.Filter{}, errors.New("--limit: use 1 to 1000000")
 	}
-	return auditor.Filter{ProjectID: f.project, Since: since, Until: until, Decision: f.decision, Reason: f.reason,
+	return audit.Filter{ProjectID: f.project, Since: since, Until: until, Decision: f.decision, Reason: f.reason,
 		UserID: f.user, Origin: f.origin, Limit: f.limit}, nil
 }
 
@@ -185,19 +186,19 @@ func auditQuery(env Env, args []string) error {
 	if !slices.Contains([]string{"table", "json", "csv"}, f.format) {
 		return fmt.Errorf("--format %q: use table, json or csv", f.format)
 	}
-	c, err := auditor.Open(env.Ctx, f.dsn)
+	c, err := audit.Open(env.Ctx, f.dsn)
 	if err != nil {
 		return err
 	}
 	defer c.Close()
 	if *admin {
-		recs, err := auditor.AdminEvents(env.Ctx, c, filter)
+		recs, err := audit.AdminEvents(env.Ctx, c, filter)
 		if err != nil {
 			return err
 		}
 		return writeAdmin(env.Stdout, f.format, recs)
 	}
-	recs, err := auditor.Decisions(env.Ctx, c, filter)
+	recs, err := audit.Decisions(env.Ctx, c, filter)
 	if err != nil {
 		return err
 	}
@@ -227,7 +228,7 @@ func tableRow(w io.Writer, cells ...string) {
 	io.WriteString(w, "\n")
 }
 
-func writeDecisions(w io.Writer, format string, recs []auditor.Record) error {
+func writeDecisions(w io.Writer, format string, recs []audit.Record) error {
 	switch format {
 	case "json":
 		return writeJSONLines(w, recs)
@@ -254,7 +255,7 @@ func writeDecisions(w io.Writer, format string, recs []auditor.Record) error {
 	return nil
 }
 
-func writeAdmin(w io.Writer, format string, recs []auditor.AdminRecord) error {
+func writeAdmin(w io.Writer, format string, recs []audit.AdminRecord) error {
 	switch format {
 	case "json":
 		return writeJSONLines(w, recs)
@@ -317,7 +318,7 @@ func auditStats(env Env, args []string) error {
 	if _, err := parse(fs, args); err != nil {
 		return err
 	}
-	if !slices.Contains(auditor.Groups, auditor.Group(*by)) {
+	if !slices.Contains(audit.Groups, audit.Group(*by)) {
 		return fmt.Errorf("--by %q: use decision, reason, origin, user or hour", *by)
 	}
 	filter, err := f.filter(time.Now())
@@ -327,12 +328,12 @@ func auditStats(env Env, args []string) error {
 	if f.format != "table" && f.format != "json" {
 		return fmt.Errorf("--format %q: use table or json", f.format)
 	}
-	c, err := auditor.Open(env.Ctx, f.dsn)
+	c, err := audit.Open(env.Ctx, f.dsn)
 	if err != nil {
 		return err
 	}
 	defer c.Close()
-	stats, err := auditor.Stats(env.Ctx, c, filter, auditor.Group(*by))
+	stats, err := audit.Stats(env.Ctx, c, filter, audit.Group(*by))
 	if err != nil {
 		return err
 	}
@@ -432,12 +433,12 @@ func auditMigrate(env Env, args []string) error {
 	if _, err := parse(fs, args); err != nil {
 		return err
 	}
-	c, err := auditor.Open(env.Ctx, *dsn)
+	c, err := audit.Open(env.Ctx, *dsn)
 	if err != nil {
 		return err
 	}
 	defer c.Close()
-	applied, err := auditor.Migrate(env.Ctx, c)
+	applied, err := audit.Migrate(env.Ctx, c)
 	if err != nil {
 		return err
 	}
@@ -455,7 +456,7 @@ func runAuditor(env Env, args []string) error {
 	var f roleFlags
 	fs := newFlags("auditor", "hissuno auditor [flags]", env.Stderr)
 	f.register(fs, "auditor")
-	dsn := fs.String("clickhouse", getenv("HISSUNO_CLICKHOUSE_DSN", auditor.DefaultDSN), "ClickHouse DSN, clickhouse://[user:password@]host:9000/db[?secure=true] [HISSUNO_CLICKHOUSE_DSN]")
+	dsn := fs.String("clickhouse", getenv("HISSUNO_CLICKHOUSE_DSN", audit.DefaultDSN), "ClickHouse DSN, clickhouse://[user:password@]host:9000/db[?secure=true] [HISSUNO_CLICKHOUSE_DSN]")
 	batchSize := fs.Int("batch-size", envInt("HISSUNO_AUDIT_BATCH_SIZE", auditor.DefaultBatchSize), "rows per ClickHouse insert at most [HISSUNO_AUDIT_BATCH_SIZE]")
 	batchWait := fs.Duration("batch-wait", envDuration("HISSUNO_AUDIT_BATCH_WAIT", auditor.DefaultBatchWait), "how long a batch waits to fill up at most [HISSUNO_AUDIT_BATCH_WAIT]")
 	if _, err := parse(fs, args); err != nil {

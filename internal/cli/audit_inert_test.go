@@ -58,8 +58,9 @@ func TestAuditOutputInert(t *testing.T) {
 	for _, v := range hostileValues {
 		reqs = append(reqs, &widgetRequest{projectID: id, userID: v, wantStatus: 200, wantDecision: "accept"})
 	}
-	// An unknown projectId is stored as sent, too.
-	reqs = append(reqs, &widgetRequest{projectID: hostileUserID, wantStatus: 401, wantDecision: "unauthorized", wantReason: "unknown_project"})
+	// An unknown projectId is stored as sent, too (a projectId is at most 64
+	// bytes).
+	reqs = append(reqs, &widgetRequest{projectID: hostileProjectID, wantStatus: 401, wantDecision: "unauthorized", wantReason: "unknown_project"})
 	for _, w := range reqs {
 		if err := w.send(client, st); err != nil {
 			t.Fatalf("POST userId %q: %v", w.userID, err)
@@ -89,10 +90,10 @@ func TestAuditOutputInert(t *testing.T) {
 		if r.code != 0 || len(lines) != 2 || !strings.Contains(lines[1], `x\n2026-12-02 00:00:00.000  proj_demo  accept … authenticated  ceo …\x1b[31m`) {
 			t.Errorf("audit query --user %q: want a header and one row showing it escaped\n%s", hostileUserID, r)
 		}
-		r = run(t, append([]string{"audit", "query", "--project", hostileUserID}, ch...)...)
+		r = run(t, append([]string{"audit", "query", "--project", hostileProjectID}, ch...)...)
 		lines = checkInertLines(t, "audit query --project", r.stdout)
 		if r.code != 0 || len(lines) != 2 || !strings.Contains(lines[1], "unknown_project") {
-			t.Errorf("audit query --project %q: want a header and one row\n%s", hostileUserID, r)
+			t.Errorf("audit query --project %q: want a header and one row\n%s", hostileProjectID, r)
 		}
 	})
 

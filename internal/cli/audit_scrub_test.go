@@ -12,7 +12,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/hissuno/widgetauth/events"
-	"github.com/hissuno/widgetauth/internal/auditor"
+	"github.com/hissuno/widgetauth/internal/audit"
 	"github.com/hissuno/widgetauth/internal/stack/stacktest"
 )
 
@@ -27,7 +27,8 @@ func TestAuditScrubsSecrets(t *testing.T) {
 	st, dsn := auditStack(t)
 	const leakedKey = "sk_live_LeakedKey0123456789abcdefghijklmnopqrstuvwxyzAB"
 	leakedJWT := mintToken(t, "sk_live_another-projects-key-0123456789abcdef", "someone")
-	secrets := []string{leakedKey, leakedKey[len("sk_live_"):], leakedJWT}
+	const shortJWT = "eyJhbGciOiJIUzI1NiJ9.eyJ1c2VySWQiOiJ4In0.c2lnbmF0dXJlcw"
+	secrets := []string{leakedKey, leakedKey[len("sk_live_"):], leakedJWT, shortJWT}
 	secrets = append(secrets, strings.Split(leakedJWT, ".")...)
 
 	openID, _ := createProject(t, st, "--name", "Shop "+leakedKey, "--actor", "ops "+leakedJWT)
@@ -59,7 +60,9 @@ func TestAuditScrubsSecrets(t *testing.T) {
 			origin: "https://" + leakedJWT + ".example", wantStatus: 200},
 		{name: "unknown project named by a key", body: map[string]any{"projectId": leakedKey}, origin: "https://shop.example",
 			wantStatus: 401, wantReason: "unknown_project"},
-		{name: "unknown project named by a JWT", body: map[string]any{"projectId": leakedJWT}, origin: "https://shop.example",
+		// A projectId is at most 64 bytes: a JWT that fits is decided and
+		// stored scrubbed; a longer one is refused (400) and never stored.
+		{name: "unknown project named by a JWT", body: map[string]any{"projectId": shortJWT}, origin: "https://shop.example",
 			wantStatus: 401, wantReason: "unknown_project"},
 		{name: "authenticated, claims holding secrets, another userId claimed", body: map[string]any{"projectId": strictID, "widgetToken": tok, "userId": leakedJWT},
 			origin: leakedKey, wantStatus: 200},
@@ -98,6 +101,10 @@ func TestAuditScrubsSecrets(t *testing.T) {
 	for _, r := range requests {
 		send(r)
 	}
+	// A projectId over 64 bytes (a whole JWT) is refused before anything is
+	// published: nothing of it is ever stored.
+	send(request{name: "a projectId that is a whole JWT", body: map[string]any{"projectId": leakedJWT}, origin: "https://shop.example",
+		wantStatus: 400})
 	// The decision is made on the raw userId: revoking it refuses the token.
 	if r := run(t, append([]string{"project", "revoke-user", strictID, "--user", secretUser, "--actor", "sec " + leakedJWT}, stacktest.NATSArgs(t, st, events.SourceAdmin)...)...); r.code != 0 {
 		t.Fatalf("project revoke-user\n%s", r)
@@ -129,7 +136,7 @@ func TestAuditScrubsSecrets(t *testing.T) {
 		}
 	}
 	// What remains is still the record.
-	recs, err := auditor.Decisions(t.Context(), conn, auditor.Filter{Since: now.Add(-time.Hour), Reason: "token_revoked"})
+	recs, err := audit.Decisions(t.Context(), conn, audit.Filter{Since: now.Add(-time.Hour), Reason: "token_revoked"})
 	if err != nil || len(recs) != 1 || recs[0].ProjectID != strictID {
 		t.Errorf("the token_revoked decision: %+v, %v", recs, err)
 	}

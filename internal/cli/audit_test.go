@@ -23,6 +23,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/hissuno/widgetauth/events"
+	"github.com/hissuno/widgetauth/internal/audit"
 	"github.com/hissuno/widgetauth/internal/auditor"
 	"github.com/hissuno/widgetauth/internal/bus"
 	"github.com/hissuno/widgetauth/internal/stack"
@@ -193,7 +194,7 @@ func openClickHouse(t *testing.T, dsn string) driver.Conn {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	conn, err := auditor.Open(ctx, dsn)
+	conn, err := audit.Open(ctx, dsn)
 	if err != nil {
 		t.Fatalf("open ClickHouse: %v", err)
 	}
@@ -316,11 +317,11 @@ func TestAuditEndToEnd(t *testing.T) {
 		}
 	}
 
-	recs, err := auditor.Decisions(ctx, conn, auditor.Filter{Since: time.Now().Add(-time.Hour), Limit: 10 * n})
+	recs, err := audit.Decisions(ctx, conn, audit.Filter{Since: time.Now().Add(-time.Hour), Limit: 10 * n})
 	if err != nil {
 		t.Fatalf("Decisions: %v", err)
 	}
-	byID := map[string][]auditor.Record{}
+	byID := map[string][]audit.Record{}
 	for _, r := range recs {
 		byID[r.DecisionID] = append(byID[r.DecisionID], r)
 	}
@@ -372,9 +373,9 @@ func TestAuditEndToEnd(t *testing.T) {
 	}
 
 	// The project's creation is in the admin events, without its key.
-	var adm []auditor.AdminRecord
+	var adm []audit.AdminRecord
 	stacktest.Eventually(t, 30*time.Second, "the project.created admin event in ClickHouse", func() bool {
-		adm, err = auditor.AdminEvents(ctx, conn, auditor.Filter{ProjectID: id})
+		adm, err = audit.AdminEvents(ctx, conn, audit.Filter{ProjectID: id})
 		return err == nil && len(adm) > 0
 	})
 	if len(adm) != 1 || adm[0].Kind != string(events.AdminProjectCreated) || adm[0].KeyVersion != 1 ||
@@ -645,7 +646,7 @@ func TestAuditStats(t *testing.T) {
 	f := newAuditFixture(t)
 	ch := []string{"--clickhouse", f.dsn}
 	// By hour as ClickHouse (in UTC) counts them, from the decisions' times.
-	recs, err := auditor.Decisions(context.Background(), openClickHouse(t, f.dsn), auditor.Filter{Since: time.Now().Add(-time.Hour)})
+	recs, err := audit.Decisions(context.Background(), openClickHouse(t, f.dsn), audit.Filter{Since: time.Now().Add(-time.Hour)})
 	if err != nil || len(recs) != len(f.reqs) {
 		t.Fatalf("Decisions: %d, %v", len(recs), err)
 	}

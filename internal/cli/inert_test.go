@@ -9,6 +9,10 @@ import (
 	"unicode/utf8"
 )
 
+// hostileProjectID is a projectId (at most 64 bytes) that would forge a row
+// and colour the terminal.
+const hostileProjectID = "x\nproj_demo  accept  authenticated  ceo\u001b[31m\u202e"
+
 // hostileUserID draws a fake "authenticated ceo" row on a terminal that
 // prints it raw, and turns the rest of the screen red.
 const hostileUserID = "x\n2026-12-02 00:00:00.000  proj_demo  accept … authenticated  ceo …\u001b[31m"

@@ -21,8 +21,8 @@ import (
 	"github.com/hissuno/widgetauth/events"
 	"github.com/hissuno/widgetauth/internal/admin"
 	"github.com/hissuno/widgetauth/internal/bus"
+	"github.com/hissuno/widgetauth/internal/origin"
 	"github.com/hissuno/widgetauth/internal/project"
-	"github.com/hissuno/widgetauth/internal/verifier"
 )
 
 const projectUsage = `hissuno project create --name NAME [--require-token] [--origin PATTERN]... [--json]
@@ -124,7 +124,7 @@ func projectCreate(env Env, args []string) error {
 	if strings.TrimSpace(*name) == "" {
 		return errors.New("a project needs a name: add --name NAME")
 	}
-	canon, err := verifier.CanonicalPatterns(origins)
+	canon, err := origin.CanonicalPatterns(origins)
 	if err != nil {
 		return fmt.Errorf("%w; fix the --origin value", err)
 	}
@@ -259,7 +259,7 @@ func projectUpdate(env Env, args []string) error {
 	if *clear && len(origins) > 0 {
 		return errors.New("--clear-origins and --origin together: give one or the other")
 	}
-	canon, err := verifier.CanonicalPatterns(origins)
+	canon, err := origin.CanonicalPatterns(origins)
 	if err != nil {
 		return fmt.Errorf("%w; fix the --origin value", err)
 	}

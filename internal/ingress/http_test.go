@@ -852,6 +852,7 @@ func TestConnectBadRequests(t *testing.T) {
 		notMentions []string
 	}{
 		{name: "not JSON", body: []byte(`projectId=` + p.ID), mentions: []string{"JSON"}},
+		{name: "projectId over 64 bytes (no project id is longer)", body: []byte(`{"projectId":"` + strings.Repeat("p", 65) + `"}`), mentions: []string{"projectId", "64 bytes"}},
 		{name: "PROJECTID is not projectId", body: []byte(`{"PROJECTID":"` + p.ID + `"}`), mentions: []string{"projectId", "missing"}},
 		{name: "projectid is not projectId", body: []byte(`{"projectid":"` + p.ID + `"}`), mentions: []string{"projectId", "missing"}},
 		{name: "ProjectId a number is not projectId", body: []byte(`{"ProjectId":42}`), mentions: []string{"projectId", "missing"}},

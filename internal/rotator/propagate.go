@@ -11,7 +11,6 @@ import (
 	"github.com/nats-io/nats.go/micro"
 
 	"github.com/hissuno/widgetauth/events"
-	"github.com/hissuno/widgetauth/internal/verifier"
 )
 
 // propagate broadcasts that a project changed at a KV revision, then asks
@@ -51,7 +50,7 @@ func (r *Rotator) propagate(ctx context.Context, projectID string, revision uint
 func (r *Rotator) askSync(ctx context.Context, instance string, req []byte) bool {
 	ctx, cancel := context.WithTimeout(ctx, r.cfg.ConfirmTimeout)
 	defer cancel()
-	m, err := r.cfg.NATS.RequestWithContext(ctx, verifier.SyncSubject(instance), req)
+	m, err := r.cfg.NATS.RequestWithContext(ctx, events.SyncSubject(instance), req)
 	if err != nil {
 		return false
 	}
@@ -61,7 +60,7 @@ func (r *Rotator) askSync(ctx context.Context, instance string, req []byte) bool
 
 // heartbeatsLive is how long a verifier counts as alive after its last
 // heartbeat: three missed heartbeats.
-const heartbeatsLive = 3 * verifier.HeartbeatEvery
+const heartbeatsLive = 3 * events.HeartbeatEvery
 
 // heartbeats remembers when each verifier was last heard from.
 type heartbeats struct {

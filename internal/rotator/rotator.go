@@ -21,7 +21,6 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/nats-io/nats.go/micro"
 	"github.com/nats-io/nkeys"
 	"github.com/rs/zerolog"
 
@@ -29,9 +28,9 @@ import (
 	"github.com/hissuno/widgetauth/internal/admin"
 	"github.com/hissuno/widgetauth/internal/bus"
 	"github.com/hissuno/widgetauth/internal/metrics"
+	"github.com/hissuno/widgetauth/internal/origin"
 	"github.com/hissuno/widgetauth/internal/project"
 	"github.com/hissuno/widgetauth/internal/redact"
-	"github.com/hissuno/widgetauth/internal/verifier"
 	"github.com/hissuno/widgetauth/internal/worker"
 )
 
@@ -85,10 +84,10 @@ func (c Config) Validate() error {
 		return errors.New("rotator: no master key to seal project keys (set HISSUNO_MASTER_KEY)")
 	case c.ConfirmTimeout <= 0 || c.DiscoveryIdle <= 0 || c.CommandTTL <= 0:
 		return errors.New("rotator: timeouts must be positive")
-	case c.ConfirmTimeout < 2*verifier.FreshnessLease:
+	case c.ConfirmTimeout < 2*events.FreshnessLease:
 		// A verifier that did not confirm in time must have outlived its
 		// freshness lease, so that it cannot decide with a retired key.
-		return fmt.Errorf("rotator: the confirm timeout must be at least %s (twice the verifiers' freshness lease)", 2*verifier.FreshnessLease)
+		return fmt.Errorf("rotator: the confirm timeout must be at least %s (twice the verifiers' freshness lease)", 2*events.FreshnessLease)
 	}
 	return nil
 }
@@ -110,7 +109,6 @@ type Rotator struct {
 	js         jetstream.JetStream
 	store      *project.Store
 	settler    *worker.Settler
-	handler    worker.Handler
 	heartbeats heartbeats
 	ready      atomic.Bool
 }
@@ -131,7 +129,6 @@ func New(cfg Config, log zerolog.Logger) (*Rotator, error) {
 	log = log.With().Str("component", "rotator").Str("instance", cfg.Instance).Logger()
 	r := &Rotator{cfg: cfg, log: log, js: js}
 	r.settler = &worker.Settler{JS: js, Stream: events.StreamAdmin, MaxDeliver: commandsMaxDeliver, Backoff: commandsBackOff, Log: log}
-	r.handler = worker.Chain(r.handle, worker.Recover(log))
 	return r, nil
 }
 
@@ -167,36 +164,31 @@ func (r *Rotator) run(ctx context.Context) error {
 		return fmt.Errorf("rotator: subscribe to heartbeats: %w", err)
 	}
 	defer func() { _ = hb.Unsubscribe() }()
-	svc, err := micro.AddService(r.cfg.NATS, micro.Config{
+	svc, err := bus.AddService(r.cfg.NATS, bus.Service{
 		Name:        events.ServiceRotator,
-		Version:     "1.0.0",
+		Role:        "rotator",
+		Instance:    r.cfg.Instance,
 		Description: "Applies admin commands: create, update, rotate, revoke-user",
-		Metadata:    map[string]string{"instance": r.cfg.Instance},
+		Status:      func() any { return map[string]any{"instance": r.cfg.Instance} },
 	})
 	if err != nil {
-		return fmt.Errorf("rotator: micro service: %w", err)
+		return err
 	}
 	defer func() { _ = svc.Stop() }()
-	if err := svc.AddEndpoint("status", micro.HandlerFunc(func(req micro.Request) {
-		_ = req.RespondJSON(map[string]any{"instance": r.cfg.Instance})
-	}), micro.WithEndpointSubject("hissuno.rotator."+r.cfg.Instance+".status")); err != nil {
-		return fmt.Errorf("rotator: micro endpoint: %w", err)
-	}
-	work := context.WithoutCancel(ctx)
-	cc, err := cons.Consume(func(msg jetstream.Msg) {
-		r.settler.Settle(work, msg, r.handler(work, msg))
-	}, jetstream.PullMaxMessages(8))
-	if err != nil {
-		return fmt.Errorf("rotator: consume: %w", err)
-	}
 	r.ready.Store(true)
 	defer r.ready.Store(false)
 	r.log.Info().Msg("rotator handling admin commands")
-	<-ctx.Done()
-	cc.Drain()
-	<-cc.Closed()
+	// One command at a time: compare-and-set serialises writers anyway, and
+	// a command's answer waits for the verifiers' confirmations.
+	err = worker.Run(ctx, worker.Config{
+		Name:            events.ConsumerRotator,
+		Consumer:        cons,
+		Settler:         r.settler,
+		Log:             r.log,
+		PullMaxMessages: 8,
+	}, r.handle)
 	r.log.Info().Msg("rotator stopped")
-	return nil
+	return err
 }
 
 // outcome is what applying a command produced.
@@ -247,7 +239,7 @@ func (r *Rotator) handle(ctx context.Context, msg jetstream.Msg) error {
 	}
 	out, err := r.apply(ctx, &cmd, now)
 	if err != nil {
-		if errors.Is(err, project.ErrInvalid) || errors.Is(err, project.ErrNotFound) || errors.Is(err, project.ErrExists) || errors.Is(err, verifier.ErrInvalidPattern) {
+		if errors.Is(err, project.ErrInvalid) || errors.Is(err, project.ErrNotFound) || errors.Is(err, project.ErrExists) {
 			log.Info().Err(err).Msg("command refused")
 			r.answer(replyTo, events.CommandResult{CommandID: cmd.CommandID, Error: err.Error()})
 			return nil
@@ -307,7 +299,7 @@ func (r *Rotator) apply(ctx context.Context, cmd *events.Command, now time.Time)
 		var secret string
 		switch cmd.Kind {
 		case events.CommandUpdateProject:
-			origins, err := verifier.CanonicalPatterns(cmd.Origins)
+			origins, err := origin.CanonicalPatterns(cmd.Origins)
 			if err != nil {
 				return outcome{}, fmt.Errorf("%w: %w", project.ErrInvalid, err)
 			}
@@ -330,8 +322,15 @@ func (r *Rotator) apply(ctx context.Context, cmd *events.Command, now time.Time)
 		rec.MarkApplied(cmd.CommandID)
 		newRev, err := r.store.Update(ctx, &rec, rev)
 		if errors.Is(err, project.ErrConflict) {
-			// Another rotator changed the project: read it again.
-			time.Sleep(time.Duration(rand.IntN(20)+1) * time.Millisecond)
+			// Another rotator changed the project: read it again, after a
+			// moment of jitter, unless the rotator stops.
+			t := time.NewTimer(time.Duration(rand.IntN(20)+1) * time.Millisecond)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return outcome{}, ctx.Err()
+			case <-t.C:
+			}
 			continue
 		}
 		if err != nil {
@@ -343,7 +342,7 @@ func (r *Rotator) apply(ctx context.Context, cmd *events.Command, now time.Time)
 }
 
 func (r *Rotator) create(ctx context.Context, cmd *events.Command, now time.Time) (outcome, error) {
-	origins, err := verifier.CanonicalPatterns(cmd.Origins)
+	origins, err := origin.CanonicalPatterns(cmd.Origins)
 	if err != nil {
 		return outcome{}, fmt.Errorf("%w: %w", project.ErrInvalid, err)
 	}

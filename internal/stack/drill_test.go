@@ -46,6 +46,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/hissuno/widgetauth/events"
+	"github.com/hissuno/widgetauth/internal/audit"
 	"github.com/hissuno/widgetauth/internal/auditor"
 	"github.com/hissuno/widgetauth/internal/bus"
 	"github.com/hissuno/widgetauth/internal/cli"
@@ -170,7 +171,7 @@ func TestFloodDrill(t *testing.T) {
 		t.Fatal(err)
 	}
 	decided := info.State.LastSeq
-	conn, err := auditor.Open(testContext(t, 30*time.Second), dsn)
+	conn, err := audit.Open(testContext(t, 30*time.Second), dsn)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,13 +1,17 @@
-// Package verifier decides whether an embedded Hissuno widget may connect:
-// given a project's settings and keys, one connection attempt and the current
-// time, Decide answers accept, 401 or 403 with a stable reason code
-// (DESIGN.md "Decision rules").
+// Package verifier is the verifier role: it consumes connection attempts
+// from the one durable consumer every verifier shares, decides each with
+// the decision core (internal/authz) on its in-memory view of every
+// project, stores the decision in JetStream and waits for its persistence
+// ack, then replies to the ingress that waits.
 //
-// The decision is pure: no I/O, no clock of its own (now is passed in), no
-// NATS. The verifier worker that wraps it lives in the same package
-// (worker.go) and is a thin shell around Decide.
+// Its files: verifier.go (configuration and the run loop), view.go (the
+// project view, a KV watch), lease.go (the freshness lease and the resync
+// after a reconnect), discovery.go (heartbeats, micro-service discovery and
+// rotation confirmations, invalidations), handle.go (one attempt: its
+// provenance, the decision, the store and the reply), consumer.go (the
+// attempts consumer's settings).
 //
-// It must never accept a token signed with anything but HS256 and a key that
-// is usable now by server time, never downgrade an invalid token to an
-// anonymous session, and never put a token or a key into an error message.
+// It never decides for a project its view is known to be behind on, never
+// replies before the decision is stored, never replies a decision that is
+// not the one stored, and never logs a token.
 package verifier

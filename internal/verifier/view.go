@@ -10,6 +10,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 
+	"github.com/hissuno/widgetauth/internal/authz"
+	"github.com/hissuno/widgetauth/internal/origin"
 	"github.com/hissuno/widgetauth/internal/project"
 )
 
@@ -35,7 +37,7 @@ type view struct {
 }
 
 type viewEntry struct {
-	project  *Project
+	project  *authz.Project
 	revision uint64
 }
 
@@ -52,7 +54,7 @@ func newView(sealer *project.Sealer, log zerolog.Logger, onChange func(string)) 
 
 // lookup returns the project (nil when unknown) and whether the view knows
 // it is behind for this project.
-func (v *view) lookup(id string) (p *Project, stale bool) {
+func (v *view) lookup(id string) (p *authz.Project, stale bool) {
 	v.mu.RLock()
 	e := v.projects[id]
 	req, pending := v.required[id]
@@ -97,6 +99,25 @@ func (v *view) waitFor(ctx context.Context, rev uint64) bool {
 	}
 }
 
+// waitReady waits until the view holds every project the bucket had when
+// the watch began; false when ctx ended first.
+func (v *view) waitReady(ctx context.Context) bool {
+	for !v.ready.Load() {
+		v.mu.RLock()
+		ch := v.changed
+		v.mu.RUnlock()
+		if v.ready.Load() {
+			return true
+		}
+		select {
+		case <-ctx.Done():
+			return false
+		case <-ch:
+		}
+	}
+	return true
+}
+
 func (v *view) size() int {
 	v.mu.RLock()
 	defer v.mu.RUnlock()
@@ -110,7 +131,7 @@ func (v *view) apply(e jetstream.KeyValueEntry) {
 	remove := e.Operation() != jetstream.KeyValuePut
 	if !remove {
 		r, err := project.Decode(e.Value())
-		var p *Project
+		var p *authz.Project
 		if err == nil {
 			p, err = compile(&r, v.sealer)
 		}
@@ -145,18 +166,18 @@ func (v *view) apply(e jetstream.KeyValueEntry) {
 
 // compile turns a stored record into what the decision needs: patterns
 // parsed, keys opened.
-func compile(r *project.Record, s *project.Sealer) (*Project, error) {
-	origins, err := ParsePatterns(r.Origins)
+func compile(r *project.Record, s *project.Sealer) (*authz.Project, error) {
+	origins, err := origin.ParsePatterns(r.Origins)
 	if err != nil {
 		return nil, fmt.Errorf("project %s: stored origins: %w", r.ID, err)
 	}
-	p := &Project{ID: r.ID, RequireToken: r.RequireToken, Origins: origins}
+	p := &authz.Project{ID: r.ID, RequireToken: r.RequireToken, Origins: origins}
 	for _, k := range r.Keys {
 		secret, err := s.Open(k.Sealed, r.ID, k.Version)
 		if err != nil {
 			return nil, err
 		}
-		key := Key{Version: k.Version, Secret: secret}
+		key := authz.Key{Version: k.Version, Secret: secret}
 		if k.ValidUntil != nil {
 			key.ValidUntil = *k.ValidUntil
 		}
@@ -200,7 +221,12 @@ func (v *view) follow(ctx context.Context, w jetstream.KeyWatcher, restart <-cha
 				return false, nil
 			}
 			if e == nil {
-				if !v.ready.Swap(true) {
+				v.mu.Lock()
+				first := !v.ready.Swap(true)
+				close(v.changed)
+				v.changed = make(chan struct{})
+				v.mu.Unlock()
+				if first {
 					v.log.Info().Int("projects", v.size()).Uint64("revision", v.lastRev.Load()).Msg("project view complete")
 				}
 				continue

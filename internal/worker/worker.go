@@ -1,9 +1,12 @@
-// Package worker is the one shape every JetStream consumer of Hissuno has: a
-// Handler of (ctx, message) returning an error, wrapped by middleware, and a
-// settlement that turns the error into the message's fate: nil → Ack; a
-// transient error → NakWithDelay with back-off; a permanent error, or a
-// transient one on the last delivery → a dead letter carrying the error,
-// then Term. A message is never dropped silently.
+// Package worker is the one consumer loop and handler shape of every
+// JetStream consumer of Hissuno: Run (and RunBatches, for a handler of
+// batches) pulls a durable consumer into a fixed pool of workers, each
+// running a Handler of (ctx, message) returning an error, wrapped by
+// middleware (Recover), and a settlement turns the error into the message's
+// fate: nil → Ack; a transient error → NakWithDelay with back-off; a
+// permanent error, or a transient one on the last delivery → a dead letter
+// carrying the error, then Term. A message is never dropped silently, and
+// the loop returns only when every goroutine it started has ended.
 package worker
 
 import (
@@ -36,6 +39,11 @@ var ErrPermanent = errors.New("permanent")
 
 // Permanent marks err as permanent.
 func Permanent(err error) error { return fmt.Errorf("%w: %w", ErrPermanent, err) }
+
+// ErrLeave marks a message its handler leaves unsettled: JetStream delivers
+// it again after the consumer's ack wait, as it does when a process dies
+// before it settles. Tests use it to play such a death.
+var ErrLeave = errors.New("left unsettled")
 
 // retryError asks for a redelivery after a given delay.
 type retryError struct {
@@ -100,6 +108,9 @@ func (s *Settler) Settle(ctx context.Context, msg jetstream.Msg, err error) {
 		if aerr := msg.Ack(); aerr != nil {
 			s.Log.Warn().Err(aerr).Msg("ack failed; the message will be redelivered")
 		}
+		return
+	}
+	if errors.Is(err, ErrLeave) {
 		return
 	}
 	delivered := uint64(1)

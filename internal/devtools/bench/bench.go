@@ -28,7 +28,7 @@ import (
 	"github.com/nats-io/nuid"
 	"github.com/rs/zerolog"
 
-	"github.com/hissuno/widgetauth/internal/auditor"
+	"github.com/hissuno/widgetauth/internal/audit"
 	"github.com/hissuno/widgetauth/internal/devtools/localclickhouse"
 	"github.com/hissuno/widgetauth/internal/stack"
 )
@@ -469,7 +469,7 @@ type auditCheck struct {
 }
 
 func newAuditCheck(ctx context.Context, dsn string) (*auditCheck, error) {
-	conn, err := auditor.Open(ctx, dsn)
+	conn, err := audit.Open(ctx, dsn)
 	if err != nil {
 		return nil, err
 	}
@@ -522,7 +522,7 @@ func (a *auditCheck) exact(ctx context.Context, ids []string) (lost, doubled int
 // runDatabase makes a database of its own in the ClickHouse dsn names and
 // returns a DSN for it, and how to drop it.
 func runDatabase(ctx context.Context, dsn string) (string, func(), error) {
-	conn, err := auditor.Open(ctx, dsn)
+	conn, err := audit.Open(ctx, dsn)
 	if err != nil {
 		return "", nil, err
 	}

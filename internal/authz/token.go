@@ -1,4 +1,4 @@
-package verifier
+package authz
 
 import (
 	"bytes"
@@ -12,22 +12,13 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 	fastjson "github.com/segmentio/encoding/json"
 
+	"github.com/hissuno/widgetauth/events"
 	"github.com/hissuno/widgetauth/internal/redact"
 )
 
-// Limits of a widget token and its claims (DESIGN.md "Decision rules").
+// Rules of a widget token beyond the limits of events/limits.go (DESIGN.md
+// "Decision rules").
 const (
-	// MaxTokenBytes is the largest token verified; a larger one is refused
-	// with token_too_large before any parsing.
-	MaxTokenBytes = 8 << 10
-	// MaxUserIDBytes bounds the userId claim.
-	MaxUserIDBytes = 256
-	// MaxMetadataKeys bounds the number of userMetadata entries.
-	MaxMetadataKeys = 32
-	// MaxMetadataKeyBytes bounds a userMetadata key.
-	MaxMetadataKeyBytes = 64
-	// MaxMetadataValueBytes bounds a userMetadata value.
-	MaxMetadataValueBytes = 1 << 10
 	// Leeway is the clock skew allowed on exp, nbf and iat.
 	Leeway = 60 * time.Second
 	// MinKeyBytes is the shortest secret key the verifier uses: a shorter or
@@ -37,19 +28,6 @@ const (
 
 // Algorithm is the only JWS algorithm a widget token may use.
 const Algorithm = "HS256"
-
-// bearerPrefix is stripped, once, from an Authorization header.
-const bearerPrefix = "Bearer "
-
-// BearerToken returns the token of an `Authorization: Bearer <token>`
-// header. The scheme is matched case-insensitively and stripped exactly once;
-// ok is false when the header is not a Bearer credential.
-func BearerToken(header string) (token string, ok bool) {
-	if len(header) < len(bearerPrefix) || !strings.EqualFold(header[:len(bearerPrefix)], bearerPrefix) {
-		return "", false
-	}
-	return header[len(bearerPrefix):], true
-}
 
 // Fingerprint is how a token appears in logs and audit records: the first 16
 // hex digits of its SHA-256 (redact.Fingerprint).
@@ -188,8 +166,8 @@ func (c *claims) Validate() error {
 		return fmt.Errorf("%w: userId is missing or not a string", ErrTokenInvalidClaims)
 	case c.UserID.v == "":
 		return fmt.Errorf("%w: userId is empty", ErrTokenInvalidClaims)
-	case len(c.UserID.v) > MaxUserIDBytes:
-		return fmt.Errorf("%w: userId is over %d bytes", ErrTokenInvalidClaims, MaxUserIDBytes)
+	case len(c.UserID.v) > events.MaxUserIDBytes:
+		return fmt.Errorf("%w: userId is over %d bytes", ErrTokenInvalidClaims, events.MaxUserIDBytes)
 	case c.UserMetadata.bad:
 		return fmt.Errorf("%w: userMetadata is not an object of strings", ErrTokenInvalidClaims)
 	}
@@ -197,15 +175,15 @@ func (c *claims) Validate() error {
 }
 
 func validMetadata(m map[string]string) error {
-	if len(m) > MaxMetadataKeys {
-		return fmt.Errorf("%w: userMetadata has over %d keys", ErrTokenInvalidClaims, MaxMetadataKeys)
+	if len(m) > events.MaxMetadataKeys {
+		return fmt.Errorf("%w: userMetadata has over %d keys", ErrTokenInvalidClaims, events.MaxMetadataKeys)
 	}
 	for k, v := range m {
-		if len(k) > MaxMetadataKeyBytes {
-			return fmt.Errorf("%w: a userMetadata key is over %d bytes", ErrTokenInvalidClaims, MaxMetadataKeyBytes)
+		if len(k) > events.MaxMetadataKeyBytes {
+			return fmt.Errorf("%w: a userMetadata key is over %d bytes", ErrTokenInvalidClaims, events.MaxMetadataKeyBytes)
 		}
-		if len(v) > MaxMetadataValueBytes {
-			return fmt.Errorf("%w: a userMetadata value is over %d bytes", ErrTokenInvalidClaims, MaxMetadataValueBytes)
+		if len(v) > events.MaxMetadataValueBytes {
+			return fmt.Errorf("%w: a userMetadata value is over %d bytes", ErrTokenInvalidClaims, events.MaxMetadataValueBytes)
 		}
 	}
 	return nil
@@ -317,12 +295,12 @@ func compactJWS(token string) bool {
 }
 
 // parseToken verifies a token against the project's keys usable at now.
-// A token over MaxTokenBytes, or with a byte outside base64url and its two
+// A token over events.MaxTokenBytes, or with a byte outside base64url and its two
 // dots, is refused before anything is decoded. It then uses golang-jwt with
 // HS256 only, exp required, iat checked, 60 s leeway and strict base64;
 // every error is a refusal, classified into one sentinel.
 func parseToken(token string, keys []Key, now time.Time) (verifiedToken, *tokenError) {
-	if len(token) > MaxTokenBytes {
+	if len(token) > events.MaxTokenBytes {
 		return verifiedToken{}, &tokenError{err: ErrTokenTooLarge}
 	}
 	if !compactJWS(token) {

@@ -1,4 +1,4 @@
-package auditor_test
+package audit_test
 
 import (
 	"encoding/json"
@@ -12,7 +12,8 @@ import (
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 
 	"github.com/hissuno/widgetauth/events"
-	"github.com/hissuno/widgetauth/internal/auditor"
+	"github.com/hissuno/widgetauth/internal/audit"
+	"github.com/hissuno/widgetauth/internal/stack/stacktest"
 )
 
 // fixtureBase is the hour the fixture's decisions start in: three hours
@@ -80,20 +81,20 @@ func insertDecisions(t testing.TB, conn driver.Conn, ds []events.Decision) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		row, err := auditor.DecisionRow(body)
+		row, err := audit.DecisionsTable.Row(body)
 		if err != nil {
 			t.Fatalf("decisionRow: %v", err)
 		}
 		rows = append(rows, row)
 	}
-	if err := auditor.InsertDecisionRows(testCtx(t, 30*time.Second), conn, rows); err != nil {
+	if err := audit.Insert(stacktest.Context(t, 30*time.Second), conn, audit.DecisionsTable, rows); err != nil {
 		t.Fatalf("insert: %v", err)
 	}
 }
 
 // matching is what a query with f must return from ds: newest first, at
 // most the limit.
-func matching(ds []events.Decision, f auditor.Filter) []string {
+func matching(ds []events.Decision, f audit.Filter) []string {
 	until := f.Until
 	if until.IsZero() {
 		until = time.Now().Add(time.Minute)
@@ -127,30 +128,30 @@ func matching(ds []events.Decision, f auditor.Filter) []string {
 }
 
 // expectedStats computes Stats from the fixture as the query should.
-func expectedStats(ds []events.Decision, by auditor.Group) []auditor.Stat {
+func expectedStats(ds []events.Decision, by audit.Group) []audit.Stat {
 	counts := map[string]uint64{}
 	for _, d := range ds {
 		var k string
 		switch by {
-		case auditor.ByDecision:
+		case audit.ByDecision:
 			k = string(d.Decision)
-		case auditor.ByReason:
+		case audit.ByReason:
 			k = cmpOr(string(d.Reason), "(accept)")
-		case auditor.ByOrigin:
+		case audit.ByOrigin:
 			k = cmpOr(d.Origin, "(none)")
-		case auditor.ByUser:
+		case audit.ByUser:
 			k = cmpOr(d.UserID, "(none)")
-		case auditor.ByHour:
+		case audit.ByHour:
 			k = d.Time.Format("2006-01-02 15:00")
 		}
 		counts[k]++
 	}
-	var out []auditor.Stat
+	var out []audit.Stat
 	for k, n := range counts {
-		out = append(out, auditor.Stat{Key: k, Count: n})
+		out = append(out, audit.Stat{Key: k, Count: n})
 	}
 	sort.Slice(out, func(i, j int) bool {
-		if by != auditor.ByHour && out[i].Count != out[j].Count {
+		if by != audit.ByHour && out[i].Count != out[j].Count {
 			return out[i].Count > out[j].Count
 		}
 		return out[i].Key < out[j].Key
@@ -165,7 +166,7 @@ func cmpOr(s, def string) string {
 	return s
 }
 
-func ids(recs []auditor.Record) []string {
+func ids(recs []audit.Record) []string {
 	var out []string
 	for _, r := range recs {
 		out = append(out, r.DecisionID)
@@ -175,39 +176,39 @@ func ids(recs []auditor.Record) []string {
 
 func TestQueryDecisions(t *testing.T) {
 	t.Parallel()
-	_, conn := migrated(t)
+	_, conn := stacktest.MigratedClickHouse(t)
 	base := fixtureBase()
 	ds := fixture(base)
 	insertDecisions(t, conn, ds)
 
 	tests := []struct {
 		name   string
-		filter auditor.Filter
+		filter audit.Filter
 		want   int // how many the fixture holds, as a check of the test itself
 	}{
-		{name: "no filter", filter: auditor.Filter{}, want: len(ds)},
-		{name: "default range", filter: auditor.Filter{Since: time.Now().Add(-24 * time.Hour)}, want: len(ds)},
-		{name: "project", filter: auditor.Filter{ProjectID: "p_a"}, want: 8},
-		{name: "other project", filter: auditor.Filter{ProjectID: "p_b"}, want: 4},
-		{name: "unknown project id", filter: auditor.Filter{ProjectID: "p_nope"}, want: 1},
-		{name: "no such project", filter: auditor.Filter{ProjectID: "p_zzz"}, want: 0},
-		{name: "since", filter: auditor.Filter{Since: base.Add(60 * time.Minute)}, want: 7},
-		{name: "until", filter: auditor.Filter{Until: base.Add(60 * time.Minute)}, want: 6},
-		{name: "since and until", filter: auditor.Filter{Since: base.Add(30 * time.Minute), Until: base.Add(90 * time.Minute)}, want: 6},
-		{name: "range before everything", filter: auditor.Filter{Since: base.Add(-48 * time.Hour), Until: base.Add(-47 * time.Hour)}, want: 0},
-		{name: "since far in the past", filter: auditor.Filter{Since: time.Date(1900, 1, 1, 0, 0, 0, 0, time.UTC)}, want: len(ds)},
-		{name: "until far in the future", filter: auditor.Filter{Until: time.Date(2110, 1, 1, 0, 0, 0, 0, time.UTC)}, want: len(ds)},
-		{name: "since in the past, until far in the future", filter: auditor.Filter{Since: base.Add(-time.Hour), Until: time.Date(2110, 1, 1, 0, 0, 0, 0, time.UTC)}, want: len(ds)},
-		{name: "decision", filter: auditor.Filter{Decision: "unauthorized"}, want: 5},
-		{name: "decision accept", filter: auditor.Filter{Decision: "accept"}, want: 6},
-		{name: "reason", filter: auditor.Filter{Reason: "token_bad_signature"}, want: 3},
-		{name: "user", filter: auditor.Filter{UserID: "u1"}, want: 3},
-		{name: "anonymous user", filter: auditor.Filter{UserID: "v9"}, want: 1},
-		{name: "origin", filter: auditor.Filter{Origin: "https://shop.example"}, want: 3},
-		{name: "project and decision", filter: auditor.Filter{ProjectID: "p_a", Decision: "accept"}, want: 4},
-		{name: "project, user and origin", filter: auditor.Filter{ProjectID: "p_b", UserID: "u1", Origin: "https://shop.example"}, want: 1},
-		{name: "limit", filter: auditor.Filter{Limit: 3}, want: 3},
-		{name: "limit with a filter", filter: auditor.Filter{ProjectID: "p_a", Limit: 2}, want: 2},
+		{name: "no filter", filter: audit.Filter{}, want: len(ds)},
+		{name: "default range", filter: audit.Filter{Since: time.Now().Add(-24 * time.Hour)}, want: len(ds)},
+		{name: "project", filter: audit.Filter{ProjectID: "p_a"}, want: 8},
+		{name: "other project", filter: audit.Filter{ProjectID: "p_b"}, want: 4},
+		{name: "unknown project id", filter: audit.Filter{ProjectID: "p_nope"}, want: 1},
+		{name: "no such project", filter: audit.Filter{ProjectID: "p_zzz"}, want: 0},
+		{name: "since", filter: audit.Filter{Since: base.Add(60 * time.Minute)}, want: 7},
+		{name: "until", filter: audit.Filter{Until: base.Add(60 * time.Minute)}, want: 6},
+		{name: "since and until", filter: audit.Filter{Since: base.Add(30 * time.Minute), Until: base.Add(90 * time.Minute)}, want: 6},
+		{name: "range before everything", filter: audit.Filter{Since: base.Add(-48 * time.Hour), Until: base.Add(-47 * time.Hour)}, want: 0},
+		{name: "since far in the past", filter: audit.Filter{Since: time.Date(1900, 1, 1, 0, 0, 0, 0, time.UTC)}, want: len(ds)},
+		{name: "until far in the future", filter: audit.Filter{Until: time.Date(2110, 1, 1, 0, 0, 0, 0, time.UTC)}, want: len(ds)},
+		{name: "since in the past, until far in the future", filter: audit.Filter{Since: base.Add(-time.Hour), Until: time.Date(2110, 1, 1, 0, 0, 0, 0, time.UTC)}, want: len(ds)},
+		{name: "decision", filter: audit.Filter{Decision: "unauthorized"}, want: 5},
+		{name: "decision accept", filter: audit.Filter{Decision: "accept"}, want: 6},
+		{name: "reason", filter: audit.Filter{Reason: "token_bad_signature"}, want: 3},
+		{name: "user", filter: audit.Filter{UserID: "u1"}, want: 3},
+		{name: "anonymous user", filter: audit.Filter{UserID: "v9"}, want: 1},
+		{name: "origin", filter: audit.Filter{Origin: "https://shop.example"}, want: 3},
+		{name: "project and decision", filter: audit.Filter{ProjectID: "p_a", Decision: "accept"}, want: 4},
+		{name: "project, user and origin", filter: audit.Filter{ProjectID: "p_b", UserID: "u1", Origin: "https://shop.example"}, want: 1},
+		{name: "limit", filter: audit.Filter{Limit: 3}, want: 3},
+		{name: "limit with a filter", filter: audit.Filter{ProjectID: "p_a", Limit: 2}, want: 2},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -216,7 +217,7 @@ func TestQueryDecisions(t *testing.T) {
 			if len(want) != tt.want {
 				t.Fatalf("the fixture holds %d matches, the test expects %d: fix the test", len(want), tt.want)
 			}
-			recs, err := auditor.Decisions(testCtx(t, 30*time.Second), conn, tt.filter)
+			recs, err := audit.Decisions(stacktest.Context(t, 30*time.Second), conn, tt.filter)
 			if err != nil {
 				t.Fatalf("Decisions: %v", err)
 			}
@@ -233,12 +234,12 @@ func TestQueryDecisions(t *testing.T) {
 
 	t.Run("every field", func(t *testing.T) {
 		t.Parallel()
-		recs, err := auditor.Decisions(testCtx(t, 30*time.Second), conn, auditor.Filter{UserID: "u2"})
+		recs, err := audit.Decisions(stacktest.Context(t, 30*time.Second), conn, audit.Filter{UserID: "u2"})
 		if err != nil || len(recs) != 1 {
 			t.Fatalf("Decisions: %d records, %v", len(recs), err)
 		}
 		d := ds[1]
-		want := auditor.Record{
+		want := audit.Record{
 			DecisionID: d.DecisionID, AttemptID: d.AttemptID, Time: d.Time.Truncate(time.Microsecond), ProjectID: d.ProjectID,
 			Decision: string(d.Decision), Reason: "", Message: "", Session: "authenticated", UserID: "u2", UserVerified: true,
 			UserMetadata: map[string]string{"plan": "pro"}, ClaimedUserID: "someone", Origin: "https://a.example",
@@ -266,14 +267,14 @@ func TestQueryDecisions(t *testing.T) {
 
 func TestQueryDefaultLimit(t *testing.T) {
 	t.Parallel()
-	_, conn := migrated(t)
+	_, conn := stacktest.MigratedClickHouse(t)
 	now := time.Now().UTC()
 	var ds []events.Decision
 	for i := range 130 {
-		ds = append(ds, decision("bulk", i, now.Add(-time.Duration(i)*time.Second)))
+		ds = append(ds, stacktest.SampleDecision("bulk", i, now.Add(-time.Duration(i)*time.Second)))
 	}
 	insertDecisions(t, conn, ds)
-	ctx := testCtx(t, 30*time.Second)
+	ctx := stacktest.Context(t, 30*time.Second)
 	tests := []struct {
 		name  string
 		limit int
@@ -286,7 +287,7 @@ func TestQueryDefaultLimit(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			recs, err := auditor.Decisions(ctx, conn, auditor.Filter{Since: now.Add(-time.Hour), Limit: tt.limit})
+			recs, err := audit.Decisions(ctx, conn, audit.Filter{Since: now.Add(-time.Hour), Limit: tt.limit})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -305,13 +306,13 @@ func TestQueryDefaultLimit(t *testing.T) {
 
 func TestQueryStats(t *testing.T) {
 	t.Parallel()
-	_, conn := migrated(t)
+	_, conn := stacktest.MigratedClickHouse(t)
 	ds := fixture(fixtureBase())
 	insertDecisions(t, conn, ds)
-	for _, by := range auditor.Groups {
+	for _, by := range audit.Groups {
 		t.Run(string(by), func(t *testing.T) {
 			t.Parallel()
-			got, err := auditor.Stats(testCtx(t, 30*time.Second), conn, auditor.Filter{}, by)
+			got, err := audit.Stats(stacktest.Context(t, 30*time.Second), conn, audit.Filter{}, by)
 			if err != nil {
 				t.Fatalf("Stats: %v", err)
 			}
@@ -322,18 +323,18 @@ func TestQueryStats(t *testing.T) {
 	}
 	t.Run("with a filter", func(t *testing.T) {
 		t.Parallel()
-		got, err := auditor.Stats(testCtx(t, 30*time.Second), conn, auditor.Filter{ProjectID: "p_a", Decision: "unauthorized"}, auditor.ByReason)
+		got, err := audit.Stats(stacktest.Context(t, 30*time.Second), conn, audit.Filter{ProjectID: "p_a", Decision: "unauthorized"}, audit.ByReason)
 		if err != nil {
 			t.Fatal(err)
 		}
-		want := []auditor.Stat{{Key: "token_bad_signature", Count: 2}, {Key: "token_expired", Count: 1}}
+		want := []audit.Stat{{Key: "token_bad_signature", Count: 2}, {Key: "token_expired", Count: 1}}
 		if !slices.Equal(got, want) {
 			t.Errorf("got %v, want %v", got, want)
 		}
 	})
 	t.Run("unknown grouping", func(t *testing.T) {
 		t.Parallel()
-		_, err := auditor.Stats(testCtx(t, 30*time.Second), conn, auditor.Filter{}, "project")
+		_, err := audit.Stats(stacktest.Context(t, 30*time.Second), conn, audit.Filter{}, "project")
 		if err == nil || !strings.Contains(err.Error(), "decision, reason, origin, user or hour") {
 			t.Errorf("Stats by project: %v, want an error naming the groupings", err)
 		}
@@ -342,21 +343,21 @@ func TestQueryStats(t *testing.T) {
 
 func TestQueryNeverShowsDuplicates(t *testing.T) {
 	t.Parallel()
-	_, conn := migrated(t)
-	exec(t, conn, "SYSTEM STOP MERGES hissuno_decisions")
-	exec(t, conn, "SYSTEM STOP MERGES hissuno_admin_events")
+	_, conn := stacktest.MigratedClickHouse(t)
+	stacktest.Exec(t, conn, "SYSTEM STOP MERGES hissuno_decisions")
+	stacktest.Exec(t, conn, "SYSTEM STOP MERGES hissuno_admin_events")
 	ds := fixture(fixtureBase())
 	// A batch inserted, then redelivered and inserted again, then part of
 	// it a third time.
 	insertDecisions(t, conn, ds)
 	insertDecisions(t, conn, ds)
 	insertDecisions(t, conn, ds[3:9])
-	if n := count(t, conn, countRaw); n != uint64(2*len(ds)+6) {
+	if n := stacktest.Count(t, conn, "SELECT count() FROM hissuno_decisions"); n != uint64(2*len(ds)+6) {
 		t.Fatalf("%d raw rows, want %d: the duplicates were merged before the test could look", n, 2*len(ds)+6)
 	}
-	ctx := testCtx(t, 30*time.Second)
-	for _, f := range []auditor.Filter{{}, {ProjectID: "p_a"}, {Reason: "token_bad_signature"}, {UserID: "u1"}} {
-		recs, err := auditor.Decisions(ctx, conn, f)
+	ctx := stacktest.Context(t, 30*time.Second)
+	for _, f := range []audit.Filter{{}, {ProjectID: "p_a"}, {Reason: "token_bad_signature"}, {UserID: "u1"}} {
+		recs, err := audit.Decisions(ctx, conn, f)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -364,8 +365,8 @@ func TestQueryNeverShowsDuplicates(t *testing.T) {
 			t.Errorf("Decisions(%+v) with duplicates\n got %v\nwant %v", f, got, want)
 		}
 	}
-	for _, by := range auditor.Groups {
-		got, err := auditor.Stats(ctx, conn, auditor.Filter{}, by)
+	for _, by := range audit.Groups {
+		got, err := audit.Stats(ctx, conn, audit.Filter{}, by)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -377,7 +378,7 @@ func TestQueryNeverShowsDuplicates(t *testing.T) {
 	adm := adminFixture(fixtureBase())
 	insertAdmin(t, conn, adm)
 	insertAdmin(t, conn, adm)
-	recs, err := auditor.AdminEvents(ctx, conn, auditor.Filter{})
+	recs, err := audit.AdminEvents(ctx, conn, audit.Filter{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -414,40 +415,40 @@ func insertAdmin(t testing.TB, conn driver.Conn, es []events.AdminEvent) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		row, err := auditor.AdminRow(body)
+		row, err := audit.AdminTable.Row(body)
 		if err != nil {
 			t.Fatalf("adminRow: %v", err)
 		}
 		rows = append(rows, row)
 	}
-	if err := auditor.InsertAdminRows(testCtx(t, 30*time.Second), conn, rows); err != nil {
+	if err := audit.Insert(stacktest.Context(t, 30*time.Second), conn, audit.AdminTable, rows); err != nil {
 		t.Fatalf("insert admin events: %v", err)
 	}
 }
 
 func TestQueryAdminEvents(t *testing.T) {
 	t.Parallel()
-	_, conn := migrated(t)
+	_, conn := stacktest.MigratedClickHouse(t)
 	base := fixtureBase()
 	adm := adminFixture(base)
 	insertAdmin(t, conn, adm)
-	ctx := testCtx(t, 30*time.Second)
+	ctx := stacktest.Context(t, 30*time.Second)
 	tests := []struct {
 		name   string
-		filter auditor.Filter
+		filter audit.Filter
 		want   []string
 	}{
-		{name: "all, newest first", filter: auditor.Filter{}, want: []string{"adm_4", "adm_3", "adm_2", "adm_1"}},
-		{name: "project", filter: auditor.Filter{ProjectID: "p_a"}, want: []string{"adm_3", "adm_2", "adm_1"}},
-		{name: "user", filter: auditor.Filter{UserID: "u1"}, want: []string{"adm_3"}},
-		{name: "since", filter: auditor.Filter{Since: base.Add(40 * time.Minute)}, want: []string{"adm_4", "adm_3"}},
-		{name: "until", filter: auditor.Filter{Since: base.Add(-time.Hour), Until: base.Add(40 * time.Minute)}, want: []string{"adm_2", "adm_1"}},
-		{name: "limit", filter: auditor.Filter{Limit: 1}, want: []string{"adm_4"}},
-		{name: "decision filters do not apply", filter: auditor.Filter{ProjectID: "p_b", Decision: "accept", Reason: "token_expired", Origin: "x"}, want: []string{"adm_4"}},
+		{name: "all, newest first", filter: audit.Filter{}, want: []string{"adm_4", "adm_3", "adm_2", "adm_1"}},
+		{name: "project", filter: audit.Filter{ProjectID: "p_a"}, want: []string{"adm_3", "adm_2", "adm_1"}},
+		{name: "user", filter: audit.Filter{UserID: "u1"}, want: []string{"adm_3"}},
+		{name: "since", filter: audit.Filter{Since: base.Add(40 * time.Minute)}, want: []string{"adm_4", "adm_3"}},
+		{name: "until", filter: audit.Filter{Since: base.Add(-time.Hour), Until: base.Add(40 * time.Minute)}, want: []string{"adm_2", "adm_1"}},
+		{name: "limit", filter: audit.Filter{Limit: 1}, want: []string{"adm_4"}},
+		{name: "decision filters do not apply", filter: audit.Filter{ProjectID: "p_b", Decision: "accept", Reason: "token_expired", Origin: "x"}, want: []string{"adm_4"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			recs, err := auditor.AdminEvents(ctx, conn, tt.filter)
+			recs, err := audit.AdminEvents(ctx, conn, tt.filter)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -462,11 +463,11 @@ func TestQueryAdminEvents(t *testing.T) {
 	}
 
 	t.Run("fields", func(t *testing.T) {
-		recs, err := auditor.AdminEvents(ctx, conn, auditor.Filter{ProjectID: "p_a"})
+		recs, err := audit.AdminEvents(ctx, conn, audit.Filter{ProjectID: "p_a"})
 		if err != nil || len(recs) != 3 {
 			t.Fatalf("AdminEvents: %d, %v", len(recs), err)
 		}
-		byID := map[string]auditor.AdminRecord{}
+		byID := map[string]audit.AdminRecord{}
 		for _, r := range recs {
 			byID[r.EventID] = r
 		}
@@ -489,8 +490,8 @@ func TestQueryAdminEvents(t *testing.T) {
 
 func TestQueryWithoutTables(t *testing.T) {
 	t.Parallel()
-	_, conn := freshCH(t)
-	_, err := auditor.Decisions(testCtx(t, 30*time.Second), conn, auditor.Filter{})
+	_, conn := stacktest.ClickHouseConn(t)
+	_, err := audit.Decisions(stacktest.Context(t, 30*time.Second), conn, audit.Filter{})
 	if err == nil || !strings.Contains(err.Error(), "hissuno audit migrate") {
 		t.Errorf("Decisions before any migration: %v, want an error that says to run `hissuno audit migrate`", err)
 	}

@@ -1,12 +1,10 @@
-package verifier
+package authz
 
 import (
-	"fmt"
 	"testing"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
-	"github.com/rs/zerolog"
 
 	"github.com/hissuno/widgetauth/events"
 )
@@ -91,35 +89,6 @@ func BenchmarkDecideParallel(b *testing.B) {
 			}
 		}
 	})
-}
-
-// BenchmarkDecideAmongProjects is BenchmarkDecide with the project looked
-// up in a view of 100 and of 100,000 projects, as the worker does: the
-// decision's speed must not fall with the number of projects.
-func BenchmarkDecideAmongProjects(b *testing.B) {
-	tok, now := benchToken(b)
-	for _, n := range []int{100, 100_000} {
-		b.Run(fmt.Sprintf("projects=%d", n), func(b *testing.B) {
-			v := newView(nil, zerolog.Nop(), nil)
-			p := testProject(b)
-			for i := 0; i < n; i++ {
-				q := *p
-				q.ID = fmt.Sprintf("proj_%06d", i)
-				v.projects[q.ID] = viewEntry{project: &q, revision: uint64(i + 1)}
-			}
-			id := fmt.Sprintf("proj_%06d", n/2)
-			d := NewDecider(DefaultCacheEntries)
-			req := Request{ProjectID: id, Origin: "https://app.myapp.com", Token: tok, UserID: "user-42"}
-			b.ReportAllocs()
-			b.ResetTimer()
-			for b.Loop() {
-				proj, _ := v.lookup(id)
-				if dec := d.Decide(proj, req, now); dec.Reason != "" {
-					b.Fatal(dec.Err)
-				}
-			}
-		})
-	}
 }
 
 // BenchmarkDecisionEvent is the audit event of an authenticated accept,

@@ -1,4 +1,4 @@
-package verifier
+package authz
 
 // Conformance against real third-party minters: the tokens customers' backends
 // make with npm's jsonwebtoken (v9, pinned in testdata/minters/package.json)
@@ -27,6 +27,7 @@ import (
 	"time"
 
 	"github.com/hissuno/widgetauth/events"
+	"github.com/hissuno/widgetauth/internal/origin"
 )
 
 // mintersDir holds the minter scripts, package.json and package-lock.json.
@@ -55,7 +56,7 @@ type minter struct {
 var minters = []minter{
 	{
 		name:    "jsonwebtoken",
-		fix:     "cd internal/verifier/testdata/minters && npm ci",
+		fix:     "cd internal/authz/testdata/minters && npm ci",
 		check:   checkJSONWebToken,
 		argv:    []string{"node", "mint.js"},
 		wantIat: true,
@@ -237,7 +238,7 @@ const (
 // and has the given keys.
 func conformanceProject(t *testing.T, keys ...Key) *Project {
 	t.Helper()
-	origins, err := ParsePatterns([]string{conformanceOrigin})
+	origins, err := origin.ParsePatterns([]string{conformanceOrigin})
 	if err != nil {
 		t.Fatalf("ParsePatterns: %v", err)
 	}

@@ -1,4 +1,4 @@
-package verifier
+package authz
 
 import (
 	"crypto/hmac"
@@ -10,6 +10,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/hissuno/widgetauth/events"
+	"github.com/hissuno/widgetauth/internal/origin"
 )
 
 // FuzzDecide throws arbitrary tokens, origins and clocks at the decision.
@@ -72,7 +75,7 @@ func FuzzDecide(f *testing.F) {
 		if !independentlyValid(token, p.Keys, now) {
 			t.Fatalf("accepted a token that does not verify independently: %q", token)
 		}
-		if a.UserID == "" || len(a.UserID) > MaxUserIDBytes {
+		if a.UserID == "" || len(a.UserID) > events.MaxUserIDBytes {
 			t.Fatalf("accepted userId %q", a.UserID)
 		}
 		if want := claimedUserID(token); a.UserID != want {
@@ -172,18 +175,18 @@ func FuzzOrigin(f *testing.F) {
 	} {
 		f.Add(s[0], s[1])
 	}
-	f.Fuzz(func(t *testing.T, pattern, origin string) {
-		p, err := ParsePattern(pattern)
+	f.Fuzz(func(t *testing.T, pattern, header string) {
+		p, err := origin.ParsePattern(pattern)
 		if err != nil {
 			return
 		}
-		if q, err := ParsePattern(p.String()); err != nil || q != p {
+		if q, err := origin.ParsePattern(p.String()); err != nil || q != p {
 			t.Fatalf("canonical %q of %q does not parse back: %v", p.String(), pattern, err)
 		}
-		o, err := ParseOrigin(origin)
+		o, err := origin.Parse(header)
 		if err != nil {
-			if checkOrigin([]Pattern{p}, origin) == nil {
-				t.Fatalf("%q is not an origin but %q allowed it", origin, pattern)
+			if checkOrigin([]origin.Pattern{p}, header) == nil {
+				t.Fatalf("%q is not an origin but %q allowed it", header, pattern)
 			}
 			return
 		}
@@ -192,7 +195,7 @@ func FuzzOrigin(f *testing.F) {
 		}
 		canon := p.String()
 		got := o.String()
-		if !p.wildcard {
+		if !p.Wildcard() {
 			if got != canon {
 				t.Fatalf("exact %q matched %q", canon, got)
 			}

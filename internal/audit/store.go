@@ -1,4 +1,4 @@
-package auditor
+package audit
 
 import (
 	"context"
@@ -96,7 +96,7 @@ ORDER BY version`
 		if err := conn.Exec(ctx, m.SQL); err != nil {
 			return applied, fmt.Errorf("migration %s: %w", m.Name, err)
 		}
-		if err := insert(ctx, conn, migrationsTable, [][]any{{m.Version, m.Name, time.Now().UTC().Truncate(time.Second)}}); err != nil {
+		if err := Insert(ctx, conn, migrationsTable, [][]any{{m.Version, m.Name, time.Now().UTC().Truncate(time.Second)}}); err != nil {
 			return applied, fmt.Errorf("record migration %s: %w", m.Name, err)
 		}
 		applied = append(applied, m.Name)
@@ -104,18 +104,20 @@ ORDER BY version`
 	return applied, nil
 }
 
-// decisionColumns are the columns every decision insert names.
-const decisionColumns = "decision_id, attempt_id, time, time_us, received_at, project_id, decision, reason, message, session, " +
+// DecisionColumns are the columns of hissuno_decisions, as every decision
+// insert and query names them.
+const DecisionColumns = "decision_id, attempt_id, time, time_us, received_at, project_id, decision, reason, message, session, " +
 	"user_id, user_verified, user_metadata, claimed_user_id, origin, token_fingerprint, key_version, skew_seconds, " +
 	"verifier, ingress, latency_us, client_ip, user_agent"
 
-// adminColumns are the columns every admin-event insert names.
-const adminColumns = "event_id, command_id, kind, actor, time, time_us, project_id, name, require_token, origins, " +
+// AdminColumns are the columns of hissuno_admin_events, as every admin-event
+// insert and query names them.
+const AdminColumns = "event_id, command_id, kind, actor, time, time_us, project_id, name, require_token, origins, " +
 	"key_version, previous_key_version, key_fingerprint, grace_seconds, grace_until, user_id, revoked_before, revision"
 
-// table describes one audit table: its insert statement and how an event
+// Table describes one audit table: its insert statement and how an event
 // becomes a row.
-type table struct {
+type Table struct {
 	name   string
 	insert string
 	// row decodes one event into the row's values, in column order; an
@@ -123,20 +125,22 @@ type table struct {
 	row func(data []byte) ([]any, error)
 }
 
-var migrationsTable = table{
+var migrationsTable = Table{
 	name:   "hissuno_migrations",
 	insert: "INSERT INTO hissuno_migrations (version, name, applied_at)",
 }
 
-var decisionsTable = table{
+// DecisionsTable is hissuno_decisions: one row per decision event.
+var DecisionsTable = Table{
 	name:   "hissuno_decisions",
-	insert: "INSERT INTO hissuno_decisions (" + decisionColumns + ")",
+	insert: "INSERT INTO hissuno_decisions (" + DecisionColumns + ")",
 	row:    decisionRow,
 }
 
-var adminTable = table{
+// AdminTable is hissuno_admin_events: one row per admin event.
+var AdminTable = Table{
 	name:   "hissuno_admin_events",
-	insert: "INSERT INTO hissuno_admin_events (" + adminColumns + ")",
+	insert: "INSERT INTO hissuno_admin_events (" + AdminColumns + ")",
 	row:    adminRow,
 }
 
@@ -197,8 +201,15 @@ func timeOrZero(t *time.Time) time.Time {
 	return t.UTC().Truncate(time.Second)
 }
 
-// insert writes rows in one batch.
-func insert(ctx context.Context, conn driver.Conn, t table, rows [][]any) error {
+// Name is the table's name.
+func (t Table) Name() string { return t.name }
+
+// Row decodes one event into the table's row, in column order; an error
+// means the event can never be inserted.
+func (t Table) Row(data []byte) ([]any, error) { return t.row(data) }
+
+// Insert writes rows (made by t.Row) in one batch, naming the columns.
+func Insert(ctx context.Context, conn driver.Conn, t Table, rows [][]any) error {
 	batch, err := conn.PrepareBatch(ctx, t.insert)
 	if err != nil {
 		return fmt.Errorf("prepare insert into %s: %w", t.name, err)
@@ -215,10 +226,10 @@ func insert(ctx context.Context, conn driver.Conn, t table, rows [][]any) error 
 	return nil
 }
 
-// transient reports whether an insert error may succeed on retry (the
+// Transient reports whether an insert error may succeed on retry (the
 // server is down, overloaded, or the connection broke), as opposed to an
 // error the rows themselves cause.
-func transient(err error) bool {
+func Transient(err error) bool {
 	if err == nil || errors.Is(err, errBadRow) {
 		return false
 	}

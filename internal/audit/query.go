@@ -1,4 +1,4 @@
-package auditor
+package audit
 
 import (
 	"context"
@@ -84,7 +84,7 @@ type Record struct {
 // Decisions returns decisions matching f, newest first, each once.
 func Decisions(ctx context.Context, conn driver.Conn, f Filter) ([]Record, error) {
 	where, args := f.where("user_id")
-	q := "SELECT " + decisionColumns + " FROM hissuno_decisions FINAL" + where + " ORDER BY time DESC, time_us DESC, decision_id LIMIT ?"
+	q := "SELECT " + DecisionColumns + " FROM hissuno_decisions FINAL" + where + " ORDER BY time DESC, time_us DESC, decision_id LIMIT ?"
 	args = append(args, limit(f.Limit))
 	rows, err := conn.Query(ctx, q, args...)
 	if err != nil {
@@ -201,7 +201,7 @@ type AdminRecord struct {
 func AdminEvents(ctx context.Context, conn driver.Conn, f Filter) ([]AdminRecord, error) {
 	g := Filter{ProjectID: f.ProjectID, Since: f.Since, Until: f.Until, UserID: f.UserID, Limit: f.Limit}
 	where, args := g.where("user_id")
-	q := "SELECT " + adminColumns + " FROM hissuno_admin_events FINAL" + where + " ORDER BY time DESC, time_us DESC, event_id LIMIT ?"
+	q := "SELECT " + AdminColumns + " FROM hissuno_admin_events FINAL" + where + " ORDER BY time DESC, time_us DESC, event_id LIMIT ?"
 	args = append(args, limit(f.Limit))
 	rows, err := conn.Query(ctx, q, args...)
 	if err != nil {

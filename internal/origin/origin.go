@@ -1,4 +1,14 @@
-package verifier
+// Package origin is the allowed-origins vocabulary of Hissuno: it parses,
+// validates and canonicalises a project's allowed-origin patterns
+// (https://myapp.com, *.myapp.com, http://localhost:3000) and the Origin
+// header of a request, and matches one against the other, by scheme, IDNA
+// host and port, never by string prefix or suffix. The decision core, the
+// rotator's validation of a settings change and the CLI all use it, so a
+// pattern means the same everywhere.
+//
+// It does no I/O and holds no project: a Cache of parsed headers is shared
+// by every project.
+package origin
 
 import (
 	"errors"
@@ -20,7 +30,7 @@ import (
 // message names the pattern and says what is wrong with it.
 var ErrInvalidPattern = errors.New("invalid allowed-origin pattern")
 
-// errNotOrigin is wrapped by ParseOrigin errors: the header is not a bare
+// errNotOrigin is wrapped by Parse errors: the header is not a bare
 // serialized origin and matches nothing.
 var errNotOrigin = errors.New("not a bare serialized origin")
 
@@ -53,6 +63,10 @@ type Origin struct {
 	port   int
 	ip     bool
 }
+
+// Wildcard reports whether the pattern is a subdomain wildcard
+// (`*.myapp.com`).
+func (p Pattern) Wildcard() bool { return p.wildcard }
 
 // ParsePattern validates an allowed-origin pattern and returns it in parsed
 // form. It refuses anything that is not `[scheme://]host[:port]` or
@@ -174,12 +188,12 @@ func (p Pattern) Match(o Origin) bool {
 	return o.host[len(o.host)-len(p.host)-1] == '.' && o.host[len(o.host)-len(p.host):] == p.host
 }
 
-// ParseOrigin parses an Origin header. It accepts a bare serialized origin
+// Parse parses an Origin header. It accepts a bare serialized origin
 // only (`scheme://host[:port]`, http or https, nothing before or after):
 // anything else (a path, even "/", a query, a fragment, user info, a trailing
 // dot, several origins, white space) is an error, and such a header matches
 // no pattern.
-func ParseOrigin(h string) (Origin, error) {
+func Parse(h string) (Origin, error) {
 	fail := func(why string) (Origin, error) {
 		return Origin{}, fmt.Errorf("%w: %s", errNotOrigin, why)
 	}
@@ -303,24 +317,25 @@ func defaultPort(scheme string) int {
 // maxCachedOrigins bounds the parsed-origin cache; when full it starts over.
 const maxCachedOrigins = 4096
 
-// originCache remembers parsed Origin headers: a project's widget sends the
+// Cache remembers parsed Origin headers: a project's widget sends the
 // same few origins again and again, and parsing one (net/url, IDNA) was a
 // third of a cached decision. Only well-formed origins are kept; the
 // parse does not depend on any project, so one cache serves them all.
-type originCache struct {
+type Cache struct {
 	mu sync.RWMutex
 	m  map[string]Origin
 }
 
-// parse is ParseOrigin through the cache.
-func (c *originCache) parse(h string) (Origin, error) {
+// Parse is Parse through the cache; the zero Cache is ready for use and
+// safe for concurrent use.
+func (c *Cache) Parse(h string) (Origin, error) {
 	c.mu.RLock()
 	o, ok := c.m[h]
 	c.mu.RUnlock()
 	if ok {
 		return o, nil
 	}
-	o, err := ParseOrigin(h)
+	o, err := Parse(h)
 	if err != nil {
 		return o, err
 	}

@@ -1,4 +1,4 @@
-package verifier
+package authz
 
 import (
 	"crypto/sha256"
@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/hissuno/widgetauth/events"
+	"github.com/hissuno/widgetauth/internal/origin"
 	"github.com/hissuno/widgetauth/internal/redact"
 )
 
@@ -30,7 +31,7 @@ type Project struct {
 	// RequireToken refuses attempts without a token (token_required).
 	RequireToken bool
 	// Origins is the allowlist; empty allows every origin, a missing one too.
-	Origins []Pattern
+	Origins []origin.Pattern
 	// Keys are the current key and any previous keys still in grace.
 	Keys []Key
 	// RevokedBefore maps a userId to the time its tokens were revoked: a
@@ -87,7 +88,7 @@ type Decision struct {
 // one Decider should serve a whole verifier; it is safe for concurrent use.
 type Decider struct {
 	cache   *tokenCache
-	origins originCache
+	origins origin.Cache
 }
 
 // DefaultCacheEntries is the default bound of the verified-token cache.
@@ -112,7 +113,7 @@ func (d *Decider) Decide(p *Project, req Request, now time.Time) Decision {
 	if p == nil {
 		return dec.refuse(fmt.Errorf("%w: no project has id %q", ErrUnknownProject, clip(req.ProjectID)))
 	}
-	if err := checkOriginWith(p.Origins, req.Origin, d.origins.parse); err != nil {
+	if err := checkOriginWith(p.Origins, req.Origin, d.origins.Parse); err != nil {
 		return dec.refuse(err)
 	}
 	if req.Token == "" {
@@ -144,7 +145,7 @@ func (d *Decider) Decide(p *Project, req Request, now time.Time) Decision {
 // verify checks a token, through the cache when it holds the token.
 // sum is the token's SHA-256, the cache key.
 func (d *Decider) verify(p *Project, token string, sum [sha256.Size]byte, now time.Time) (verifiedToken, *tokenError) {
-	if len(token) > MaxTokenBytes {
+	if len(token) > events.MaxTokenBytes {
 		return verifiedToken{}, &tokenError{err: ErrTokenTooLarge}
 	}
 	if v, ok := d.cache.get(sum, p, now); ok {
@@ -172,12 +173,12 @@ func (dec Decision) refuse(err error) Decision {
 
 // checkOrigin applies the origin rule: an empty allowlist passes everything;
 // otherwise the Origin header must be a bare origin matching a pattern.
-func checkOrigin(patterns []Pattern, header string) error {
-	return checkOriginWith(patterns, header, ParseOrigin)
+func checkOrigin(patterns []origin.Pattern, header string) error {
+	return checkOriginWith(patterns, header, origin.Parse)
 }
 
 // checkOriginWith is checkOrigin with the given parser of the header.
-func checkOriginWith(patterns []Pattern, header string, parse func(string) (Origin, error)) error {
+func checkOriginWith(patterns []origin.Pattern, header string, parse func(string) (origin.Origin, error)) error {
 	if len(patterns) == 0 {
 		return nil
 	}
@@ -230,7 +231,7 @@ func (dec Decision) Message() string {
 	case events.ReasonTokenMissingExp:
 		return "the token has no exp claim; set an expiry (expiresIn: '24h')"
 	case events.ReasonTokenTooLarge:
-		return fmt.Sprintf("the token is over %d bytes; keep userMetadata small", MaxTokenBytes)
+		return fmt.Sprintf("the token is over %d bytes; keep userMetadata small", events.MaxTokenBytes)
 	case events.ReasonTokenRevoked:
 		return "this user's tokens issued before a revocation are refused; mint a new token (with iat)"
 	}

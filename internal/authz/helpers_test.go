@@ -1,4 +1,4 @@
-package verifier
+package authz
 
 import (
 	"crypto/hmac"
@@ -9,6 +9,8 @@ import (
 	"hash"
 	"testing"
 	"time"
+
+	"github.com/hissuno/widgetauth/internal/origin"
 )
 
 // testNow is the server clock of the table tests: a whole second, so that
@@ -88,9 +90,9 @@ type deleteMarker struct{}
 
 var deleteClaim = deleteMarker{}
 
-func mustPatterns(t testing.TB, list ...string) []Pattern {
+func mustPatterns(t testing.TB, list ...string) []origin.Pattern {
 	t.Helper()
-	p, err := ParsePatterns(list)
+	p, err := origin.ParsePatterns(list)
 	if err != nil {
 		t.Fatal(err)
 	}
