@@ -178,8 +178,10 @@ type Command struct {
 type CommandResult struct {
 	// CommandID is the command answered.
 	CommandID string `json:"commandId"`
-	// Error says why the command failed; empty on success.
+	// Error says why the command failed, in words; empty on success.
 	Error string `json:"error,omitempty"`
+	// Code is the machine-readable kind of the failure; set with Error.
+	Code ErrorCode `json:"code,omitempty"`
 	// Project is the project after the command.
 	Project *ProjectView `json:"project,omitempty"`
 	// SealedSecretKey is the new key (create, rotate), sealed with the
@@ -198,6 +200,30 @@ type CommandResult struct {
 	// refuses to decide for the project until it has caught up.
 	Unconfirmed []string `json:"unconfirmed,omitempty"`
 }
+
+// ErrorCode is the machine-readable kind of a command's failure: callers
+// branch on it, never on the words of CommandResult.Error.
+type ErrorCode string
+
+// The failures of an admin command.
+const (
+	// ErrorInvalid: the settings or the id are not acceptable (the error
+	// says which and why).
+	ErrorInvalid ErrorCode = "invalid"
+	// ErrorNotFound: no project has the id.
+	ErrorNotFound ErrorCode = "not_found"
+	// ErrorExists: a project with the id exists already.
+	ErrorExists ErrorCode = "exists"
+	// ErrorExpired: the command waited longer than its time to live before
+	// a rotator got to it.
+	ErrorExpired ErrorCode = "expired"
+	// ErrorUnsupported: the command is of a schema version, or lacks a
+	// field (its commandId, a replyKey), this rotator does not handle.
+	ErrorUnsupported ErrorCode = "unsupported"
+)
+
+// ErrorCodes lists every ErrorCode.
+var ErrorCodes = []ErrorCode{ErrorInvalid, ErrorNotFound, ErrorExists, ErrorExpired, ErrorUnsupported}
 
 // ProjectView is a project as admins see it: settings and key versions,
 // never a key.

@@ -111,6 +111,10 @@ func TestEnumsMatchEvents(t *testing.T) {
 	for _, r := range events.Reasons {
 		reasons = append(reasons, string(r))
 	}
+	var codes []string
+	for _, c := range events.ErrorCodes {
+		codes = append(codes, string(c))
+	}
 	tests := []struct {
 		name   string
 		schema string
@@ -122,6 +126,7 @@ func TestEnumsMatchEvents(t *testing.T) {
 		{"session", schemas.Decision, "session", []string{"", string(events.SessionAuthenticated), string(events.SessionAnonymous)}},
 		{"command kind", schemas.Command, "kind", []string{string(events.CommandCreateProject), string(events.CommandUpdateProject), string(events.CommandRotateKey), string(events.CommandRevokeUser)}},
 		{"admin event kind", schemas.AdminEvent, "kind", []string{string(events.AdminProjectCreated), string(events.AdminProjectUpdated), string(events.AdminKeyRotated), string(events.AdminUserRevoked)}},
+		{"command result code", schemas.CommandResult, "code", codes},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -223,7 +228,7 @@ const (
 				{"version":1,"fingerprint":"fedcba9876543210","createdAt":"2026-02-01T10:00:00Z","validUntil":"2026-03-01T10:10:00Z"}],
 			"revokedUsers":0,"createdAt":"2026-02-01T10:00:00Z","updatedAt":"2026-03-01T10:00:00Z","revision":7},
 		"confirmed":["verifier-a","verifier-b"],"unconfirmed":["verifier-c"]}`
-	resultFailed = `{"commandId":"","error":"unsupported command: no commandId or unknown schemaVersion"}`
+	resultFailed = `{"commandId":"","error":"unsupported command: no commandId or unknown schemaVersion","code":"unsupported"}`
 
 	adminCreated = `{"schemaVersion":1,"eventId":"adm_cmd_AbC123","commandId":"cmd_AbC123","kind":"project.created","actor":"ada@laptop",
 		"time":"2026-03-01T10:00:00Z","projectId":"proj_abc","name":"Shop","requireToken":false,"origins":["https://app.example.com"],
@@ -332,6 +337,9 @@ func TestValidate(t *testing.T) {
 		{"command-result: refused", schemas.CommandResult, resultFailed, true},
 		{"command-result: already applied", schemas.CommandResult, edit(t, resultCreated, map[string]any{"alreadyApplied": true}, "sealedSecretKey", "sealedBy"), true},
 		{"command-result: no commandId", schemas.CommandResult, edit(t, resultFailed, nil, "commandId"), false},
+		{"command-result: error without a code", schemas.CommandResult, edit(t, resultFailed, nil, "code"), false},
+		{"command-result: unknown code", schemas.CommandResult, edit(t, resultFailed, map[string]any{"code": "oops"}), false},
+		{"command-result: a code on success", schemas.CommandResult, edit(t, resultCreated, map[string]any{"code": "invalid"}), false},
 		{"command-result: neither error nor project", schemas.CommandResult, `{"commandId":"cmd_AbC123"}`, false},
 		{"command-result: error with a project", schemas.CommandResult, edit(t, resultCreated, map[string]any{"error": "boom"}), false},
 		{"command-result: already applied with a key", schemas.CommandResult, edit(t, resultCreated, map[string]any{"alreadyApplied": true}), false},

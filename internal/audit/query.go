@@ -3,11 +3,13 @@ package audit
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
 	"strings"
 	"time"
 
+	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 )
 
@@ -240,8 +242,12 @@ func limit(n int) int {
 	return n
 }
 
+// codeUnknownTable is ClickHouse's UNKNOWN_TABLE exception.
+const codeUnknownTable = 60
+
 func queryError(err error) error {
-	if strings.Contains(err.Error(), "doesn't exist") || strings.Contains(err.Error(), "UNKNOWN_TABLE") {
+	var exc *clickhouse.Exception
+	if errors.As(err, &exc) && exc.Code == codeUnknownTable {
 		return fmt.Errorf("the audit tables do not exist yet: run `hissuno audit migrate` or start the auditor: %w", err)
 	}
 	return fmt.Errorf("audit query: %w", err)

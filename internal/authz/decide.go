@@ -171,13 +171,9 @@ func (dec Decision) refuse(err error) Decision {
 	return dec
 }
 
-// checkOrigin applies the origin rule: an empty allowlist passes everything;
-// otherwise the Origin header must be a bare origin matching a pattern.
-func checkOrigin(patterns []origin.Pattern, header string) error {
-	return checkOriginWith(patterns, header, origin.Parse)
-}
-
-// checkOriginWith is checkOrigin with the given parser of the header.
+// checkOriginWith applies the origin rule with the given parser of the
+// header: an empty allowlist passes everything; otherwise the Origin
+// header must be a bare origin matching a pattern.
 func checkOriginWith(patterns []origin.Pattern, header string, parse func(string) (origin.Origin, error)) error {
 	if len(patterns) == 0 {
 		return nil

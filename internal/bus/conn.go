@@ -17,8 +17,12 @@ import (
 	"github.com/hissuno/widgetauth/events"
 )
 
-// DefaultURL is where `hissuno dev` listens for NATS by default.
-const DefaultURL = "nats://127.0.0.1:4222"
+// DefaultListen is where `hissuno dev` listens for NATS by default, and
+// DefaultURL its URL.
+const (
+	DefaultListen = "127.0.0.1:4222"
+	DefaultURL    = "nats://" + DefaultListen
+)
 
 // ConnConfig says how to reach NATS. Every command and role takes the same
 // fields, as flags and environment variables of the same names.

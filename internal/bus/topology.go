@@ -40,10 +40,17 @@ type Topology struct {
 	DuplicateWindow time.Duration
 }
 
+// Defaults of Topology, one source for the flags too.
+const (
+	DefaultReplicas          = 1
+	DefaultDecisionsMaxAge   = 30 * 24 * time.Hour
+	DefaultDecisionsMaxBytes = 8 << 30
+)
+
 // SetDefaults fills unset fields.
 func (t *Topology) SetDefaults() {
 	if t.Replicas == 0 {
-		t.Replicas = 1
+		t.Replicas = DefaultReplicas
 	}
 	if t.AttemptsMaxAge == 0 {
 		t.AttemptsMaxAge = 24 * time.Hour
@@ -52,10 +59,10 @@ func (t *Topology) SetDefaults() {
 		t.AttemptsMaxBytes = 1 << 30
 	}
 	if t.DecisionsMaxAge == 0 {
-		t.DecisionsMaxAge = 30 * 24 * time.Hour
+		t.DecisionsMaxAge = DefaultDecisionsMaxAge
 	}
 	if t.DecisionsMaxBytes == 0 {
-		t.DecisionsMaxBytes = 8 << 30
+		t.DecisionsMaxBytes = DefaultDecisionsMaxBytes
 	}
 	if t.DuplicateWindow == 0 {
 		t.DuplicateWindow = 2 * time.Minute

@@ -456,9 +456,9 @@ func runAuditor(env Env, args []string) error {
 	var f roleFlags
 	fs := newFlags("auditor", "hissuno auditor [flags]", env.Stderr)
 	f.register(fs, "auditor")
-	dsn := fs.String("clickhouse", getenv("HISSUNO_CLICKHOUSE_DSN", audit.DefaultDSN), "ClickHouse DSN, clickhouse://[user:password@]host:9000/db[?secure=true] [HISSUNO_CLICKHOUSE_DSN]")
-	batchSize := fs.Int("batch-size", envInt("HISSUNO_AUDIT_BATCH_SIZE", auditor.DefaultBatchSize), "rows per ClickHouse insert at most [HISSUNO_AUDIT_BATCH_SIZE]")
-	batchWait := fs.Duration("batch-wait", envDuration("HISSUNO_AUDIT_BATCH_WAIT", auditor.DefaultBatchWait), "how long a batch waits to fill up at most [HISSUNO_AUDIT_BATCH_WAIT]")
+	dsn := fs.String("clickhouse", audit.DefaultDSN, "ClickHouse DSN, clickhouse://[user:password@]host:9000/db[?secure=true] [HISSUNO_CLICKHOUSE_DSN]")
+	batchSize := fs.Int("batch-size", auditor.DefaultBatchSize, "rows per ClickHouse insert at most [HISSUNO_AUDIT_BATCH_SIZE]")
+	batchWait := fs.Duration("batch-wait", auditor.DefaultBatchWait, "how long a batch waits to fill up at most [HISSUNO_AUDIT_BATCH_WAIT]")
 	if _, err := parse(fs, args); err != nil {
 		return err
 	}

@@ -15,7 +15,9 @@ import (
 
 	"github.com/hissuno/widgetauth/events"
 	"github.com/hissuno/widgetauth/internal/admin"
+	"github.com/hissuno/widgetauth/internal/bus"
 	"github.com/hissuno/widgetauth/internal/devtools/localclickhouse"
+	"github.com/hissuno/widgetauth/internal/ingress"
 	"github.com/hissuno/widgetauth/internal/project"
 	"github.com/hissuno/widgetauth/internal/stack"
 )
@@ -30,12 +32,12 @@ func runDev(env Env, args []string) error {
 	fs := newFlags("dev", "hissuno dev [--data DIR] [--listen ADDR] [--nats-listen ADDR] [--clickhouse DSN] [--demo-listen ADDR]", env.Stderr)
 	var lf logFlags
 	lf.register(fs, "console")
-	data := fs.String("data", getenv("HISSUNO_DATA", "hissuno-data"), "directory for JetStream's store, the master key and the demo key [HISSUNO_DATA]")
-	listen := fs.String("listen", getenv("HISSUNO_LISTEN", "127.0.0.1:8080"), "HTTP address of the widget API [HISSUNO_LISTEN]")
-	natsListen := fs.String("nats-listen", getenv("HISSUNO_NATS_LISTEN", "127.0.0.1:4222"), "address of the embedded NATS server [HISSUNO_NATS_LISTEN]")
+	data := fs.String("data", defaultDataDir, "directory for JetStream's store, the master key and the demo key [HISSUNO_DATA]")
+	listen := fs.String("listen", ingress.DefaultListen, "HTTP address of the widget API [HISSUNO_LISTEN]")
+	natsListen := fs.String("nats-listen", bus.DefaultListen, "address of the embedded NATS server [HISSUNO_NATS_LISTEN]")
 	verifiers := fs.Int("verifiers", 1, "how many verifiers to run")
-	dsn := fs.String("clickhouse", os.Getenv("HISSUNO_CLICKHOUSE_DSN"), "ClickHouse DSN for the audit; default: start clickhouse-server from PATH with its data under --data [HISSUNO_CLICKHOUSE_DSN]")
-	demoListen := fs.String("demo-listen", getenv("HISSUNO_DEMO_LISTEN", "127.0.0.1:8081"), "HTTP address of the demo customer site; empty disables it [HISSUNO_DEMO_LISTEN]")
+	dsn := fs.String("clickhouse", "", "ClickHouse DSN for the audit; default: start clickhouse-server from PATH with its data under --data [HISSUNO_CLICKHOUSE_DSN]")
+	demoListen := fs.String("demo-listen", "127.0.0.1:8081", "HTTP address of the demo customer site; empty disables it [HISSUNO_DEMO_LISTEN]")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err

@@ -6,9 +6,8 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"strconv"
+	"regexp"
 	"strings"
-	"time"
 
 	"github.com/rs/zerolog"
 
@@ -67,6 +66,9 @@ func parse(fs *flag.FlagSet, args []string) ([]string, error) {
 		}
 		args = fs.Args()
 		if len(args) == 0 {
+			if err := applyEnv(fs); err != nil {
+				return nil, err
+			}
 			return append(pos, tail...), nil
 		}
 		pos = append(pos, args[0])
@@ -74,28 +76,37 @@ func parse(fs *flag.FlagSet, args []string) ([]string, error) {
 	}
 }
 
+// envRef names, in a flag's usage, the environment variable that sets it.
+var envRef = regexp.MustCompile(`\[(HISSUNO_[A-Z0-9_]+)\]`)
+
+// applyEnv sets every flag not given on the command line from its
+// environment variable (the one its usage names, [HISSUNO_…]) through the
+// flag's own parser: a flag's default is written once, in its
+// registration, and a variable with a bad value is an error that names it.
+func applyEnv(fs *flag.FlagSet) error {
+	given := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	var err error
+	fs.VisitAll(func(f *flag.Flag) {
+		m := envRef.FindStringSubmatch(f.Usage)
+		if err != nil || given[f.Name] || m == nil {
+			return
+		}
+		v, ok := os.LookupEnv(m[1])
+		if !ok {
+			return
+		}
+		if serr := f.Value.Set(v); serr != nil {
+			err = fmt.Errorf("%s=%q: %v (it sets --%s); fix the variable or unset it", m[1], redact.String(v), serr, f.Name)
+		}
+	})
+	return err
+}
+
 // getenv returns the environment variable's value, or def.
 func getenv(name, def string) string {
 	if v, ok := os.LookupEnv(name); ok {
 		return v
-	}
-	return def
-}
-
-func envDuration(name string, def time.Duration) time.Duration {
-	if v, ok := os.LookupEnv(name); ok {
-		if d, err := time.ParseDuration(v); err == nil {
-			return d
-		}
-	}
-	return def
-}
-
-func envInt(name string, def int) int {
-	if v, ok := os.LookupEnv(name); ok {
-		if n, err := strconv.Atoi(v); err == nil {
-			return n
-		}
 	}
 	return def
 }
@@ -110,16 +121,16 @@ func (l *stringList) Set(v string) error { *l = append(*l, v); return nil }
 type natsFlags struct{ cfg bus.ConnConfig }
 
 func (n *natsFlags) register(fs *flag.FlagSet) {
-	fs.StringVar(&n.cfg.URL, "nats", getenv("HISSUNO_NATS_URL", bus.DefaultURL), "NATS server URL(s), comma-separated [HISSUNO_NATS_URL]")
-	fs.StringVar(&n.cfg.User, "nats-user", getenv("HISSUNO_NATS_USER", ""), "NATS user [HISSUNO_NATS_USER]")
+	fs.StringVar(&n.cfg.URL, "nats", bus.DefaultURL, "NATS server URL(s), comma-separated [HISSUNO_NATS_URL]")
+	fs.StringVar(&n.cfg.User, "nats-user", "", "NATS user [HISSUNO_NATS_USER]")
 	// Secrets never become flag defaults: the flag package prints defaults
 	// in usage text. config() reads their environment variables.
 	fs.StringVar(&n.cfg.Password, "nats-password", "", "NATS password; prefer the environment variable [HISSUNO_NATS_PASSWORD]")
 	fs.StringVar(&n.cfg.Token, "nats-token", "", "NATS token; prefer the environment variable [HISSUNO_NATS_TOKEN]")
-	fs.StringVar(&n.cfg.CredsFile, "nats-creds", getenv("HISSUNO_NATS_CREDS", ""), "NATS credentials file (JWT + nkey) [HISSUNO_NATS_CREDS]")
-	fs.StringVar(&n.cfg.CAFile, "nats-tls-ca", getenv("HISSUNO_NATS_TLS_CA", ""), "CA file to verify the NATS server's certificate [HISSUNO_NATS_TLS_CA]")
-	fs.StringVar(&n.cfg.CertFile, "nats-tls-cert", getenv("HISSUNO_NATS_TLS_CERT", ""), "client TLS certificate for NATS [HISSUNO_NATS_TLS_CERT]")
-	fs.StringVar(&n.cfg.KeyFile, "nats-tls-key", getenv("HISSUNO_NATS_TLS_KEY", ""), "client TLS key for NATS [HISSUNO_NATS_TLS_KEY]")
+	fs.StringVar(&n.cfg.CredsFile, "nats-creds", "", "NATS credentials file (JWT + nkey) [HISSUNO_NATS_CREDS]")
+	fs.StringVar(&n.cfg.CAFile, "nats-tls-ca", "", "CA file to verify the NATS server's certificate [HISSUNO_NATS_TLS_CA]")
+	fs.StringVar(&n.cfg.CertFile, "nats-tls-cert", "", "client TLS certificate for NATS [HISSUNO_NATS_TLS_CERT]")
+	fs.StringVar(&n.cfg.KeyFile, "nats-tls-key", "", "client TLS key for NATS [HISSUNO_NATS_TLS_KEY]")
 }
 
 // config is the connection configuration: the flags, with the secret ones
@@ -152,7 +163,11 @@ func (n *natsFlags) config(name, user string) (bus.ConnConfig, error) {
 }
 
 // dataDir is the data directory of a local `hissuno dev`.
-func dataDir() string { return getenv("HISSUNO_DATA", "hissuno-data") }
+func dataDir() string { return getenv("HISSUNO_DATA", defaultDataDir) }
+
+// defaultDataDir is `hissuno dev`'s data directory unless --data or
+// HISSUNO_DATA names another.
+const defaultDataDir = "hissuno-data"
 
 // logFlags choose the log level and format.
 type logFlags struct {
@@ -161,8 +176,8 @@ type logFlags struct {
 }
 
 func (l *logFlags) register(fs *flag.FlagSet, defFormat string) {
-	fs.StringVar(&l.level, "log-level", getenv("HISSUNO_LOG_LEVEL", "info"), "log level: debug, info, warn, error [HISSUNO_LOG_LEVEL]")
-	fs.StringVar(&l.format, "log-format", getenv("HISSUNO_LOG_FORMAT", defFormat), "log format: json or console [HISSUNO_LOG_FORMAT]")
+	fs.StringVar(&l.level, "log-level", "info", "log level: debug, info, warn, error [HISSUNO_LOG_LEVEL]")
+	fs.StringVar(&l.format, "log-format", defFormat, "log format: json or console [HISSUNO_LOG_FORMAT]")
 }
 
 // logger builds the one logger of the process.
@@ -185,7 +200,7 @@ func (l *logFlags) logger(w io.Writer) (zerolog.Logger, error) {
 type masterKeyFlags struct{ file string }
 
 func (m *masterKeyFlags) register(fs *flag.FlagSet) {
-	fs.StringVar(&m.file, "master-key-file", getenv("HISSUNO_MASTER_KEY_FILE", ""), "file holding the master key (64 hex digits); or set HISSUNO_MASTER_KEY [HISSUNO_MASTER_KEY_FILE]")
+	fs.StringVar(&m.file, "master-key-file", "", "file holding the master key (64 hex digits); or set HISSUNO_MASTER_KEY [HISSUNO_MASTER_KEY_FILE]")
 }
 
 // sealer loads the master key from HISSUNO_MASTER_KEY or --master-key-file.

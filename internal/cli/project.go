@@ -271,7 +271,7 @@ func projectUpdate(env Env, args []string) error {
 	}
 	res, err := a.submit(env.Ctx, cmd)
 	if err != nil {
-		return explainNotFound(err, id)
+		return explainNotFound(res, err, id)
 	}
 	if a.json {
 		return printJSON(env.Stdout, res.Project)
@@ -305,7 +305,7 @@ func projectRotate(env Env, args []string) error {
 	cmd.GraceSeconds = int64(*grace / time.Second)
 	res, err := a.submit(env.Ctx, cmd)
 	if err != nil {
-		return explainNotFound(err, id)
+		return explainNotFound(res, err, id)
 	}
 	if a.json {
 		return printJSON(env.Stdout, keyAnswer(res))
@@ -344,7 +344,7 @@ func projectRevokeUser(env Env, args []string) error {
 	cmd.UserID = *userID
 	res, err := a.submit(env.Ctx, cmd)
 	if err != nil {
-		return explainNotFound(err, id)
+		return explainNotFound(res, err, id)
 	}
 	if a.json {
 		return printJSON(env.Stdout, res.Project)
@@ -366,8 +366,9 @@ func oneID(pos []string, sub string) (string, error) {
 	return pos[0], nil
 }
 
-func explainNotFound(err error, id string) error {
-	if strings.Contains(err.Error(), project.ErrNotFound.Error()) {
+// explainNotFound says what to do when the rotator found no such project.
+func explainNotFound(res admin.Result, err error, id string) error {
+	if res.Code == events.ErrorNotFound {
 		return fmt.Errorf("no project %q: check the id (`hissuno project create` prints it)", id)
 	}
 	return err

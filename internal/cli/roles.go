@@ -38,13 +38,13 @@ type roleFlags struct {
 func (r *roleFlags) register(fs *flag.FlagSet, role string) {
 	r.nats.register(fs)
 	r.log.register(fs, "json")
-	fs.StringVar(&r.instance, "instance", getenv("HISSUNO_INSTANCE", ""), "this instance's name in logs, decisions and discovery; default: "+role+"-HOST-RANDOM [HISSUNO_INSTANCE]")
+	fs.StringVar(&r.instance, "instance", "", "this instance's name in logs, decisions and discovery; default: "+role+"-HOST-RANDOM [HISSUNO_INSTANCE]")
 	if role == "ingress" {
-		fs.StringVar(&r.metricsListen, "metrics-listen", getenv("HISSUNO_METRICS_LISTEN", ""), "another address of /healthz, /readyz and /metrics (they are on --listen too); empty: none [HISSUNO_METRICS_LISTEN]")
+		fs.StringVar(&r.metricsListen, "metrics-listen", "", "another address of /healthz, /readyz and /metrics (they are on --listen too); empty: none [HISSUNO_METRICS_LISTEN]")
 	} else {
-		fs.StringVar(&r.metricsListen, "metrics-listen", getenv("HISSUNO_METRICS_LISTEN", "127.0.0.1:9090"), "address of /healthz, /readyz and /metrics; empty disables [HISSUNO_METRICS_LISTEN]")
+		fs.StringVar(&r.metricsListen, "metrics-listen", "127.0.0.1:9090", "address of /healthz, /readyz and /metrics; empty disables [HISSUNO_METRICS_LISTEN]")
 	}
-	fs.BoolVar(&r.ensureStreams, "ensure-streams", getenv("HISSUNO_ENSURE_STREAMS", "true") != "false", "create or update the streams at start; false: only check they exist (hissuno setup made them) [HISSUNO_ENSURE_STREAMS]")
+	fs.BoolVar(&r.ensureStreams, "ensure-streams", "true" != "false", "create or update the streams at start; false: only check they exist (hissuno setup made them) [HISSUNO_ENSURE_STREAMS]")
 	r.topo.register(fs)
 }
 
@@ -52,9 +52,9 @@ func (r *roleFlags) register(fs *flag.FlagSet, role string) {
 type topologyFlags struct{ t bus.Topology }
 
 func (f *topologyFlags) register(fs *flag.FlagSet) {
-	fs.IntVar(&f.t.Replicas, "replicas", envInt("HISSUNO_REPLICAS", 1), "replicas of every stream and the projects bucket (3 on a three-node cluster) [HISSUNO_REPLICAS]")
-	fs.DurationVar(&f.t.DecisionsMaxAge, "decisions-max-age", envDuration("HISSUNO_DECISIONS_MAX_AGE", 30*24*time.Hour), "how long a decision may wait in JetStream for the auditor: the longest auditor outage without loss [HISSUNO_DECISIONS_MAX_AGE]")
-	fs.Int64Var(&f.t.DecisionsMaxBytes, "decisions-max-bytes", int64(envInt("HISSUNO_DECISIONS_MAX_BYTES", 8<<30)), "size bound of the decisions not yet stored in ClickHouse (stored ones leave the stream); when full, new decisions are refused (503), never old ones dropped [HISSUNO_DECISIONS_MAX_BYTES]")
+	fs.IntVar(&f.t.Replicas, "replicas", bus.DefaultReplicas, "replicas of every stream and the projects bucket (3 on a three-node cluster) [HISSUNO_REPLICAS]")
+	fs.DurationVar(&f.t.DecisionsMaxAge, "decisions-max-age", bus.DefaultDecisionsMaxAge, "how long a decision may wait in JetStream for the auditor: the longest auditor outage without loss [HISSUNO_DECISIONS_MAX_AGE]")
+	fs.Int64Var(&f.t.DecisionsMaxBytes, "decisions-max-bytes", bus.DefaultDecisionsMaxBytes, "size bound of the decisions not yet stored in ClickHouse (stored ones leave the stream); when full, new decisions are refused (503), never old ones dropped [HISSUNO_DECISIONS_MAX_BYTES]")
 }
 
 // connectRole connects a role to NATS and makes sure the streams exist.
@@ -157,8 +157,8 @@ func runIngress(env Env, args []string) error {
 	var f roleFlags
 	fs := newFlags("ingress", "hissuno ingress [flags]", env.Stderr)
 	f.register(fs, "ingress")
-	listen := fs.String("listen", getenv("HISSUNO_LISTEN", "127.0.0.1:8080"), "HTTP address of the widget API, /healthz, /readyz and /metrics [HISSUNO_LISTEN]")
-	deadline := fs.Duration("deadline", envDuration("HISSUNO_DEADLINE", 3*time.Second), "how long a request waits for a verifier before it gets 503 [HISSUNO_DEADLINE]")
+	listen := fs.String("listen", ingress.DefaultListen, "HTTP address of the widget API, /healthz, /readyz and /metrics [HISSUNO_LISTEN]")
+	deadline := fs.Duration("deadline", ingress.DefaultDeadline, "how long a request waits for a verifier before it gets 503 [HISSUNO_DEADLINE]")
 	if _, err := parse(fs, args); err != nil {
 		return err
 	}
@@ -184,7 +184,7 @@ func runVerifier(env Env, args []string) error {
 	fs := newFlags("verifier", "hissuno verifier [flags]", env.Stderr)
 	f.register(fs, "verifier")
 	mk.register(fs)
-	concurrency := fs.Int("concurrency", envInt("HISSUNO_CONCURRENCY", 256), "attempts decided at once [HISSUNO_CONCURRENCY]")
+	concurrency := fs.Int("concurrency", verifier.DefaultConcurrency, "attempts decided at once [HISSUNO_CONCURRENCY]")
 	if _, err := parse(fs, args); err != nil {
 		return err
 	}
@@ -225,7 +225,7 @@ func runRotator(env Env, args []string) error {
 	fs := newFlags("rotator", "hissuno rotator [flags]", env.Stderr)
 	f.register(fs, "rotator")
 	mk.register(fs)
-	confirm := fs.Duration("confirm-timeout", envDuration("HISSUNO_CONFIRM_TIMEOUT", 3*time.Second), "how long a rotation waits for each verifier's confirmation [HISSUNO_CONFIRM_TIMEOUT]")
+	confirm := fs.Duration("confirm-timeout", rotator.DefaultConfirmTimeout, "how long a rotation waits for each verifier's confirmation [HISSUNO_CONFIRM_TIMEOUT]")
 	if _, err := parse(fs, args); err != nil {
 		return err
 	}

@@ -37,11 +37,17 @@ const (
 	ConnectPath = "/v1/widget/connect"
 )
 
+// Defaults of Config, one source for the flags too.
+const (
+	DefaultListen   = "127.0.0.1:8080"
+	DefaultDeadline = 3 * time.Second
+)
+
 // Config configures an ingress.
 type Config struct {
 	// NATS is the connection to publish attempts on; required.
 	NATS *nats.Conn
-	// Listen is the HTTP address; default 127.0.0.1:8080.
+	// Listen is the HTTP address; default DefaultListen.
 	Listen string
 	// Instance names this ingress in attempts, logs and the reply subject;
 	// default: a random name.
@@ -52,7 +58,7 @@ type Config struct {
 	// events.SourceIngress.
 	Source string
 	// Deadline is how long a request waits for a verifier before it gets
-	// 503; default 3 s.
+	// 503; default DefaultDeadline.
 	Deadline time.Duration
 	// Checks receives the ingress's readiness checks and is served on
 	// /readyz; default: a new set.
@@ -67,7 +73,7 @@ type Config struct {
 
 func (c *Config) setDefaults() {
 	if c.Listen == "" {
-		c.Listen = "127.0.0.1:8080"
+		c.Listen = DefaultListen
 	}
 	if c.Instance == "" {
 		c.Instance = bus.InstanceName("ingress")
@@ -76,7 +82,7 @@ func (c *Config) setDefaults() {
 		c.Source = events.SourceIngress
 	}
 	if c.Deadline == 0 {
-		c.Deadline = 3 * time.Second
+		c.Deadline = DefaultDeadline
 	}
 	if c.Checks == nil {
 		c.Checks = &health.Checks{}

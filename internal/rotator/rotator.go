@@ -34,6 +34,10 @@ import (
 	"github.com/hissuno/widgetauth/internal/worker"
 )
 
+// DefaultConfirmTimeout is Config.ConfirmTimeout's default, one source for
+// the flags too.
+const DefaultConfirmTimeout = 3 * time.Second
+
 // Config configures a rotator.
 type Config struct {
 	// NATS is the connection; required.
@@ -62,7 +66,7 @@ func (c *Config) setDefaults() {
 		c.Instance = bus.InstanceName("rotator")
 	}
 	if c.ConfirmTimeout == 0 {
-		c.ConfirmTimeout = 3 * time.Second
+		c.ConfirmTimeout = DefaultConfirmTimeout
 	}
 	if c.DiscoveryIdle == 0 {
 		c.DiscoveryIdle = 50 * time.Millisecond
@@ -224,24 +228,24 @@ func (r *Rotator) handle(ctx context.Context, msg jetstream.Msg) error {
 	}
 	now := r.cfg.Clock()
 	if cmd.CommandID == "" || cmd.SchemaVersion != events.SchemaVersion {
-		r.answer(replyTo, events.CommandResult{CommandID: cmd.CommandID, Error: "unsupported command: no commandId or unknown schemaVersion"})
+		r.answer(replyTo, events.CommandResult{CommandID: cmd.CommandID, Error: "unsupported command: no commandId or unknown schemaVersion", Code: events.ErrorUnsupported})
 		return nil
 	}
 	if makesKey(cmd.Kind) && !nkeys.IsValidPublicCurveKey(cmd.ReplyKey) {
 		log.Info().Msg("command without a replyKey refused: its new key could not be sealed")
-		r.answer(replyTo, events.CommandResult{CommandID: cmd.CommandID, Error: "the command has no replyKey to seal its new secret key to; send it with a current hissuno CLI"})
+		r.answer(replyTo, events.CommandResult{CommandID: cmd.CommandID, Error: "the command has no replyKey to seal its new secret key to; send it with a current hissuno CLI", Code: events.ErrorUnsupported})
 		return nil
 	}
 	if now.Sub(cmd.IssuedAt) > r.cfg.CommandTTL {
 		log.Warn().Time("issued_at", cmd.IssuedAt).Msg("command expired before it was applied; refused")
-		r.answer(replyTo, events.CommandResult{CommandID: cmd.CommandID, Error: "the command expired before a rotator applied it; run it again"})
+		r.answer(replyTo, events.CommandResult{CommandID: cmd.CommandID, Error: "the command expired before a rotator applied it; run it again", Code: events.ErrorExpired})
 		return nil
 	}
 	out, err := r.apply(ctx, &cmd, now)
 	if err != nil {
-		if errors.Is(err, project.ErrInvalid) || errors.Is(err, project.ErrNotFound) || errors.Is(err, project.ErrExists) {
+		if code := refusalCode(err); code != "" {
 			log.Info().Err(err).Msg("command refused")
-			r.answer(replyTo, events.CommandResult{CommandID: cmd.CommandID, Error: err.Error()})
+			r.answer(replyTo, events.CommandResult{CommandID: cmd.CommandID, Error: err.Error(), Code: code})
 			return nil
 		}
 		return err
@@ -274,6 +278,20 @@ func (r *Rotator) handle(ctx context.Context, msg jetstream.Msg) error {
 	log.Info().Uint64("revision", out.revision).Int("key_version", out.record.KeyVersion).Bool("already_applied", out.already).Int("confirmed", len(res.Confirmed)).Msg("command applied")
 	r.answer(replyTo, res)
 	return nil
+}
+
+// refusalCode is the code of an error that refuses a command for what it
+// asks (answered, never retried), or "" for an error of the machine's.
+func refusalCode(err error) events.ErrorCode {
+	switch {
+	case errors.Is(err, project.ErrInvalid):
+		return events.ErrorInvalid
+	case errors.Is(err, project.ErrNotFound):
+		return events.ErrorNotFound
+	case errors.Is(err, project.ErrExists):
+		return events.ErrorExists
+	}
+	return ""
 }
 
 // makesKey reports whether a command of this kind makes a new secret key.
