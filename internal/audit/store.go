@@ -2,9 +2,12 @@ package audit
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"strings"
 	"syscall"
 	"time"
@@ -250,4 +253,32 @@ func Transient(err error) bool {
 	// Anything else (a closed pool, an EOF mid-batch) is treated as the
 	// connection's fault; a row at fault shows up as a ClickHouse exception.
 	return true
+}
+
+// CreateDatabase makes a database of its own, named prefix and a random
+// suffix, on the ClickHouse dsn names, and returns a DSN for it and how to
+// drop it: a bench run's or a test's, never production's.
+func CreateDatabase(ctx context.Context, dsn, prefix string) (string, func(), error) {
+	u, err := url.Parse(dsn)
+	if err != nil {
+		return "", nil, fmt.Errorf("ClickHouse DSN: %w", err)
+	}
+	conn, err := Open(ctx, dsn)
+	if err != nil {
+		return "", nil, err
+	}
+	b := make([]byte, 6)
+	_, _ = rand.Read(b)
+	name := prefix + hex.EncodeToString(b)
+	if err := conn.Exec(ctx, "CREATE DATABASE "+name); err != nil {
+		conn.Close()
+		return "", nil, fmt.Errorf("create database %s: %w", name, err)
+	}
+	u.Path = "/" + name
+	return u.String(), func() {
+		dctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		_ = conn.Exec(dctx, "DROP DATABASE IF EXISTS "+name)
+		conn.Close()
+	}, nil
 }

@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -23,9 +22,7 @@ import (
 
 	"github.com/hissuno/widgetauth/events"
 	"github.com/hissuno/widgetauth/internal/audit"
-	"github.com/hissuno/widgetauth/internal/auditor"
 	"github.com/hissuno/widgetauth/internal/bus"
-	"github.com/hissuno/widgetauth/internal/health"
 )
 
 const auditUsage = `hissuno audit query [--project ID] [--since 24h] [--until TIME] [--decision D] [--reason R]
@@ -196,13 +193,13 @@ func auditQuery(env Env, args []string) error {
 		if err != nil {
 			return err
 		}
-		return writeAdmin(env.Stdout, f.format, recs)
+		return adminListing.write(env.Stdout, f.format, recs)
 	}
 	recs, err := audit.Decisions(env.Ctx, c, filter)
 	if err != nil {
 		return err
 	}
-	return writeDecisions(env.Stdout, f.format, recs)
+	return decisionListing.write(env.Stdout, f.format, recs)
 }
 
 // writeJSONLines writes one JSON object a line, inert (inertJSON).
@@ -228,72 +225,137 @@ func tableRow(w io.Writer, cells ...string) {
 	io.WriteString(w, "\n")
 }
 
-func writeDecisions(w io.Writer, format string, recs []audit.Record) error {
+// listing is how records of one kind are written as CSV and as a table
+// (JSON writes every field, one object a line).
+type listing[T any] struct {
+	csv, table []field[T]
+	// none is the table's line when there is no record.
+	none string
+}
+
+// field is one column: its header and how a record shows in it.
+type field[T any] struct {
+	name  string
+	value func(T) string
+}
+
+// write writes recs in format: json, csv or table.
+func (l listing[T]) write(w io.Writer, format string, recs []T) error {
 	switch format {
 	case "json":
 		return writeJSONLines(w, recs)
 	case "csv":
 		cw := newCSVWriter(w)
-		cw.write("decisionId", "time", "projectId", "decision", "reason", "session", "userId", "claimedUserId", "origin", "tokenFingerprint", "keyVersion", "verifier", "clientIp")
+		cw.write(names(l.csv)...)
 		for _, r := range recs {
-			cw.write(r.DecisionID, r.Time.Format(time.RFC3339Nano), r.ProjectID, r.Decision, r.Reason, r.Session, r.UserID, r.ClaimedUserID, r.Origin, r.TokenFingerprint, strconv.Itoa(int(r.KeyVersion)), r.Verifier, r.ClientIP)
+			cw.write(values(l.csv, r)...)
 		}
 		return cw.flush()
 	}
 	tw := tabwriter.NewWriter(w, 0, 2, 2, ' ', 0)
-	fmt.Fprintln(tw, "TIME\tPROJECT\tDECISION\tREASON\tSESSION\tUSER\tCLAIMED\tORIGIN\tKEY\tTOKEN\tDECISION ID")
+	fmt.Fprintln(tw, strings.Join(names(l.table), "\t"))
 	for _, r := range recs {
-		tableRow(tw, r.Time.Format("2006-01-02 15:04:05.000"), r.ProjectID, r.Decision,
-			dash(r.Reason), dash(r.Session), dash(r.UserID), dash(r.ClaimedUserID), dash(r.Origin), keyVersion(r.KeyVersion), dash(r.TokenFingerprint), r.DecisionID)
+		tableRow(tw, values(l.table, r)...)
 	}
 	if err := tw.Flush(); err != nil {
 		return err
 	}
 	if len(recs) == 0 {
-		fmt.Fprintln(w, "(no decisions match; widen --since or drop a filter)")
+		fmt.Fprintln(w, l.none)
 	}
 	return nil
 }
 
-func writeAdmin(w io.Writer, format string, recs []audit.AdminRecord) error {
-	switch format {
-	case "json":
-		return writeJSONLines(w, recs)
-	case "csv":
-		cw := newCSVWriter(w)
-		cw.write("eventId", "time", "kind", "actor", "projectId", "keyVersion", "previousKeyVersion", "keyFingerprint", "graceSeconds", "userId")
-		for _, r := range recs {
-			cw.write(r.EventID, r.Time.Format(time.RFC3339Nano), r.Kind, r.Actor, r.ProjectID, strconv.Itoa(int(r.KeyVersion)),
-				strconv.Itoa(int(r.PreviousKeyVersion)), r.KeyFingerprint, strconv.FormatInt(r.GraceSeconds, 10), r.UserID)
+func names[T any](fs []field[T]) []string {
+	out := make([]string, len(fs))
+	for i, f := range fs {
+		out[i] = f.name
+	}
+	return out
+}
+
+func values[T any](fs []field[T], r T) []string {
+	out := make([]string, len(fs))
+	for i, f := range fs {
+		out[i] = f.value(r)
+	}
+	return out
+}
+
+// tableTime is how a table shows a record's time.
+func tableTime(t time.Time) string { return t.Format("2006-01-02 15:04:05.000") }
+
+var decisionListing = listing[audit.Record]{
+	csv: []field[audit.Record]{
+		{"decisionId", func(r audit.Record) string { return r.DecisionID }},
+		{"time", func(r audit.Record) string { return r.Time.Format(time.RFC3339Nano) }},
+		{"projectId", func(r audit.Record) string { return r.ProjectID }},
+		{"decision", func(r audit.Record) string { return r.Decision }},
+		{"reason", func(r audit.Record) string { return r.Reason }},
+		{"session", func(r audit.Record) string { return r.Session }},
+		{"userId", func(r audit.Record) string { return r.UserID }},
+		{"claimedUserId", func(r audit.Record) string { return r.ClaimedUserID }},
+		{"origin", func(r audit.Record) string { return r.Origin }},
+		{"tokenFingerprint", func(r audit.Record) string { return r.TokenFingerprint }},
+		{"keyVersion", func(r audit.Record) string { return strconv.Itoa(int(r.KeyVersion)) }},
+		{"verifier", func(r audit.Record) string { return r.Verifier }},
+		{"clientIp", func(r audit.Record) string { return r.ClientIP }},
+	},
+	table: []field[audit.Record]{
+		{"TIME", func(r audit.Record) string { return tableTime(r.Time) }},
+		{"PROJECT", func(r audit.Record) string { return r.ProjectID }},
+		{"DECISION", func(r audit.Record) string { return r.Decision }},
+		{"REASON", func(r audit.Record) string { return dash(r.Reason) }},
+		{"SESSION", func(r audit.Record) string { return dash(r.Session) }},
+		{"USER", func(r audit.Record) string { return dash(r.UserID) }},
+		{"CLAIMED", func(r audit.Record) string { return dash(r.ClaimedUserID) }},
+		{"ORIGIN", func(r audit.Record) string { return dash(r.Origin) }},
+		{"KEY", func(r audit.Record) string { return keyVersion(r.KeyVersion) }},
+		{"TOKEN", func(r audit.Record) string { return dash(r.TokenFingerprint) }},
+		{"DECISION ID", func(r audit.Record) string { return r.DecisionID }},
+	},
+	none: "(no decisions match; widen --since or drop a filter)",
+}
+
+var adminListing = listing[audit.AdminRecord]{
+	csv: []field[audit.AdminRecord]{
+		{"eventId", func(r audit.AdminRecord) string { return r.EventID }},
+		{"time", func(r audit.AdminRecord) string { return r.Time.Format(time.RFC3339Nano) }},
+		{"kind", func(r audit.AdminRecord) string { return r.Kind }},
+		{"actor", func(r audit.AdminRecord) string { return r.Actor }},
+		{"projectId", func(r audit.AdminRecord) string { return r.ProjectID }},
+		{"keyVersion", func(r audit.AdminRecord) string { return strconv.Itoa(int(r.KeyVersion)) }},
+		{"previousKeyVersion", func(r audit.AdminRecord) string { return strconv.Itoa(int(r.PreviousKeyVersion)) }},
+		{"keyFingerprint", func(r audit.AdminRecord) string { return r.KeyFingerprint }},
+		{"graceSeconds", func(r audit.AdminRecord) string { return strconv.FormatInt(r.GraceSeconds, 10) }},
+		{"userId", func(r audit.AdminRecord) string { return r.UserID }},
+	},
+	table: []field[audit.AdminRecord]{
+		{"TIME", func(r audit.AdminRecord) string { return tableTime(r.Time) }},
+		{"KIND", func(r audit.AdminRecord) string { return r.Kind }},
+		{"ACTOR", func(r audit.AdminRecord) string { return r.Actor }},
+		{"PROJECT", func(r audit.AdminRecord) string { return r.ProjectID }},
+		{"KEY", func(r audit.AdminRecord) string { return keyVersion(r.KeyVersion) }},
+		{"DETAIL", adminDetail},
+	},
+	none: "(no admin events match; widen --since or drop a filter)",
+}
+
+// adminDetail says in a table what an admin event changed.
+func adminDetail(r audit.AdminRecord) string {
+	switch r.Kind {
+	case string(events.AdminKeyRotated):
+		detail := fmt.Sprintf("v%d → v%d, new key %s", r.PreviousKeyVersion, r.KeyVersion, r.KeyFingerprint)
+		if r.GraceUntil != nil {
+			return detail + ", old key until " + r.GraceUntil.Format(time.RFC3339)
 		}
-		return cw.flush()
+		return detail + ", old key retired at once"
+	case string(events.AdminUserRevoked):
+		return "user " + r.UserID
+	case string(events.AdminProjectCreated), string(events.AdminProjectUpdated):
+		return fmt.Sprintf("requireToken=%v origins=%s", r.RequireToken, strings.Join(r.Origins, ","))
 	}
-	tw := tabwriter.NewWriter(w, 0, 2, 2, ' ', 0)
-	fmt.Fprintln(tw, "TIME\tKIND\tACTOR\tPROJECT\tKEY\tDETAIL")
-	for _, r := range recs {
-		detail := ""
-		switch r.Kind {
-		case string(events.AdminKeyRotated):
-			detail = fmt.Sprintf("v%d → v%d, new key %s", r.PreviousKeyVersion, r.KeyVersion, r.KeyFingerprint)
-			if r.GraceUntil != nil {
-				detail += ", old key until " + r.GraceUntil.Format(time.RFC3339)
-			} else {
-				detail += ", old key retired at once"
-			}
-		case string(events.AdminUserRevoked):
-			detail = "user " + r.UserID
-		case string(events.AdminProjectCreated), string(events.AdminProjectUpdated):
-			detail = fmt.Sprintf("requireToken=%v origins=%s", r.RequireToken, strings.Join(r.Origins, ","))
-		}
-		tableRow(tw, r.Time.Format("2006-01-02 15:04:05.000"), r.Kind, r.Actor, r.ProjectID, keyVersion(r.KeyVersion), detail)
-	}
-	if err := tw.Flush(); err != nil {
-		return err
-	}
-	if len(recs) == 0 {
-		fmt.Fprintln(w, "(no admin events match; widen --since or drop a filter)")
-	}
-	return nil
+	return ""
 }
 
 func dash(s string) string {
@@ -369,20 +431,11 @@ func auditTail(env Env, args []string) error {
 	if *format != "table" && *format != "json" {
 		return fmt.Errorf("--format %q: use table or json", *format)
 	}
-	cfg, err := n.config("hissuno-audit-tail", auditUser)
-	if err != nil {
-		return err
-	}
-	cfg.InboxPrefix = events.InboxPrefix(cmp.Or(cfg.User, auditUser))
-	nc, err := bus.Connect(cfg, zerolog.Nop())
+	nc, js, err := n.connectJS("hissuno-audit-tail", auditUser, zerolog.Nop())
 	if err != nil {
 		return err
 	}
 	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return err
-	}
 	// The tail's consumer counts as interest on the decisions stream: a
 	// decision stays there until the tail has it too. The auditor removes
 	// the decisions it stored more than auditor.DefaultStoredGrace ago even
@@ -450,31 +503,4 @@ func auditMigrate(env Env, args []string) error {
 		fmt.Fprintln(env.Stdout, "applied", m)
 	}
 	return nil
-}
-
-func runAuditor(env Env, args []string) error {
-	var f roleFlags
-	fs := newFlags("auditor", "hissuno auditor [flags]", env.Stderr)
-	f.register(fs, "auditor")
-	dsn := fs.String("clickhouse", audit.DefaultDSN, "ClickHouse DSN, clickhouse://[user:password@]host:9000/db[?secure=true] [HISSUNO_CLICKHOUSE_DSN]")
-	batchSize := fs.Int("batch-size", auditor.DefaultBatchSize, "rows per ClickHouse insert at most [HISSUNO_AUDIT_BATCH_SIZE]")
-	batchWait := fs.Duration("batch-wait", auditor.DefaultBatchWait, "how long a batch waits to fill up at most [HISSUNO_AUDIT_BATCH_WAIT]")
-	if _, err := parse(fs, args); err != nil {
-		return err
-	}
-	log, nc, err := f.start(env, "auditor")
-	if err != nil {
-		return err
-	}
-	defer nc.Close()
-	a, err := auditor.New(auditor.Config{NATS: nc, ClickHouseDSN: *dsn, Instance: f.instance, BatchSize: *batchSize, BatchWait: *batchWait}, log)
-	if err != nil {
-		return err
-	}
-	checks := &health.Checks{}
-	checks.Add("clickhouse", a.Ready)
-	if err := f.serve(env, nc, log, checks); err != nil {
-		return err
-	}
-	return a.Run(env.Ctx)
 }

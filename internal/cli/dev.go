@@ -94,22 +94,10 @@ func runDev(env Env, args []string) error {
 	select {
 	case <-env.Ctx.Done():
 		log.Info().Msg("stopping: finishing requests in flight")
-	case <-roleFailure(st):
+	case <-st.Failed():
 		return fmt.Errorf("a role stopped: %w", st.Err())
 	}
 	return nil
-}
-
-// roleFailure is closed when a role of the stack stops with an error.
-func roleFailure(st *stack.Stack) <-chan struct{} {
-	ch := make(chan struct{})
-	go func() {
-		for st.Err() == nil {
-			time.Sleep(200 * time.Millisecond)
-		}
-		close(ch)
-	}()
-	return ch
 }
 
 // ensureDemoProject creates the demo project on the first start, through the

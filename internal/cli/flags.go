@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"cmp"
 	"errors"
 	"flag"
 	"fmt"
@@ -9,8 +10,11 @@ import (
 	"regexp"
 	"strings"
 
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 
+	"github.com/hissuno/widgetauth/events"
 	"github.com/hissuno/widgetauth/internal/bus"
 	"github.com/hissuno/widgetauth/internal/project"
 	"github.com/hissuno/widgetauth/internal/redact"
@@ -160,6 +164,27 @@ func (n *natsFlags) config(name, user string) (bus.ConnConfig, error) {
 		c.User, c.Password = dc.User, dc.Password
 	}
 	return c, nil
+}
+
+// connectJS connects as user (the flags' credential, or a local `hissuno
+// dev`'s for user) with the inbox prefix of the user it connects as, and
+// opens JetStream on the connection; the caller closes it.
+func (n *natsFlags) connectJS(name, user string, log zerolog.Logger) (*nats.Conn, jetstream.JetStream, error) {
+	cfg, err := n.config(name, user)
+	if err != nil {
+		return nil, nil, err
+	}
+	cfg.InboxPrefix = events.InboxPrefix(cmp.Or(cfg.User, user))
+	nc, err := bus.Connect(cfg, log)
+	if err != nil {
+		return nil, nil, err
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		nc.Close()
+		return nil, nil, fmt.Errorf("jetstream: %w", err)
+	}
+	return nc, js, nil
 }
 
 // dataDir is the data directory of a local `hissuno dev`.

@@ -20,7 +20,6 @@ import (
 
 	"github.com/hissuno/widgetauth/events"
 	"github.com/hissuno/widgetauth/internal/admin"
-	"github.com/hissuno/widgetauth/internal/bus"
 	"github.com/hissuno/widgetauth/internal/origin"
 	"github.com/hissuno/widgetauth/internal/project"
 )
@@ -67,28 +66,21 @@ func defaultActor() string {
 	return name + "@" + host
 }
 
-// source is the name the CLI sends commands as: its NATS user's (nats.conf
-// lets each user publish commands under its own name only), else admin.
-func (a *adminFlags) source(cfg bus.ConnConfig) string {
-	return cmp.Or(cfg.User, events.SourceAdmin)
-}
-
-// connect opens a NATS connection for one admin command, with the inbox
-// prefix of its source.
-func (a *adminFlags) connect() (*nats.Conn, string, error) {
-	cfg, err := a.nats.config("hissuno-cli", events.SourceAdmin)
+// connect opens a NATS connection for admin commands, with the inbox
+// prefix of its source: the name it sends commands as, its NATS user's
+// (nats.conf lets each user publish commands under its own name only), else
+// admin.
+func (a *adminFlags) connect() (*nats.Conn, jetstream.JetStream, string, error) {
+	nc, js, err := a.nats.connectJS("hissuno-cli", events.SourceAdmin, zerolog.Nop())
 	if err != nil {
-		return nil, "", err
+		return nil, nil, "", err
 	}
-	source := a.source(cfg)
-	cfg.InboxPrefix = events.InboxPrefix(source)
-	nc, err := bus.Connect(cfg, zerolog.Nop())
-	return nc, source, err
+	return nc, js, cmp.Or(nc.Opts.User, events.SourceAdmin), nil
 }
 
 // submit sends an admin command and waits for the rotator's answer.
 func (a *adminFlags) submit(ctx context.Context, cmd events.Command) (admin.Result, error) {
-	nc, source, err := a.connect()
+	nc, _, source, err := a.connect()
 	if err != nil {
 		return admin.Result{}, err
 	}
@@ -186,15 +178,11 @@ func projectGet(env Env, args []string) error {
 	if err != nil {
 		return err
 	}
-	nc, _, err := a.connect()
+	nc, js, _, err := a.connect()
 	if err != nil {
 		return err
 	}
 	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return err
-	}
 	ctx, cancel := context.WithTimeout(env.Ctx, a.timeout)
 	defer cancel()
 	kv, err := js.KeyValue(ctx, events.BucketProjects)

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -15,9 +16,12 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/hissuno/widgetauth/events"
+	"github.com/hissuno/widgetauth/internal/audit"
+	"github.com/hissuno/widgetauth/internal/auditor"
 	"github.com/hissuno/widgetauth/internal/bus"
 	"github.com/hissuno/widgetauth/internal/health"
 	"github.com/hissuno/widgetauth/internal/ingress"
+	"github.com/hissuno/widgetauth/internal/project"
 	"github.com/hissuno/widgetauth/internal/rotator"
 	"github.com/hissuno/widgetauth/internal/verifier"
 )
@@ -57,45 +61,101 @@ func (f *topologyFlags) register(fs *flag.FlagSet) {
 	fs.Int64Var(&f.t.DecisionsMaxBytes, "decisions-max-bytes", bus.DefaultDecisionsMaxBytes, "size bound of the decisions not yet stored in ClickHouse (stored ones leave the stream); when full, new decisions are refused (503), never old ones dropped [HISSUNO_DECISIONS_MAX_BYTES]")
 }
 
-// connectRole connects a role to NATS and makes sure the streams exist.
-func connectRole(ctx context.Context, f *roleFlags, role string, log zerolog.Logger) (*nats.Conn, error) {
-	cfg, err := f.nats.config("hissuno-"+role, role)
-	if err != nil {
-		return nil, err
-	}
-	cfg.InboxPrefix = events.InboxPrefix(role)
-	nc, err := bus.Connect(cfg, log)
-	if err != nil {
-		return nil, err
-	}
-	js, err := jetstream.New(nc)
-	if err != nil {
-		nc.Close()
-		return nil, fmt.Errorf("jetstream: %w", err)
-	}
-	if err := ensureStreams(ctx, js, f.topo.t, f.ensureStreams, log); err != nil {
-		nc.Close()
-		return nil, err
-	}
-	return nc, nil
-}
-
-// start builds a parsed role's logger and connects it to NATS; the caller
-// closes the connection.
-func (f *roleFlags) start(env Env, role string) (zerolog.Logger, *nats.Conn, error) {
+// start builds a parsed role's logger, connects it to NATS as its user
+// and makes sure the streams exist; the caller closes the connection.
+func (f *roleFlags) start(env Env, role string) (zerolog.Logger, *nats.Conn, jetstream.JetStream, error) {
 	log, err := f.log.logger(env.Stderr)
 	if err != nil {
-		return log, nil, err
+		return log, nil, nil, err
 	}
-	nc, err := connectRole(env.Ctx, f, role, log)
-	return log, nc, err
+	nc, js, err := f.nats.connectJS("hissuno-"+role, role, log)
+	if err != nil {
+		return log, nil, nil, err
+	}
+	if err := ensureStreams(env.Ctx, js, f.topo.t, f.ensureStreams, log); err != nil {
+		nc.Close()
+		return log, nil, nil, err
+	}
+	return log, nc, js, nil
 }
 
-// serve serves the role's /healthz, /readyz (NATS connected, and the
-// role's own checks) and /metrics on --metrics-listen until the role stops.
-func (f *roleFlags) serve(env Env, nc *nats.Conn, log zerolog.Logger, checks *health.Checks) error {
+// roleSpec is what one role's command adds to what every role's has.
+type roleSpec struct {
+	name string
+	// keyed roles hold the master key (the verifier, the rotator).
+	keyed bool
+	// flags registers the role's own flags.
+	flags func(fs *flag.FlagSet)
+	// build makes the role from its connection; it adds the role's
+	// readiness checks and returns its Run.
+	build func(r roleEnv) (run func(context.Context) error, err error)
+}
+
+// roleEnv is what a role is made from.
+type roleEnv struct {
+	nc       *nats.Conn
+	js       jetstream.JetStream
+	sealer   *project.Sealer
+	instance string
+	log      zerolog.Logger
+	checks   *health.Checks
+}
+
+// runRole runs one role until the context ends: its flags, the master key
+// for a keyed role, its NATS connection (the streams checked), the role,
+// and /healthz, /readyz and /metrics on --metrics-listen; it returns once
+// the role and the health server have stopped.
+func runRole(env Env, args []string, spec roleSpec) error {
+	var f roleFlags
+	var mk masterKeyFlags
+	fs := newFlags(spec.name, "hissuno "+spec.name+" [flags]", env.Stderr)
+	f.register(fs, spec.name)
+	if spec.keyed {
+		mk.register(fs)
+	}
+	if spec.flags != nil {
+		spec.flags(fs)
+	}
+	if _, err := parse(fs, args); err != nil {
+		return err
+	}
+	var sealer *project.Sealer
+	if spec.keyed {
+		var err error
+		if sealer, err = mk.sealer(); err != nil {
+			return err
+		}
+	}
+	log, nc, js, err := f.start(env, spec.name)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	checks := &health.Checks{}
+	run, err := spec.build(roleEnv{nc: nc, js: js, sealer: sealer, instance: f.instance, log: log, checks: checks})
+	if err != nil {
+		return err
+	}
 	checks.Add("nats", health.NATSConnected(nc))
-	return serveHealth(env.Ctx, f.metricsListen, checks, log)
+	ctx, stop := context.WithCancel(env.Ctx)
+	defer stop()
+	wait, err := serveHealth(ctx, f.metricsListen, checks, log)
+	if err != nil {
+		return err
+	}
+	defer wait()
+	defer stop() // the health server stops with the role
+	return run(ctx)
+}
+
+// ready is a readiness check of a role's Ready.
+func ready(ok func() bool, why string) health.Check {
+	return func(context.Context) error {
+		if ok() {
+			return nil
+		}
+		return errors.New(why)
+	}
 }
 
 // ensureStreams makes sure the topology exists: with ensure, it creates or
@@ -126,133 +186,114 @@ func ensureStreams(ctx context.Context, js jetstream.JetStream, t bus.Topology, 
 	return nil
 }
 
-// serveHealth serves /healthz, /readyz and /metrics until ctx ends.
-func serveHealth(ctx context.Context, addr string, checks *health.Checks, log zerolog.Logger) error {
+// serveHealth serves /healthz, /readyz and /metrics on addr ("" serves
+// nothing) until ctx ends; wait returns once the server has stopped.
+func serveHealth(ctx context.Context, addr string, checks *health.Checks, log zerolog.Logger) (wait func(), err error) {
 	if addr == "" {
-		return nil
+		return func() {}, nil
 	}
 	mux := http.NewServeMux()
 	health.Mount(mux, checks, nil)
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
-		return fmt.Errorf("metrics listen on %s: %w (use --metrics-listen)", addr, err)
+		return nil, fmt.Errorf("metrics listen on %s: %w (use --metrics-listen)", addr, err)
 	}
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-	go func() {
+	var wg sync.WaitGroup
+	wg.Go(func() {
 		<-ctx.Done()
 		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
 		_ = srv.Shutdown(sctx)
-	}()
-	go func() {
+	})
+	wg.Go(func() {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			log.Error().Err(err).Msg("health server stopped")
 		}
-	}()
+	})
 	log.Info().Str("listen", ln.Addr().String()).Msg("serving /healthz, /readyz, /metrics")
-	return nil
+	return wg.Wait, nil
 }
 
 func runIngress(env Env, args []string) error {
-	var f roleFlags
-	fs := newFlags("ingress", "hissuno ingress [flags]", env.Stderr)
-	f.register(fs, "ingress")
-	listen := fs.String("listen", ingress.DefaultListen, "HTTP address of the widget API, /healthz, /readyz and /metrics [HISSUNO_LISTEN]")
-	deadline := fs.Duration("deadline", ingress.DefaultDeadline, "how long a request waits for a verifier before it gets 503 [HISSUNO_DEADLINE]")
-	if _, err := parse(fs, args); err != nil {
-		return err
-	}
-	log, nc, err := f.start(env, "ingress")
-	if err != nil {
-		return err
-	}
-	defer nc.Close()
-	checks := &health.Checks{}
-	in, err := ingress.New(ingress.Config{NATS: nc, Listen: *listen, Instance: f.instance, Deadline: *deadline, Checks: checks}, log)
-	if err != nil {
-		return err
-	}
-	if err := f.serve(env, nc, log, checks); err != nil {
-		return err
-	}
-	return in.Run(env.Ctx)
+	var listen *string
+	var deadline *time.Duration
+	return runRole(env, args, roleSpec{
+		name: "ingress",
+		flags: func(fs *flag.FlagSet) {
+			listen = fs.String("listen", ingress.DefaultListen, "HTTP address of the widget API, /healthz, /readyz and /metrics [HISSUNO_LISTEN]")
+			deadline = fs.Duration("deadline", ingress.DefaultDeadline, "how long a request waits for a verifier before it gets 503 [HISSUNO_DEADLINE]")
+		},
+		build: func(r roleEnv) (func(context.Context) error, error) {
+			in, err := ingress.New(ingress.Config{NATS: r.nc, Listen: *listen, Instance: r.instance, Source: r.nc.Opts.User,
+				Deadline: *deadline, Checks: r.checks}, r.log)
+			if err != nil {
+				return nil, err
+			}
+			return in.Run, nil
+		},
+	})
 }
 
 func runVerifier(env Env, args []string) error {
-	var f roleFlags
-	var mk masterKeyFlags
-	fs := newFlags("verifier", "hissuno verifier [flags]", env.Stderr)
-	f.register(fs, "verifier")
-	mk.register(fs)
-	concurrency := fs.Int("concurrency", verifier.DefaultConcurrency, "attempts decided at once [HISSUNO_CONCURRENCY]")
-	if _, err := parse(fs, args); err != nil {
-		return err
-	}
-	sealer, err := mk.sealer()
-	if err != nil {
-		return err
-	}
-	log, nc, err := f.start(env, "verifier")
-	if err != nil {
-		return err
-	}
-	defer nc.Close()
-	v, err := verifier.New(verifier.Config{NATS: nc, Sealer: sealer, Instance: f.instance, Concurrency: *concurrency}, log)
-	if err != nil {
-		return err
-	}
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return fmt.Errorf("jetstream: %w", err)
-	}
-	checks := &health.Checks{}
-	checks.Add("projects", func(context.Context) error {
-		if v.Ready() {
-			return nil
-		}
-		return errors.New("project view not complete yet")
+	var concurrency *int
+	return runRole(env, args, roleSpec{
+		name:  "verifier",
+		keyed: true,
+		flags: func(fs *flag.FlagSet) {
+			concurrency = fs.Int("concurrency", verifier.DefaultConcurrency, "attempts decided at once [HISSUNO_CONCURRENCY]")
+		},
+		build: func(r roleEnv) (func(context.Context) error, error) {
+			v, err := verifier.New(verifier.Config{NATS: r.nc, Sealer: r.sealer, Instance: r.instance, Concurrency: *concurrency}, r.log)
+			if err != nil {
+				return nil, err
+			}
+			r.checks.Add("projects", ready(v.Ready, "project view not complete yet"))
+			r.checks.Add(health.DecisionsStreamCheck, health.DecisionsStream(r.js))
+			return v.Run, nil
+		},
 	})
-	checks.Add(health.DecisionsStreamCheck, health.DecisionsStream(js))
-	if err := f.serve(env, nc, log, checks); err != nil {
-		return err
-	}
-	return v.Run(env.Ctx)
 }
 
 func runRotator(env Env, args []string) error {
-	var f roleFlags
-	var mk masterKeyFlags
-	fs := newFlags("rotator", "hissuno rotator [flags]", env.Stderr)
-	f.register(fs, "rotator")
-	mk.register(fs)
-	confirm := fs.Duration("confirm-timeout", rotator.DefaultConfirmTimeout, "how long a rotation waits for each verifier's confirmation [HISSUNO_CONFIRM_TIMEOUT]")
-	if _, err := parse(fs, args); err != nil {
-		return err
-	}
-	sealer, err := mk.sealer()
-	if err != nil {
-		return err
-	}
-	log, nc, err := f.start(env, "rotator")
-	if err != nil {
-		return err
-	}
-	defer nc.Close()
-	r, err := rotator.New(rotator.Config{NATS: nc, Sealer: sealer, Instance: f.instance, ConfirmTimeout: *confirm}, log)
-	if err != nil {
-		return err
-	}
-	checks := &health.Checks{}
-	checks.Add("rotator", func(context.Context) error {
-		if r.Ready() {
-			return nil
-		}
-		return errors.New("not handling admin commands yet")
+	var confirm *time.Duration
+	return runRole(env, args, roleSpec{
+		name:  "rotator",
+		keyed: true,
+		flags: func(fs *flag.FlagSet) {
+			confirm = fs.Duration("confirm-timeout", rotator.DefaultConfirmTimeout, "how long a rotation waits for each verifier's confirmation [HISSUNO_CONFIRM_TIMEOUT]")
+		},
+		build: func(r roleEnv) (func(context.Context) error, error) {
+			rot, err := rotator.New(rotator.Config{NATS: r.nc, Sealer: r.sealer, Instance: r.instance, ConfirmTimeout: *confirm}, r.log)
+			if err != nil {
+				return nil, err
+			}
+			r.checks.Add("rotator", ready(rot.Ready, "not handling admin commands yet"))
+			return rot.Run, nil
+		},
 	})
-	if err := f.serve(env, nc, log, checks); err != nil {
-		return err
-	}
-	return r.Run(env.Ctx)
+}
+
+func runAuditor(env Env, args []string) error {
+	var dsn *string
+	var batchSize *int
+	var batchWait *time.Duration
+	return runRole(env, args, roleSpec{
+		name: "auditor",
+		flags: func(fs *flag.FlagSet) {
+			dsn = fs.String("clickhouse", audit.DefaultDSN, "ClickHouse DSN, clickhouse://[user:password@]host:9000/db[?secure=true] [HISSUNO_CLICKHOUSE_DSN]")
+			batchSize = fs.Int("batch-size", auditor.DefaultBatchSize, "rows per ClickHouse insert at most [HISSUNO_AUDIT_BATCH_SIZE]")
+			batchWait = fs.Duration("batch-wait", auditor.DefaultBatchWait, "how long a batch waits to fill up at most [HISSUNO_AUDIT_BATCH_WAIT]")
+		},
+		build: func(r roleEnv) (func(context.Context) error, error) {
+			a, err := auditor.New(auditor.Config{NATS: r.nc, ClickHouseDSN: *dsn, Instance: r.instance, BatchSize: *batchSize, BatchWait: *batchWait}, r.log)
+			if err != nil {
+				return nil, err
+			}
+			r.checks.Add("clickhouse", a.Ready)
+			return a.Run, nil
+		},
+	})
 }
 
 func runSetup(env Env, args []string) error {
@@ -268,20 +309,11 @@ func runSetup(env Env, args []string) error {
 	if len(pos) > 0 {
 		return fmt.Errorf("unexpected argument %q", pos[0])
 	}
-	cfg, err := n.config("hissuno-setup", "setup")
-	if err != nil {
-		return err
-	}
-	cfg.InboxPrefix = events.InboxPrefix("setup")
-	nc, err := bus.Connect(cfg, zerolog.Nop())
+	nc, js, err := n.connectJS("hissuno-setup", "setup", zerolog.Nop())
 	if err != nil {
 		return err
 	}
 	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return err
-	}
 	ctx, cancel := context.WithTimeout(env.Ctx, 15*time.Second)
 	defer cancel()
 	if err := bus.Ensure(ctx, js, topo.t); err != nil {

@@ -7,9 +7,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/golang-jwt/jwt/v5"
-
 	"github.com/hissuno/widgetauth/internal/redact"
+	"github.com/hissuno/widgetauth/internal/widgettoken"
 )
 
 func runToken(env Env, args []string) error {
@@ -25,8 +24,8 @@ func runToken(env Env, args []string) error {
 	fs := newFlags("token mint", "hissuno token mint --secret KEY --user USER_ID [--meta key=value]... [--ttl 24h]", env.Stderr)
 	secret := fs.String("secret", "", "the project's secret key sk_live_…; prefer the environment variable [HISSUNO_SECRET_KEY]")
 	userID := fs.String("user", "", "the userId claim (required)")
-	var meta stringList
-	fs.Var(&meta, "meta", "a userMetadata entry key=value (repeatable)")
+	var metaFlags stringList
+	fs.Var(&metaFlags, "meta", "a userMetadata entry key=value (repeatable)")
 	ttl := fs.Duration("ttl", 24*time.Hour, "how long the token is valid (exp = now + ttl)")
 	pos, err := parse(fs, args[1:])
 	if err != nil {
@@ -47,24 +46,20 @@ func runToken(env Env, args []string) error {
 	if *ttl <= 0 {
 		return errors.New("--ttl must be positive, e.g. 24h")
 	}
-	claims := jwt.MapClaims{"userId": *userID}
-	if len(meta) > 0 {
-		m := map[string]string{}
-		for _, kv := range meta {
+	var meta map[string]string
+	if len(metaFlags) > 0 {
+		meta = map[string]string{}
+		for _, kv := range metaFlags {
 			k, v, ok := strings.Cut(kv, "=")
 			if !ok || k == "" {
 				return fmt.Errorf("--meta %q: write key=value", kv)
 			}
-			m[k] = v
+			meta[k] = v
 		}
-		claims["userMetadata"] = m
 	}
-	now := time.Now()
-	claims["iat"] = now.Unix()
-	claims["exp"] = now.Add(*ttl).Unix()
-	tok, err := jwt.NewWithClaims(jwt.SigningMethodHS256, claims).SignedString([]byte(*secret))
+	tok, err := widgettoken.Mint(*secret, widgettoken.For(*userID, meta, time.Now(), *ttl))
 	if err != nil {
-		return fmt.Errorf("sign: %w", err)
+		return err
 	}
 	fmt.Fprintln(env.Stdout, tok)
 	return nil

@@ -182,9 +182,12 @@ func (in *Ingress) Run(ctx context.Context) error {
 	}
 	_ = acks.SetPendingLimits(-1, -1)
 	defer func() { _ = acks.Unsubscribe() }()
+	// Every goroutine below is joined before Run returns.
+	var wg sync.WaitGroup
+	defer wg.Wait()
 	sweepCtx, stopSweep := context.WithCancel(ctx)
 	defer stopSweep()
-	go in.republish(sweepCtx)
+	wg.Go(func() { in.republish(sweepCtx) })
 
 	svc, err := bus.AddService(in.cfg.NATS, bus.Service{
 		Name:        events.ServiceIngress,
@@ -219,7 +222,7 @@ func (in *Ingress) Run(ctx context.Context) error {
 	in.addr = ln.Addr().String()
 	close(in.listening)
 	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
+	wg.Go(func() { errc <- srv.Serve(ln) })
 	in.log.Info().Str("listen", ln.Addr().String()).Msg("ingress serving")
 	select {
 	case <-ctx.Done():

@@ -90,6 +90,8 @@ type Stack struct {
 	rolesWG     sync.WaitGroup
 	errMu       sync.Mutex
 	errs        []error
+	failed      chan struct{} // closed at the first role's failure
+	failOnce    sync.Once
 }
 
 // Start starts the embedded server and every role, and returns once the
@@ -110,7 +112,7 @@ func Start(ctx context.Context, cfg Config, log zerolog.Logger) (s *Stack, err e
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("data directory: %w", err)
 	}
-	s = &Stack{log: log, Checks: &health.Checks{}, ingressDone: make(chan struct{})}
+	s = &Stack{log: log, Checks: &health.Checks{}, ingressDone: make(chan struct{}), failed: make(chan struct{})}
 	key := cfg.MasterKey
 	if key == nil {
 		if key, s.MasterKeyCreated, err = project.LoadOrCreateMasterKeyFile(filepath.Join(cfg.DataDir, "master.key")); err != nil {
@@ -300,9 +302,13 @@ func (s *Stack) goRole(ctx context.Context, name string, run func(context.Contex
 
 func (s *Stack) fail(err error) {
 	s.errMu.Lock()
-	defer s.errMu.Unlock()
 	s.errs = append(s.errs, err)
+	s.errMu.Unlock()
+	s.failOnce.Do(func() { close(s.failed) })
 }
+
+// Failed is closed when a role stops with an error (Err says which).
+func (s *Stack) Failed() <-chan struct{} { return s.failed }
 
 // Err returns the errors roles stopped with, if any.
 func (s *Stack) Err() error {

@@ -13,19 +13,16 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
-	"net/url"
 	"os"
 	"path/filepath"
 	"runtime"
 	"slices"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
-	"github.com/nats-io/nuid"
 	"github.com/rs/zerolog"
 
 	"github.com/hissuno/widgetauth/internal/audit"
@@ -224,7 +221,7 @@ func Run(ctx context.Context, cfg Config, log zerolog.Logger) (Result, error) {
 	}
 	if dsn != "" {
 		// A database of the run's own: the audit counts only this run.
-		runDSN, drop, err := runDatabase(ctx, dsn)
+		runDSN, drop, err := audit.CreateDatabase(ctx, dsn, "hissuno_bench_")
 		if err != nil {
 			return Result{}, err
 		}
@@ -517,32 +514,6 @@ func (a *auditCheck) exact(ctx context.Context, ids []string) (lost, doubled int
 		}
 	}
 	return lost, doubled, nil
-}
-
-// runDatabase makes a database of its own in the ClickHouse dsn names and
-// returns a DSN for it, and how to drop it.
-func runDatabase(ctx context.Context, dsn string) (string, func(), error) {
-	conn, err := audit.Open(ctx, dsn)
-	if err != nil {
-		return "", nil, err
-	}
-	name := "hissuno_bench_" + strings.ToLower(nuid.Next())
-	if err := conn.Exec(ctx, "CREATE DATABASE "+name); err != nil {
-		conn.Close()
-		return "", nil, fmt.Errorf("bench database: %w", err)
-	}
-	u, err := url.Parse(dsn)
-	if err != nil {
-		conn.Close()
-		return "", nil, err
-	}
-	u.Path = "/" + name
-	return u.String(), func() {
-		dctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		_ = conn.Exec(dctx, "DROP DATABASE IF EXISTS "+name)
-		conn.Close()
-	}, nil
 }
 
 // idCounts counts, with FINAL as every audit query does, the rows of each

@@ -3,7 +3,6 @@ package bench
 import (
 	"context"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -13,6 +12,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/hissuno/widgetauth/internal/devtools/freeport"
 	"github.com/hissuno/widgetauth/internal/stack"
 )
 
@@ -36,12 +36,10 @@ func verifierScale(ctx context.Context, creds stack.Credentials, masterKeyFile s
 	if !strings.HasPrefix(filepath.Base(exe), "hissuno") {
 		return Scale{}, fmt.Errorf("the scale check runs `hissuno verifier`; run the bench from the hissuno binary")
 	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	addr, err := freeport.Addr()
 	if err != nil {
 		return Scale{}, err
 	}
-	addr := l.Addr().String()
-	l.Close()
 	cmd := exec.CommandContext(ctx, exe, "verifier", "--nats", creds.URL, "--nats-user", creds.User, "--master-key-file", masterKeyFile,
 		"--metrics-listen", addr, "--instance", "verifier-scale", "--log-level", "warn", "--ensure-streams=false")
 	cmd.Env = append(os.Environ(), "HISSUNO_MASTER_KEY=", "HISSUNO_NATS_PASSWORD="+creds.Password)

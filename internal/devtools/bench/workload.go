@@ -7,12 +7,12 @@ import (
 	"math/rand/v2"
 	"time"
 
-	"github.com/golang-jwt/jwt/v5"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/hissuno/widgetauth/events"
 	"github.com/hissuno/widgetauth/internal/project"
+	"github.com/hissuno/widgetauth/internal/widgettoken"
 )
 
 // kind is what a request of the mix should get.
@@ -101,8 +101,7 @@ func buildRequests(projects []benchProject, n int, rng *rand.Rand) ([]request, e
 		return nil, fmt.Errorf("the mix needs at least 2 projects")
 	}
 	mint := func(p benchProject, user string, exp time.Time, key string) (string, error) {
-		claims := jwt.MapClaims{"userId": user, "userMetadata": map[string]string{"name": "User " + user, "plan": "pro"}, "iat": now.Unix(), "exp": exp.Unix()}
-		return jwt.NewWithClaims(jwt.SigningMethodHS256, claims).SignedString([]byte(key))
+		return widgettoken.Mint(key, widgettoken.Claims{UserID: user, UserMetadata: map[string]string{"name": "User " + user, "plan": "pro"}, IssuedAt: now, Expires: exp})
 	}
 	body := func(v map[string]any) []byte {
 		b, _ := json.Marshal(v)

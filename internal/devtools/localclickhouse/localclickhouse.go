@@ -8,15 +8,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"syscall"
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2"
+	"github.com/hissuno/widgetauth/internal/devtools/freeport"
 )
 
 // ErrNotInstalled means no clickhouse-server (or clickhouse) binary is on
@@ -60,7 +59,7 @@ func Start(ctx context.Context, dir string) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	ports, err := freePorts(3)
+	ports, err := freeport.Ports(3)
 	if err != nil {
 		return nil, err
 	}
@@ -160,27 +159,6 @@ func ping(ctx context.Context, dsn string) error {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
 	return conn.Ping(ctx)
-}
-
-func freePorts(n int) ([]int, error) {
-	var ports []int
-	var lns []net.Listener
-	defer func() {
-		for _, l := range lns {
-			l.Close()
-		}
-	}()
-	for i := 0; i < n; i++ {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, fmt.Errorf("free port: %w", err)
-		}
-		lns = append(lns, l)
-		_, p, _ := net.SplitHostPort(l.Addr().String())
-		port, _ := strconv.Atoi(p)
-		ports = append(ports, port)
-	}
-	return ports, nil
 }
 
 // configXML: %[1]s the directory, %[2]d the native port, %[3]d the HTTP

@@ -2,16 +2,12 @@ package stacktest
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
-	"net/url"
 	"os"
 	"testing"
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 
-	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/hissuno/widgetauth/internal/audit"
 )
 
@@ -29,34 +25,12 @@ func ClickHouse(t testing.TB) string {
 		}
 		t.Skip(why)
 	}
-	opts, err := clickhouse.ParseDSN(base)
+	dsn, drop, err := audit.CreateDatabase(Context(t, 30*time.Second), base, "test_")
 	if err != nil {
 		t.Fatalf("HISSUNO_TEST_CLICKHOUSE: %v", err)
 	}
-	conn, err := clickhouse.Open(opts)
-	if err != nil {
-		t.Fatalf("clickhouse: %v", err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	b := make([]byte, 6)
-	_, _ = rand.Read(b)
-	db := "test_" + hex.EncodeToString(b)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := conn.Exec(ctx, "CREATE DATABASE "+db); err != nil {
-		t.Fatalf("create test database: %v", err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		_ = conn.Exec(ctx, "DROP DATABASE IF EXISTS "+db)
-	})
-	u, err := url.Parse(base)
-	if err != nil {
-		t.Fatalf("HISSUNO_TEST_CLICKHOUSE: %v", err)
-	}
-	u.Path = "/" + db
-	return u.String()
+	t.Cleanup(drop)
+	return dsn
 }
 
 // Context is a context that ends with the test or after d.

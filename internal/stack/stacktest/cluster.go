@@ -2,7 +2,6 @@ package stacktest
 
 import (
 	"fmt"
-	"net"
 	"net/url"
 	"strings"
 	"testing"
@@ -11,6 +10,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 
 	"github.com/hissuno/widgetauth/internal/bus"
+	"github.com/hissuno/widgetauth/internal/devtools/freeport"
 )
 
 // Cluster is an embedded JetStream cluster of this test process: every node
@@ -53,7 +53,7 @@ func StartCluster(t testing.TB, n int) *Cluster {
 
 func startCluster(t testing.TB, n int) (*Cluster, error) {
 	t.Helper()
-	ports, err := freePorts(n)
+	ports, err := freeport.Ports(n)
 	if err != nil {
 		return nil, err
 	}
@@ -93,20 +93,6 @@ func startCluster(t testing.TB, n int) (*Cluster, error) {
 		}
 	}
 	return c, nil
-}
-
-// freePorts reserves n distinct free TCP ports on 127.0.0.1 and releases them.
-func freePorts(n int) ([]int, error) {
-	ports := make([]int, 0, n)
-	for i := 0; i < n; i++ {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, err
-		}
-		defer ln.Close()
-		ports = append(ports, ln.Addr().(*net.TCPAddr).Port)
-	}
-	return ports, nil
 }
 
 // ready reports whether a running node leads the meta group, sees every
