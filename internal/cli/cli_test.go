@@ -760,8 +760,11 @@ func TestCLIFindsDevCredentials(t *testing.T) {
 	go func() {
 		done <- Run(Env{Ctx: ctx, Stdin: strings.NewReader(""), Stdout: &out, Stderr: &errOut}, []string{"audit", "tail", "--nats", st.NATSURL})
 	}()
-	stacktest.Eventually(t, 20*time.Second, "audit tail following", func() bool {
-		return strings.Contains(errOut.String(), "following decisions live")
+	stacktest.Eventually(t, 20*time.Second, "audit tail following", func() error {
+		if msg := errOut.String(); !strings.Contains(msg, "following decisions live") {
+			return fmt.Errorf("its stderr says %q", msg)
+		}
+		return nil
 	})
 	cancel()
 	if code := <-done; code != 0 {
