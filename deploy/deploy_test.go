@@ -154,18 +154,24 @@ func TestPipelineWithOneUserPerRole(t *testing.T) {
 		go func() {
 			done <- runCommand(tailCtx, &out, &errOut, append([]string{"audit", "tail", "--project", id, "--format", "json"}, audit...))
 		}()
-		// The tail follows new decisions only: connect until one shows.
+		// The tail follows new decisions only: connect until one shows, at
+		// most once every connectEvery (one shows within milliseconds once
+		// the tail follows), checking the output at every poll.
+		const connectEvery = 100 * time.Millisecond
 		var sent []string
+		var lastSent time.Time
 		stacktest.Eventually(t, 20*time.Second, "a decision in audit tail", func() error {
-			_, body := widgetConnect(t, base, id, token)
-			sent = append(sent, body["decisionId"].(string))
+			if time.Since(lastSent) >= connectEvery {
+				_, body := widgetConnect(t, base, id, token)
+				sent = append(sent, body["decisionId"].(string))
+				lastSent = time.Now()
+			}
 			shown := out.String()
 			for _, d := range sent {
 				if strings.Contains(shown, d) {
 					return nil
 				}
 			}
-			time.Sleep(100 * time.Millisecond)
 			return fmt.Errorf("none of the %d decisions made shows in the tail's %d bytes of output", len(sent), len(shown))
 		})
 		stopTail()
