@@ -495,7 +495,7 @@ func TestAuditorRemovesStoredDecisionsAFollowerHolds(t *testing.T) {
 func TestBacklogSurvivesClickHouseRestart(t *testing.T) {
 	t.Parallel()
 	if !localclickhouse.Available() {
-		t.Skip(localclickhouse.ErrNotInstalled)
+		stacktest.Missing(t, localclickhouse.ErrNotInstalled.Error()+"; scripts/deps, as root, installs it")
 	}
 	tests := []struct {
 		name    string

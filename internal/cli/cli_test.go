@@ -592,7 +592,7 @@ func TestProjectCommands(t *testing.T) {
 
 	t.Run("old key refused after rotation", func(t *testing.T) {
 		if key2 == "" {
-			t.Skip("no rotation")
+			stacktest.Missing(t, `no rotated key: the subtest "rotate json" failed or did not run (a -run pattern must take it too)`)
 		}
 		old := strings.TrimSpace(run(t, "token", "mint", "--secret", key1, "--user", "u1").stdout)
 		status, body := connect(t, st, id, old)

@@ -26,6 +26,18 @@ func Logger(t testing.TB) zerolog.Logger {
 	return zerolog.New(zerolog.NewTestWriter(t)).With().Timestamp().Logger()
 }
 
+// Missing stops a test that cannot run without something this machine
+// lacks. Under CI (the environment variable CI set) the test fails, as CI
+// runs every test; elsewhere it is skipped. why says what is missing and
+// the command that provides it.
+func Missing(t testing.TB, why string) {
+	t.Helper()
+	if os.Getenv("CI") != "" {
+		t.Fatalf("%s (under CI no test is skipped)", why)
+	}
+	t.Skip(why)
+}
+
 // Superuser is the NATS user with every permission that Start adds to a
 // stack (stack.Config.Superuser), for tests that watch or seed what no role
 // may.
