@@ -135,9 +135,15 @@ func TestSetupBringsTheDecisionsStreamForward(t *testing.T) {
 	if got != waiting {
 		t.Fatalf("the auditor got %d of the %d decisions made before the upgrade (%v)", got, waiting, res.Error())
 	}
-	eventually(t, 10*time.Second, "the decisions stream empty once the auditor acknowledged them", func() bool {
+	stacktest.Eventually(t, 10*time.Second, "the decisions stream empty once the auditor acknowledged them", func() error {
 		info, err := stream.Info(ctx)
-		return err == nil && info.State.Msgs == 0
+		if err != nil {
+			return err
+		}
+		if info.State.Msgs != 0 {
+			return fmt.Errorf("the stream holds %d decisions", info.State.Msgs)
+		}
+		return nil
 	})
 }
 

@@ -75,8 +75,11 @@ func TestPipelineWithOneUserPerRole(t *testing.T) {
 	}
 	run("ingress", in.Run)
 
+	// Without a ClickHouse for the tests the auditor is left out, but not
+	// under CI: there stacktest.ClickHouse fails the test, naming how to
+	// provide one.
 	var dsn string
-	if os.Getenv("HISSUNO_TEST_CLICKHOUSE") != "" {
+	if os.Getenv("HISSUNO_TEST_CLICKHOUSE") != "" || os.Getenv("CI") != "" {
 		dsn = stacktest.ClickHouse(t)
 		conns["auditor"] = s.connect(t, "auditor")
 		a, err := auditor.New(auditor.Config{NATS: conns["auditor"], ClickHouseDSN: dsn, Instance: "auditor-1", BatchWait: 50 * time.Millisecond}, log)
@@ -91,8 +94,17 @@ func TestPipelineWithOneUserPerRole(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("the ingress did not listen within 10 s")
 	}
-	eventually(t, 15*time.Second, "both verifiers ready", func() bool {
-		return verifiers[0].Ready() && verifiers[1].Ready()
+	stacktest.Eventually(t, 15*time.Second, "both verifiers ready", func() error {
+		var unready []string
+		for i, v := range verifiers {
+			if !v.Ready() {
+				unready = append(unready, fmt.Sprintf("verifier-%d", i+1))
+			}
+		}
+		if len(unready) > 0 {
+			return fmt.Errorf("not ready: %s", strings.Join(unready, ", "))
+		}
+		return nil
 	})
 	base := "http://" + in.Addr()
 
@@ -145,18 +157,25 @@ func TestPipelineWithOneUserPerRole(t *testing.T) {
 		go func() {
 			done <- runCommand(tailCtx, &out, &errOut, append([]string{"audit", "tail", "--project", id, "--format", "json"}, audit...))
 		}()
-		// The tail follows new decisions only: connect until one shows.
+		// The tail follows new decisions only: connect until one shows, at
+		// most once every connectEvery (one shows within milliseconds once
+		// the tail follows), checking the output at every poll.
+		const connectEvery = 100 * time.Millisecond
 		var sent []string
-		eventually(t, 20*time.Second, "a decision in audit tail", func() bool {
-			_, body := widgetConnect(t, base, id, token)
-			sent = append(sent, body["decisionId"].(string))
+		var lastSent time.Time
+		stacktest.Eventually(t, 20*time.Second, "a decision in audit tail", func() error {
+			if time.Since(lastSent) >= connectEvery {
+				_, body := widgetConnect(t, base, id, token)
+				sent = append(sent, body["decisionId"].(string))
+				lastSent = time.Now()
+			}
+			shown := out.String()
 			for _, d := range sent {
-				if strings.Contains(out.String(), d) {
-					return true
+				if strings.Contains(shown, d) {
+					return nil
 				}
 			}
-			time.Sleep(100 * time.Millisecond)
-			return false
+			return fmt.Errorf("none of the %d decisions made shows in the tail's %d bytes of output", len(sent), len(shown))
 		})
 		stopTail()
 		if code := <-done; code != 0 {
@@ -172,10 +191,10 @@ func TestPipelineWithOneUserPerRole(t *testing.T) {
 			}
 			defer c.Close()
 			since := time.Now().Add(-time.Hour)
-			eventually(t, 30*time.Second, "the decisions and the rotation in ClickHouse", func() bool {
+			stacktest.Eventually(t, 30*time.Second, "the decisions and the rotation in ClickHouse", func() error {
 				recs, err := audit.Decisions(cmdCtx, c, audit.Filter{ProjectID: id, Since: since, Limit: 1000})
 				if err != nil {
-					return false
+					return fmt.Errorf("decisions: %w", err)
 				}
 				stored := map[string]bool{}
 				for _, r := range recs {
@@ -183,11 +202,17 @@ func TestPipelineWithOneUserPerRole(t *testing.T) {
 				}
 				for _, d := range decisionIDs {
 					if !stored[d] {
-						return false
+						return fmt.Errorf("decision %s not stored (%d of the project's decisions are)", d, len(recs))
 					}
 				}
 				admin, err := audit.AdminEvents(cmdCtx, c, audit.Filter{ProjectID: id, Since: since, Limit: 100})
-				return err == nil && slices.ContainsFunc(admin, func(r audit.AdminRecord) bool { return r.Kind == string(events.AdminKeyRotated) })
+				if err != nil {
+					return fmt.Errorf("admin events: %w", err)
+				}
+				if !slices.ContainsFunc(admin, func(r audit.AdminRecord) bool { return r.Kind == string(events.AdminKeyRotated) }) {
+					return fmt.Errorf("no %s among the project's %d admin events", events.AdminKeyRotated, len(admin))
+				}
+				return nil
 			})
 		})
 	}

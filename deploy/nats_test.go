@@ -168,9 +168,3 @@ func freeAddr(t *testing.T) string {
 	}
 	return addr
 }
-
-// eventually polls cond until it holds or timeout passes.
-func eventually(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	stacktest.Eventually(t, timeout, what, cond)
-}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"regexp"
@@ -524,22 +525,38 @@ func TestLiveMessagesMatchSchemas(t *testing.T) {
 
 	// Every message reaches the recorder; the CLI and the widgets got their
 	// answers, so everything they depend on was published already.
-	stacktest.Eventually(t, 10*time.Second, "every message recorded", func() bool {
+	stacktest.Eventually(t, 10*time.Second, "every message recorded", func() error {
 		c := classify(rec.snapshot())
-		return c.count[schemas.Decision+"@"+events.SubjectDecisions] == u.connects &&
-			c.count[schemas.Decision+"@reply"] == u.connects &&
-			c.count[schemas.Attempt] == u.connects &&
-			c.count[schemas.Command] == u.commands &&
-			c.count[schemas.CommandResult] == u.commands &&
-			c.count[schemas.AdminEvent] == u.commands-1 &&
-			c.count[schemas.Invalidation] == u.commands-1 &&
-			c.count[schemas.SyncRequest] >= u.commands-1 &&
-			c.count[schemas.SyncReply] == c.count[schemas.SyncRequest]
+		var off []string
+		equal := func(key string, want int) {
+			if got := c.count[key]; got != want {
+				off = append(off, fmt.Sprintf("%d %s, want %d", got, key, want))
+			}
+		}
+		equal(schemas.Decision+"@"+events.SubjectDecisions, u.connects)
+		equal(schemas.Decision+"@reply", u.connects)
+		equal(schemas.Attempt, u.connects)
+		equal(schemas.Command, u.commands)
+		equal(schemas.CommandResult, u.commands)
+		equal(schemas.AdminEvent, u.commands-1)
+		equal(schemas.Invalidation, u.commands-1)
+		if got := c.count[schemas.SyncRequest]; got < u.commands-1 {
+			off = append(off, fmt.Sprintf("%d %s, want at least %d", got, schemas.SyncRequest, u.commands-1))
+		}
+		equal(schemas.SyncReply, c.count[schemas.SyncRequest])
+		if len(off) > 0 {
+			return fmt.Errorf("recorded %s", strings.Join(off, "; "))
+		}
+		return nil
 	})
 
 	// Heartbeats go out every second: wait for one.
-	stacktest.Eventually(t, 5*time.Second, "a verifier heartbeat recorded", func() bool {
-		return classify(rec.snapshot()).count[schemas.Heartbeat] > 0
+	stacktest.Eventually(t, 5*time.Second, "a verifier heartbeat recorded", func() error {
+		msgs := rec.snapshot()
+		if classify(msgs).count[schemas.Heartbeat] == 0 {
+			return fmt.Errorf("none of the %d messages recorded is a %s", len(msgs), schemas.Heartbeat)
+		}
+		return nil
 	})
 	c := classify(rec.snapshot())
 	for _, m := range c.unexpected {

@@ -21,6 +21,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"os"
@@ -324,26 +325,26 @@ func tail(path string, n int) string {
 	return strings.Join(lines, "\n")
 }
 
-// eventually polls cond until it holds, failing the test after timeout or
-// as soon as a role process exits unexpectedly.
-func (e *e2e) eventually(timeout time.Duration, what string, cond func() bool) {
+// eventually is stacktest.Eventually that also fails the test as soon as a
+// role process exits unexpectedly.
+func (e *e2e) eventually(timeout time.Duration, what string, cond func() error) {
 	t := e.t
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
+	stacktest.Eventually(t, timeout, what, func() error {
+		t.Helper()
+		err := cond()
+		if err == nil {
+			return nil
+		}
 		e.mu.Lock()
+		defer e.mu.Unlock()
 		for _, p := range e.procs {
 			if p.exited() && !p.expected() {
-				e.mu.Unlock()
-				t.Fatalf("waiting for %s: %s exited with %v; its stderr ends with:\n%s", what, p.name, p.cmd.ProcessState, tail(p.stderrPath, 20))
+				t.Fatalf("waiting for %s (%v): %s exited with %v; its stderr ends with:\n%s", what, err, p.name, p.cmd.ProcessState, tail(p.stderrPath, 20))
 			}
 		}
-		e.mu.Unlock()
-		if time.Now().After(deadline) {
-			t.Fatalf("not within %s: %s", timeout, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return err
+	})
 }
 
 // freeAddr returns a local address that was free a moment ago.
@@ -364,14 +365,18 @@ func (e *e2e) startIngress(name string, args ...string) *proc {
 	addr := freeAddr(e.t)
 	p := e.start(name, "ingress", append([]string{"--listen", addr}, args...)...)
 	p.addr = addr
-	e.eventually(30*time.Second, name+" /readyz answers 200", func() bool {
+	e.eventually(30*time.Second, name+" /readyz answers 200", func() error {
 		resp, err := e.http.Get("http://" + addr + "/readyz")
 		if err != nil {
-			return false
+			return err
 		}
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<10))
 		_, _ = io.Copy(io.Discard, resp.Body)
 		_ = resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("/readyz answers %d %s", resp.StatusCode, bytes.TrimSpace(body))
+		}
+		return nil
 	})
 	return p
 }
@@ -385,15 +390,21 @@ func (e *e2e) startVerifiers(names []string, args ...string) []*proc {
 		ps = append(ps, e.start(n, "verifier", args...))
 	}
 	e.waitService(events.ServiceVerifier, names...)
-	e.eventually(30*time.Second, "every verifier pulls attempts", func() bool {
+	e.eventually(30*time.Second, "every verifier pulls attempts", func() error {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
 		c, err := e.js.Consumer(ctx, events.StreamAttempts, events.ConsumerVerifiers)
 		if err != nil {
-			return false
+			return err
 		}
 		info, err := c.Info(ctx)
-		return err == nil && info.NumWaiting >= len(names)
+		if err != nil {
+			return err
+		}
+		if info.NumWaiting < len(names) {
+			return fmt.Errorf("%d pull requests waiting, want %d", info.NumWaiting, len(names))
+		}
+		return nil
 	})
 	return ps
 }
@@ -443,17 +454,17 @@ func (e *e2e) ping(subject string, wait time.Duration) []micro.Ping {
 // waitService waits until every named instance answers a PING of service.
 func (e *e2e) waitService(service string, instances ...string) {
 	e.t.Helper()
-	e.eventually(30*time.Second, fmt.Sprintf("%s instances %v answer $SRV.PING", service, instances), func() bool {
+	e.eventually(30*time.Second, fmt.Sprintf("%s instances %v answer $SRV.PING", service, instances), func() error {
 		seen := map[string]bool{}
 		for _, p := range e.ping("$SRV.PING."+service, 200*time.Millisecond) {
 			seen[p.Metadata["instance"]] = true
 		}
 		for _, n := range instances {
 			if !seen[n] {
-				return false
+				return fmt.Errorf("%s did not answer; %v did", n, slices.Sorted(maps.Keys(seen)))
 			}
 		}
-		return true
+		return nil
 	})
 }
 
@@ -721,19 +732,21 @@ func (e *e2e) recordDecisions() *decisionLog {
 func (e *e2e) waitAttemptsDrained(timeout time.Duration) {
 	e.t.Helper()
 	var left uint64
-	e.eventually(timeout, "the attempts work queue is empty", func() bool {
+	e.eventually(timeout, "the attempts work queue is empty", func() error {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
 		s, err := e.js.Stream(ctx, events.StreamAttempts)
 		if err != nil {
-			return false
+			return err
 		}
 		info, err := s.Info(ctx)
 		if err != nil {
-			return false
+			return err
 		}
-		left = info.State.Msgs
-		return left == 0
+		if left = info.State.Msgs; left != 0 {
+			return fmt.Errorf("%d attempts left", left)
+		}
+		return nil
 	})
 }
 
@@ -992,8 +1005,11 @@ func TestSettingsChangeReachesEveryVerifier(t *testing.T) {
 	warmStart := time.Now()
 	warmDone := make(chan []answer)
 	go func() { warmDone <- load(ctx, 6, anonymous) }()
-	e.eventually(30*time.Second, "every verifier answered token_required", func() bool {
-		return len(firstByVerifier(warmStart, true)) == len(names)
+	e.eventually(30*time.Second, "every verifier answered token_required", func() error {
+		if firsts := firstByVerifier(warmStart, true); len(firsts) != len(names) {
+			return fmt.Errorf("%d of %d verifiers did: %v", len(firsts), len(names), slices.Sorted(maps.Keys(firsts)))
+		}
+		return nil
 	})
 	cancel()
 	for _, a := range <-warmDone {
@@ -1200,15 +1216,21 @@ func TestLogsNeverHoldSecrets(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	e.eventually(20*time.Second, "the undecidable attempts are dead-lettered", func() bool {
+	e.eventually(20*time.Second, "the undecidable attempts are dead-lettered", func() error {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
 		s, err := e.js.Stream(ctx, events.StreamDeadLetter)
 		if err != nil {
-			return false
+			return err
 		}
 		info, err := s.Info(ctx)
-		return err == nil && info.State.Msgs >= uint64(len(deadLetters))
+		if err != nil {
+			return err
+		}
+		if info.State.Msgs < uint64(len(deadLetters)) {
+			return fmt.Errorf("%d of %d dead-lettered", info.State.Msgs, len(deadLetters))
+		}
+		return nil
 	})
 
 	// Stop every role, so that their logs are complete.

@@ -398,14 +398,17 @@ func TestRotationBitesAtOnce(t *testing.T) {
 	}()
 	// The load is shared: every verifier accepts old-key tokens before the
 	// rotation.
-	e.eventually(30*time.Second, "every verifier accepted old-key tokens", func() bool {
+	e.eventually(30*time.Second, "every verifier accepted old-key tokens", func() error {
 		seen := map[string]bool{}
 		for _, d := range decisions.all() {
 			if d.Decision == events.OutcomeAccept && oldFP[d.TokenFingerprint] {
 				seen[d.Verifier] = true
 			}
 		}
-		return len(seen) == len(rotVerifierNames)
+		if len(seen) != len(rotVerifierNames) {
+			return fmt.Errorf("%d of %d verifiers did: %v", len(seen), len(rotVerifierNames), slices.Sorted(maps.Keys(seen)))
+		}
+		return nil
 	})
 	time.Sleep(time.Second - time.Since(loadStart)) // shapes the load: rotate after about a second
 
@@ -570,7 +573,12 @@ func TestRotationGrace(t *testing.T) {
 	}
 	left := graceUntil.Sub(returned)
 	// The load goes on past the deadline, so that every verifier refuses.
-	e.eventually(30*time.Second, "the grace period is over", func() bool { return time.Now().After(graceUntil.Add(1500 * time.Millisecond)) })
+	e.eventually(30*time.Second, "the grace period is over", func() error {
+		if left := time.Until(graceUntil.Add(1500 * time.Millisecond)); left >= 0 {
+			return fmt.Errorf("%s to wait", left)
+		}
+		return nil
+	})
 	cancel()
 	answers := <-loaded
 
@@ -696,13 +704,14 @@ func TestRotationWhileAVerifierRestarts(t *testing.T) {
 		restarts++
 		return e.start(fmt.Sprintf("%s-run%d", victimName, restarts+1), "verifier", "--instance", victimName)
 	}
-	pingsVictim := func() bool {
+	// victimGone is nil once the victim answers no PING.
+	victimGone := func() error {
 		for _, pg := range e.ping("$SRV.PING."+events.ServiceVerifier, 200*time.Millisecond) {
 			if pg.Metadata["instance"] == victimName {
-				return true
+				return fmt.Errorf("%s still answers", victimName)
 			}
 		}
-		return false
+		return nil
 	}
 	// accepts counts the victim's accepts of the tokens since a time.
 	victimAccepts := func(since time.Time, tokens []string) (accepts, decided int) {
@@ -720,7 +729,7 @@ func TestRotationWhileAVerifierRestarts(t *testing.T) {
 
 	// 1. Down during the rotation.
 	victim.kill(t)
-	e.eventually(30*time.Second, victimName+" no longer answers $SRV.PING", func() bool { return !pingsVictim() })
+	e.eventually(30*time.Second, victimName+" no longer answers $SRV.PING", victimGone)
 	a, rot := e.rotRotate(p.ProjectID)
 	keys = append(keys, a.SecretKey)
 	// Killed a moment ago, the victim is still among the verifiers heard
@@ -774,7 +783,7 @@ func TestRotationWhileAVerifierRestarts(t *testing.T) {
 	t.Cleanup(func() { _ = svc.Stop() })
 
 	victim.kill(t)
-	e.eventually(30*time.Second, victimName+" no longer answers $SRV.PING", func() bool { return !pingsVictim() })
+	e.eventually(30*time.Second, victimName+" no longer answers $SRV.PING", victimGone)
 	retired := rotMintN(t, keys[len(keys)-1], "held", 6)
 	rotDone := make(chan rotRun, 1)
 	go func() { rotDone <- e.rotExec("project", "rotate", p.ProjectID, "--json") }()
@@ -831,7 +840,7 @@ func TestRotationWhileAVerifierRestarts(t *testing.T) {
 	named := 0
 	for i, off := range offsets {
 		victim.kill(t)
-		e.eventually(30*time.Second, victimName+" no longer answers $SRV.PING", func() bool { return !pingsVictim() })
+		e.eventually(30*time.Second, victimName+" no longer answers $SRV.PING", victimGone)
 		prevKey := keys[len(keys)-1]
 		prevTokens := rotMintN(t, prevKey, fmt.Sprintf("race%d", i), 6)
 
@@ -1191,13 +1200,16 @@ func TestRotationWhileAVerifierIsFrozen(t *testing.T) {
 	}()
 	// decidedSince reports whether the verifier decided a token of the set
 	// since a time.
-	decidedSince := func(name string, since time.Time, fps map[string]bool) bool {
-		for _, d := range decisions.all() {
+	// decidedSince is nil once name decided one of the tokens fps after
+	// since.
+	decidedSince := func(name string, since time.Time, fps map[string]bool) error {
+		all := decisions.all()
+		for _, d := range all {
 			if d.Verifier == name && fps[d.TokenFingerprint] && d.Time.After(since) {
-				return true
+				return nil
 			}
 		}
-		return false
+		return fmt.Errorf("none of the %d decisions seen is one by %s of these %d tokens after %s", len(all), name, len(fps), since.Format(time.StampMilli))
 	}
 
 	type round struct {
@@ -1209,7 +1221,7 @@ func TestRotationWhileAVerifierIsFrozen(t *testing.T) {
 	for r := range 3 {
 		fps := rotFingerprints(*current.Load()...)
 		for _, n := range rotVerifierNames {
-			e.eventually(30*time.Second, fmt.Sprintf("round %d: %s decides tokens of the current key", r+1, n), func() bool { return decidedSince(n, time.Time{}, fps) })
+			e.eventually(30*time.Second, fmt.Sprintf("round %d: %s decides tokens of the current key", r+1, n), func() error { return decidedSince(n, time.Time{}, fps) })
 		}
 		if err := frozen.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
 			t.Fatal(err)
@@ -1253,7 +1265,7 @@ func TestRotationWhileAVerifierIsFrozen(t *testing.T) {
 			unnamed++
 		}
 		newFPs := rotFingerprints(next...)
-		e.eventually(30*time.Second, fmt.Sprintf("round %d: %s, thawed, decides tokens of the new key", r+1, frozen.name), func() bool { return decidedSince(frozen.name, thawedAt, newFPs) })
+		e.eventually(30*time.Second, fmt.Sprintf("round %d: %s, thawed, decides tokens of the new key", r+1, frozen.name), func() error { return decidedSince(frozen.name, thawedAt, newFPs) })
 	}
 	cancel()
 	answers := <-loaded

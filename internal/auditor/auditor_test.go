@@ -25,16 +25,16 @@ import (
 	"github.com/hissuno/widgetauth/schemas"
 )
 
-// tryCount is count that reports failure instead of failing the test (for
-// polling a ClickHouse that may be away).
-func tryCount(conn driver.Conn, q string) (uint64, bool) {
+// tryCount is count that returns its error instead of failing the test
+// (for polling a ClickHouse that may be away).
+func tryCount(conn driver.Conn, q string) (uint64, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	var n uint64
 	if err := conn.QueryRow(ctx, q).Scan(&n); err != nil {
-		return 0, false
+		return 0, err
 	}
-	return n, true
+	return n, nil
 }
 
 const (
@@ -151,22 +151,53 @@ func (r *running) stillRunning(t testing.TB) {
 
 // backlog is how many decisions wait for the auditor; false while its
 // consumer does not exist yet.
-func backlog(t testing.TB, js jetstream.JetStream) (uint64, bool) {
+func backlog(t testing.TB, js jetstream.JetStream) (uint64, error) {
 	t.Helper()
 	n, _, err := auditor.Backlog(stacktest.Context(t, 10*time.Second), js, events.StreamDecisions, events.ConsumerAuditDecisions)
-	return n, err == nil
+	return n, err
+}
+
+// emptyBacklog is nil once the auditor's consumer has nothing left to
+// store, else an error saying what it has.
+func emptyBacklog(t testing.TB, js jetstream.JetStream) error {
+	t.Helper()
+	b, err := backlog(t, js)
+	if err != nil {
+		return err
+	}
+	if b != 0 {
+		return fmt.Errorf("a backlog of %d decisions", b)
+	}
+	return nil
+}
+
+// decisionsStreamEmpty is nil once the decisions stream holds nothing,
+// else an error saying what it holds.
+func decisionsStreamEmpty(t testing.TB, js jetstream.JetStream) error {
+	t.Helper()
+	s, err := js.Stream(stacktest.Context(t, 10*time.Second), events.StreamDecisions)
+	if err != nil {
+		return err
+	}
+	if n := s.CachedInfo().State.Msgs; n != 0 {
+		return fmt.Errorf("the decisions stream holds %d decisions", n)
+	}
+	return nil
 }
 
 // waitStored waits until ClickHouse holds want distinct decisions.
 func waitStored(t testing.TB, conn driver.Conn, want int, timeout time.Duration) {
 	t.Helper()
 	var last uint64
-	stacktest.Eventually(t, timeout, fmt.Sprintf("%d decisions in ClickHouse", want), func() bool {
-		n, ok := tryCount(conn, countFinal)
-		if ok {
-			last = n
+	stacktest.Eventually(t, timeout, fmt.Sprintf("%d decisions in ClickHouse", want), func() error {
+		n, err := tryCount(conn, countFinal)
+		if err != nil {
+			return err
 		}
-		return ok && n >= uint64(want)
+		if last = n; n < uint64(want) {
+			return fmt.Errorf("%d of %d decisions stored", n, want)
+		}
+		return nil
 	})
 	if last != uint64(want) {
 		t.Fatalf("ClickHouse holds %d decisions (FINAL), want %d", last, want)
@@ -374,10 +405,7 @@ func TestAuditorStoresEveryDecisionOnce(t *testing.T) {
 	}
 	waitStored(t, conn, n, time.Minute)
 	checkExactlyOnce(t, conn, append(first, second...))
-	stacktest.Eventually(t, 10*time.Second, "an empty backlog", func() bool {
-		b, ok := backlog(t, js)
-		return ok && b == 0
-	})
+	stacktest.Eventually(t, 10*time.Second, "an empty backlog", func() error { return emptyBacklog(t, js) })
 	if err := r.a.Ready(stacktest.Context(t, 10*time.Second)); err != nil {
 		t.Errorf("Ready with ClickHouse up: %v", err)
 	}
@@ -441,10 +469,7 @@ func TestAuditorKeepsTheConsumerEnsureMade(t *testing.T) {
 				got.MaxAckPending != want.MaxAckPending || got.DeliverPolicy != want.DeliverPolicy {
 				t.Errorf("the auditor runs with\n%+v\nwant\n%+v", got, want)
 			}
-			stacktest.Eventually(t, 10*time.Second, "the decisions stream empty once every decision is stored", func() bool {
-				s, err := js.Stream(stacktest.Context(t, 10*time.Second), events.StreamDecisions)
-				return err == nil && s.CachedInfo().State.Msgs == 0
-			})
+			stacktest.Eventually(t, 10*time.Second, "the decisions stream empty once every decision is stored", func() error { return decisionsStreamEmpty(t, js) })
 		})
 	}
 }
@@ -463,17 +488,14 @@ func TestAuditorRemovesStoredDecisionsAFollowerHolds(t *testing.T) {
 	ids := publishN(t, js, "followed", 50)
 	startAuditor(t, context.Background(), ns, auditor.Config{ClickHouseDSN: dsn, BatchWait: 20 * time.Millisecond, BacklogEvery: 50 * time.Millisecond, StoredGrace: 300 * time.Millisecond})
 	waitStored(t, conn, len(ids), time.Minute)
-	stacktest.Eventually(t, 10*time.Second, "the stored decisions removed from under the follower", func() bool {
-		s, err := js.Stream(stacktest.Context(t, 10*time.Second), events.StreamDecisions)
-		return err == nil && s.CachedInfo().State.Msgs == 0
-	})
+	stacktest.Eventually(t, 10*time.Second, "the stored decisions removed from under the follower", func() error { return decisionsStreamEmpty(t, js) })
 	checkExactlyOnce(t, conn, ids)
 }
 
 func TestBacklogSurvivesClickHouseRestart(t *testing.T) {
 	t.Parallel()
 	if !localclickhouse.Available() {
-		t.Skip(localclickhouse.ErrNotInstalled)
+		stacktest.Missing(t, localclickhouse.ErrNotInstalled.Error()+"; scripts/deps, as root, installs it")
 	}
 	tests := []struct {
 		name    string
@@ -503,29 +525,50 @@ func TestBacklogSurvivesClickHouseRestart(t *testing.T) {
 			load := startLoad(t, ns)
 
 			conn := stacktest.OpenClickHouse(t, srv.DSN)
-			stacktest.Eventually(t, time.Minute, "decisions arriving in ClickHouse", func() bool {
-				n, ok := tryCount(conn, countFinal)
-				return ok && n >= 100
+			stacktest.Eventually(t, time.Minute, "decisions arriving in ClickHouse", func() error {
+				n, err := tryCount(conn, countFinal)
+				if err != nil {
+					return err
+				}
+				if n < 100 {
+					return fmt.Errorf("%d decisions stored, want 100", n)
+				}
+				return nil
 			})
 
 			srv.Kill()
 			killed, killedAt := time.Now(), load.published()
 			t.Logf("ClickHouse killed after %d decisions published", killedAt)
 			b0 := uint64(0)
-			stacktest.Eventually(t, 30*time.Second, "a backlog while ClickHouse is down", func() bool {
-				b, ok := backlog(t, js)
+			stacktest.Eventually(t, 30*time.Second, "a backlog while ClickHouse is down", func() error {
+				b, err := backlog(t, js)
 				b0 = b
-				return ok && b >= 100
+				if err != nil {
+					return err
+				}
+				if b < 100 {
+					return fmt.Errorf("a backlog of %d decisions, want 100", b)
+				}
+				return nil
 			})
-			stacktest.Eventually(t, 30*time.Second, "the backlog growing while ClickHouse is down", func() bool {
-				b, ok := backlog(t, js)
-				return ok && b >= b0+200
+			stacktest.Eventually(t, 30*time.Second, "the backlog growing while ClickHouse is down", func() error {
+				b, err := backlog(t, js)
+				if err != nil {
+					return err
+				}
+				if b < b0+200 {
+					return fmt.Errorf("a backlog of %d decisions, want %d", b, b0+200)
+				}
+				return nil
 			})
 			if tt.longOutage {
 				// A pull consumer redelivers only when asked, so nothing shows
 				// the ack wait passing: the outage just lasts three of them.
-				stacktest.Eventually(t, 30*time.Second, "an outage of three ack waits", func() bool {
-					return time.Since(killed) > 3*tt.ackWait
+				stacktest.Eventually(t, 30*time.Second, "an outage of three ack waits", func() error {
+					if down := time.Since(killed); down <= 3*tt.ackWait {
+						return fmt.Errorf("down for %s", down.Round(time.Millisecond))
+					}
+					return nil
 				})
 			}
 			r.stillRunning(t)
@@ -541,21 +584,21 @@ func TestBacklogSurvivesClickHouseRestart(t *testing.T) {
 			}
 			restartedAt := load.published()
 			t.Logf("ClickHouse restarted after %d decisions published", restartedAt)
-			stacktest.Eventually(t, 30*time.Second, "the load going on after the restart", func() bool {
-				return load.published() >= restartedAt+300
+			stacktest.Eventually(t, 30*time.Second, "the load going on after the restart", func() error {
+				if n := load.published(); n < restartedAt+300 {
+					return fmt.Errorf("%d decisions published since the restart, want 300", n-restartedAt)
+				}
+				return nil
 			})
 			all := load.stop(t)
 
 			conn = stacktest.OpenClickHouse(t, srv.DSN) // the old connection died with the server
 			waitStored(t, conn, len(all), 2*time.Minute)
-			stacktest.Eventually(t, 30*time.Second, "an empty backlog", func() bool {
-				b, ok := backlog(t, js)
-				return ok && b == 0
-			})
+			stacktest.Eventually(t, 30*time.Second, "an empty backlog", func() error { return emptyBacklog(t, js) })
 			checkExactlyOnce(t, conn, all)
 			r.stillRunning(t)
-			stacktest.Eventually(t, 10*time.Second, "Ready after the restart", func() bool {
-				return r.a.Ready(stacktest.Context(t, 10*time.Second)) == nil
+			stacktest.Eventually(t, 10*time.Second, "Ready after the restart", func() error {
+				return r.a.Ready(stacktest.Context(t, 10*time.Second))
 			})
 			t.Logf("%d decisions, %d raw rows", len(all), stacktest.Count(t, conn, countRaw))
 		})
@@ -670,10 +713,7 @@ func TestCrashAfterInsertBeforeAck(t *testing.T) {
 		ClickHouseDSN: dsn, Instance: "auditor-b", BatchSize: batch, BatchWait: 50 * time.Millisecond, AckWait: 2 * time.Second,
 	})
 	waitStored(t, conn, n, time.Minute)
-	stacktest.Eventually(t, 30*time.Second, "an empty backlog", func() bool {
-		b, ok := backlog(t, js)
-		return ok && b == 0
-	})
+	stacktest.Eventually(t, 30*time.Second, "an empty backlog", func() error { return emptyBacklog(t, js) })
 	// The batch inserted before the crash was inserted again by B.
 	if got := stacktest.Count(t, conn, countRaw); got != n+raw {
 		t.Errorf("raw rows = %d, want %d decisions + the %d inserted twice", got, n, raw)
@@ -715,10 +755,7 @@ func TestPoisonGoesToDeadLetters(t *testing.T) {
 	}
 	waitStored(t, conn, len(ids), time.Minute)
 	checkExactlyOnce(t, conn, ids)
-	stacktest.Eventually(t, 10*time.Second, "an empty backlog", func() bool {
-		b, ok := backlog(t, js)
-		return ok && b == 0
-	})
+	stacktest.Eventually(t, 10*time.Second, "an empty backlog", func() error { return emptyBacklog(t, js) })
 
 	ctx := stacktest.Context(t, 30*time.Second)
 	dl, err := js.Stream(ctx, events.StreamDeadLetter)
@@ -726,9 +763,14 @@ func TestPoisonGoesToDeadLetters(t *testing.T) {
 		t.Fatal(err)
 	}
 	var info *jetstream.StreamInfo
-	stacktest.Eventually(t, 10*time.Second, "every poison message dead-lettered", func() bool {
-		info, err = dl.Info(ctx)
-		return err == nil && info.State.Msgs >= uint64(len(poison))
+	stacktest.Eventually(t, 10*time.Second, "every poison message dead-lettered", func() error {
+		if info, err = dl.Info(ctx); err != nil {
+			return err
+		}
+		if info.State.Msgs < uint64(len(poison)) {
+			return fmt.Errorf("%d of %d dead-lettered", info.State.Msgs, len(poison))
+		}
+		return nil
 	})
 	if info.State.Msgs != uint64(len(poison)) {
 		t.Errorf("%d dead letters, want %d", info.State.Msgs, len(poison))
@@ -772,23 +814,35 @@ func TestClickHouseUnreachableFromStart(t *testing.T) {
 	})
 	const n = 35
 	publishN(t, js, "unreachable", n)
-	stacktest.Eventually(t, 10*time.Second, "the backlog reported", func() bool {
-		b, ok := backlog(t, js)
-		return ok && b == n
+	stacktest.Eventually(t, 10*time.Second, "the backlog reported", func() error {
+		b, err := backlog(t, js)
+		if err != nil {
+			return err
+		}
+		if b != n {
+			return fmt.Errorf("a backlog of %d decisions, want %d", b, n)
+		}
+		return nil
 	})
 	// Let it try (and fail) to insert a while: the backlog stays whole.
 	cons, err := js.Consumer(stacktest.Context(t, 10*time.Second), events.StreamDecisions, events.ConsumerAuditDecisions)
 	if err != nil {
 		t.Fatal(err)
 	}
-	stacktest.Eventually(t, 10*time.Second, "the auditor holding a batch (delivered, unacked)", func() bool {
+	stacktest.Eventually(t, 10*time.Second, "the auditor holding a batch (delivered, unacked)", func() error {
 		info, err := cons.Info(stacktest.Context(t, 10*time.Second))
-		return err == nil && info.NumAckPending > 0
+		if err != nil {
+			return err
+		}
+		if info.NumAckPending == 0 {
+			return fmt.Errorf("none ack pending, %d pending", info.NumPending)
+		}
+		return nil
 	})
 	// For a second of failed attempts, nothing is acked and the backlog
 	// stays whole.
 	since := time.Now()
-	stacktest.Eventually(t, 30*time.Second, "a second of attempts", func() bool {
+	stacktest.Eventually(t, 30*time.Second, "a second of attempts", func() error {
 		r.stillRunning(t)
 		if err := r.a.Ready(stacktest.Context(t, 10*time.Second)); err == nil {
 			t.Fatal("Ready reports a ClickHouse on a closed port as ready")
@@ -811,7 +865,10 @@ func TestClickHouseUnreachableFromStart(t *testing.T) {
 		if held := s.CachedInfo().State.Msgs; held != n {
 			t.Fatalf("the decisions stream holds %d decisions with ClickHouse unreachable, want %d", held, n)
 		}
-		return time.Since(since) > time.Second
+		if d := time.Since(since); d <= time.Second {
+			return fmt.Errorf("%s of attempts", d.Round(time.Millisecond))
+		}
+		return nil
 	})
 	t.Logf("Ready: %v", r.a.Ready(stacktest.Context(t, 10*time.Second)))
 	r.stop(t)

@@ -103,7 +103,7 @@ func BenchmarkDrain(b *testing.B) {
 		go func() { done <- a.Run(ctx) }()
 		deadline := start.Add(5 * time.Minute)
 		for {
-			if n, ok := tryCount(conn, countRaw); ok && n >= benchRows {
+			if n, err := tryCount(conn, countRaw); err == nil && n >= benchRows {
 				break
 			}
 			if time.Now().After(deadline) {

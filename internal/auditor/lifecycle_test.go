@@ -34,7 +34,7 @@ func TestRunLeavesNoGoroutine(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- a.Run(ctx) }()
 	publishN(t, js, "leak", 5)
-	stacktest.Eventually(t, 30*time.Second, "ClickHouse reached", func() bool { return a.Ready(context.Background()) == nil })
+	stacktest.Eventually(t, 30*time.Second, "ClickHouse reached", func() error { return a.Ready(context.Background()) })
 	cancel()
 	select {
 	case err := <-done:

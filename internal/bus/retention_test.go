@@ -103,9 +103,11 @@ func TestStoredDecisionsDoNotFillTheStream(t *testing.T) {
 		}
 		ackDecisions(t, js, perRound)
 	}
-	stacktest.Eventually(t, 10*time.Second, "the stream empty once every decision was acknowledged", func() bool {
-		st := decisionsState(t, js).State
-		return st.Msgs == 0 && st.Bytes == 0
+	stacktest.Eventually(t, 10*time.Second, "the stream empty once every decision was acknowledged", func() error {
+		if st := decisionsState(t, js).State; st.Msgs != 0 || st.Bytes != 0 {
+			return fmt.Errorf("the stream holds %d decisions, %d bytes", st.Msgs, st.Bytes)
+		}
+		return nil
 	})
 	if last := decisionsState(t, js).State.LastSeq; last != 12*perRound {
 		t.Errorf("the stream took %d decisions, want %d", last, 12*perRound)
@@ -200,8 +202,11 @@ func TestEnsureBringsALimitsStreamForward(t *testing.T) {
 			if info.Config.Retention != jetstream.InterestPolicy {
 				t.Errorf("retention %v after Ensure, want interest", info.Config.Retention)
 			}
-			stacktest.Eventually(t, 10*time.Second, "the stored decisions gone", func() bool {
-				return decisionsState(t, js).State.Msgs <= uint64(held-acked)
+			stacktest.Eventually(t, 10*time.Second, "the stored decisions gone", func() error {
+				if n := decisionsState(t, js).State.Msgs; n > uint64(held-acked) {
+					return fmt.Errorf("the stream holds %d decisions, want at most %d", n, held-acked)
+				}
+				return nil
 			})
 			if st := decisionsState(t, js).State; st.Msgs != uint64(held-acked) || st.FirstSeq != uint64(acked+1) {
 				t.Errorf("the stream holds %d decisions from %d, want the %d not stored, from %d", st.Msgs, st.FirstSeq, held-acked, acked+1)
@@ -219,8 +224,11 @@ func TestEnsureBringsALimitsStreamForward(t *testing.T) {
 			}
 			// The rest reaches the auditor, and then leaves.
 			ackDecisions(t, js, held-acked)
-			stacktest.Eventually(t, 10*time.Second, "the stream empty once the auditor stored the rest", func() bool {
-				return decisionsState(t, js).State.Msgs == 0
+			stacktest.Eventually(t, 10*time.Second, "the stream empty once the auditor stored the rest", func() error {
+				if n := decisionsState(t, js).State.Msgs; n != 0 {
+					return fmt.Errorf("the stream holds %d decisions", n)
+				}
+				return nil
 			})
 		})
 	}

@@ -45,13 +45,19 @@ func TestAuditOutputInert(t *testing.T) {
 	// The tails follow new decisions only: send until both show one.
 	client := &http.Client{Timeout: 20 * time.Second}
 	warmups := 0
-	stacktest.Eventually(t, 30*time.Second, "audit tail following", func() bool {
+	stacktest.Eventually(t, 30*time.Second, "audit tail following", func() error {
 		warmups++
 		w := &widgetRequest{projectID: id, userID: "warmup", wantStatus: 200, wantDecision: "accept"}
 		if err := w.send(client, st); err != nil {
 			t.Fatal(err)
 		}
-		return strings.Contains(tailTable.stdout.String(), "warmup") && strings.Contains(tailJSON.stdout.String(), "warmup")
+		if err := tailTable.shows("warmup"); err != nil {
+			return fmt.Errorf("%d warmups: the table tail: %w", warmups, err)
+		}
+		if err := tailJSON.shows("warmup"); err != nil {
+			return fmt.Errorf("%d warmups: the JSON tail: %w", warmups, err)
+		}
+		return nil
 	})
 
 	var reqs []*widgetRequest
@@ -153,9 +159,12 @@ func TestAuditOutputInert(t *testing.T) {
 		t.Parallel()
 		var r result
 		admin := append([]string{"audit", "query", "--admin", "--project", id}, ch...)
-		stacktest.Eventually(t, 30*time.Second, "the admin event in ClickHouse", func() bool {
+		stacktest.Eventually(t, 30*time.Second, "the admin event in ClickHouse", func() error {
 			r = run(t, admin...)
-			return strings.Contains(r.stdout, "project.created")
+			if !strings.Contains(r.stdout, "project.created") {
+				return fmt.Errorf("audit query --admin shows no project.created: %s", r)
+			}
+			return nil
 		})
 		lines := checkInertLines(t, "audit query --admin", r.stdout)
 		if len(lines) != 2 || !strings.Contains(lines[1], inert(hostileActor)) {
@@ -207,8 +216,14 @@ func TestAuditOutputInert(t *testing.T) {
 		t.Parallel()
 		// Decisions come in order: once the last shows, all have.
 		last := reqs[len(hostileValues)-1]
-		stacktest.Eventually(t, 30*time.Second, "every decision in both tails", func() bool {
-			return strings.Contains(tailJSON.stdout.String(), last.decisionID) && strings.Contains(tailTable.stdout.String(), inert(last.userID))
+		stacktest.Eventually(t, 30*time.Second, "every decision in both tails", func() error {
+			if err := tailJSON.shows(last.decisionID); err != nil {
+				return fmt.Errorf("the JSON tail: %w", err)
+			}
+			if err := tailTable.shows(inert(last.userID)); err != nil {
+				return fmt.Errorf("the table tail: %w", err)
+			}
+			return nil
 		})
 		table := tailTable.stdout.String()
 		row := regexp.MustCompile(`^\d\d:\d\d:\d\d\.\d{3}  accept `)

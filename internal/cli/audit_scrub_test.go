@@ -3,6 +3,7 @@ package cli
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
@@ -115,9 +116,15 @@ func TestAuditScrubsSecrets(t *testing.T) {
 
 	conn := openClickHouse(t, dsn)
 	waitDecisions(t, conn, len(requests)+1)
-	stacktest.Eventually(t, 30*time.Second, "4 admin events in ClickHouse", func() bool {
-		n, ok := chCount(conn, "SELECT count() FROM hissuno_admin_events FINAL")
-		return ok && n >= 4
+	stacktest.Eventually(t, 30*time.Second, "4 admin events in ClickHouse", func() error {
+		n, err := countRows(conn, "SELECT count() FROM hissuno_admin_events FINAL")
+		if err != nil {
+			return err
+		}
+		if n < 4 {
+			return fmt.Errorf("%d admin events stored", n)
+		}
+		return nil
 	})
 	for _, table := range []string{"hissuno_decisions", "hissuno_admin_events"} {
 		rows := rowsAsText(t, conn, table)

@@ -7,6 +7,7 @@ import (
 	"encoding/csv"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"os"
@@ -205,21 +206,33 @@ func openClickHouse(t *testing.T, dsn string) driver.Conn {
 // chCount runs a query returning one number; false when it failed (the
 // table may not exist yet).
 func chCount(conn driver.Conn, q string, args ...any) (uint64, bool) {
+	n, err := countRows(conn, q, args...)
+	return n, err == nil
+}
+
+// countRows runs a count query, with the error that stopped it.
+func countRows(conn driver.Conn, q string, args ...any) (uint64, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	var n uint64
 	if err := conn.QueryRow(ctx, q, args...).Scan(&n); err != nil {
-		return 0, false
+		return 0, err
 	}
-	return n, true
+	return n, nil
 }
 
 // waitDecisions waits until ClickHouse holds n decisions.
 func waitDecisions(t *testing.T, conn driver.Conn, n int) {
 	t.Helper()
-	stacktest.Eventually(t, time.Minute, fmt.Sprintf("%d decisions in ClickHouse", n), func() bool {
-		got, ok := chCount(conn, "SELECT count() FROM hissuno_decisions FINAL")
-		return ok && got >= uint64(n)
+	stacktest.Eventually(t, time.Minute, fmt.Sprintf("%d decisions in ClickHouse", n), func() error {
+		got, err := countRows(conn, "SELECT count() FROM hissuno_decisions FINAL")
+		if err != nil {
+			return err
+		}
+		if got < uint64(n) {
+			return fmt.Errorf("%d of %d decisions stored", got, n)
+		}
+		return nil
 	})
 }
 
@@ -374,9 +387,15 @@ func TestAuditEndToEnd(t *testing.T) {
 
 	// The project's creation is in the admin events, without its key.
 	var adm []audit.AdminRecord
-	stacktest.Eventually(t, 30*time.Second, "the project.created admin event in ClickHouse", func() bool {
+	stacktest.Eventually(t, 30*time.Second, "the project.created admin event in ClickHouse", func() error {
 		adm, err = audit.AdminEvents(ctx, conn, audit.Filter{ProjectID: id})
-		return err == nil && len(adm) > 0
+		if err != nil {
+			return err
+		}
+		if len(adm) == 0 {
+			return errors.New("no admin event of the project stored")
+		}
+		return nil
 	})
 	if len(adm) != 1 || adm[0].Kind != string(events.AdminProjectCreated) || adm[0].KeyVersion != 1 ||
 		!hexFP.MatchString(adm[0].KeyFingerprint) || adm[0].KeyFingerprint != fingerprint(key) ||
@@ -580,9 +599,12 @@ func TestAuditQuery(t *testing.T) {
 	t.Run("admin", func(t *testing.T) {
 		t.Parallel()
 		var r result
-		stacktest.Eventually(t, 30*time.Second, "the admin event in ClickHouse", func() bool {
+		stacktest.Eventually(t, 30*time.Second, "the admin event in ClickHouse", func() error {
 			r = run(t, append([]string{"audit", "query", "--admin", "--format", "json"}, ch...)...)
-			return r.code == 0 && strings.Contains(r.stdout, "project.created")
+			if r.code != 0 || !strings.Contains(r.stdout, "project.created") {
+				return fmt.Errorf("audit query --admin shows no project.created: %s", r)
+			}
+			return nil
 		})
 		objs := jsonLines(t, r.stdout)
 		if len(objs) != 1 || objs[0]["kind"] != "project.created" || objs[0]["projectId"] != f.projectID || objs[0]["keyFingerprint"] != fingerprint(f.key) {
@@ -866,6 +888,25 @@ type tail struct {
 	done           chan int
 }
 
+// shows is nil once the tail printed s, else an error saying what it
+// printed so far.
+func (tl *tail) shows(s string) error {
+	out := tl.stdout.String()
+	if strings.Contains(out, s) {
+		return nil
+	}
+	return fmt.Errorf("%q is not in the %d lines it printed (stderr: %q)", s, strings.Count(out, "\n"), tl.stderr.String())
+}
+
+// said is nil once the tail wrote s to its stderr, else an error quoting
+// what it wrote there.
+func (tl *tail) said(s string) error {
+	if msg := tl.stderr.String(); !strings.Contains(msg, s) {
+		return fmt.Errorf("its stderr says %q, not %q", msg, s)
+	}
+	return nil
+}
+
 func startTail(t *testing.T, args ...string) *tail {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
@@ -900,12 +941,18 @@ func TestAuditTail(t *testing.T) {
 	client := &http.Client{Timeout: 20 * time.Second}
 
 	// The tails follow new decisions only: send until both show one.
-	stacktest.Eventually(t, 30*time.Second, "audit tail following", func() bool {
+	stacktest.Eventually(t, 30*time.Second, "audit tail following", func() error {
 		w := &widgetRequest{projectID: id, userID: "warmup", wantStatus: 200, wantDecision: "accept"}
 		if err := w.send(client, st); err != nil {
 			t.Fatal(err)
 		}
-		return strings.Contains(all.stdout.String(), "decisionId") && strings.Contains(mine.stdout.String(), "decisionId")
+		if err := all.shows("decisionId"); err != nil {
+			return fmt.Errorf("audit tail: %w", err)
+		}
+		if err := mine.shows("decisionId"); err != nil {
+			return fmt.Errorf("audit tail --project: %w", err)
+		}
+		return nil
 	})
 
 	reqs := []*widgetRequest{
@@ -930,14 +977,14 @@ func TestAuditTail(t *testing.T) {
 		}
 		return out
 	}
-	stacktest.Eventually(t, 30*time.Second, "every decision in the tail", func() bool {
+	stacktest.Eventually(t, 30*time.Second, "every decision in the tail", func() error {
 		got := seen(all)
 		for _, w := range reqs {
 			if _, ok := got[w.decisionID]; !ok {
-				return false
+				return fmt.Errorf("the tail shows %d decisions, not %s (to %s)", len(got), w.decisionID, w.projectID)
 			}
 		}
-		return true
+		return nil
 	})
 	got := seen(all)
 	for _, w := range reqs {
@@ -954,9 +1001,12 @@ func TestAuditTail(t *testing.T) {
 
 	// --project: the other project's decision never shows; wait until the
 	// last of ours has, so that the other one had its chance.
-	stacktest.Eventually(t, 30*time.Second, "the project's decisions in its tail", func() bool {
-		_, ok := seen(mine)[reqs[3].decisionID]
-		return ok
+	stacktest.Eventually(t, 30*time.Second, "the project's decisions in its tail", func() error {
+		got := seen(mine)
+		if _, ok := got[reqs[3].decisionID]; !ok {
+			return fmt.Errorf("the tail shows %d decisions, not %s", len(got), reqs[3].decisionID)
+		}
+		return nil
 	})
 	for _, d := range seen(mine) {
 		if d.ProjectID != id {
@@ -979,17 +1029,20 @@ func TestAuditTailTable(t *testing.T) {
 	t.Parallel()
 	st := stacktest.Start(t, stack.Config{})
 	tl := startTail(t, stacktest.NATSArgs(t, st, "audit")...)
-	stacktest.Eventually(t, 30*time.Second, "the banner", func() bool {
-		return strings.Contains(tl.stderr.String(), "following decisions live")
+	stacktest.Eventually(t, 30*time.Second, "the banner", func() error {
+		return tl.said("following decisions live")
 	})
 	client := &http.Client{Timeout: 20 * time.Second}
-	stacktest.Eventually(t, 30*time.Second, "a decision in the table tail", func() bool {
+	stacktest.Eventually(t, 30*time.Second, "a decision in the table tail", func() error {
 		w := &widgetRequest{projectID: "tail-table", wantStatus: 401, wantDecision: "unauthorized", wantReason: "unknown_project"}
 		if err := w.send(client, st); err != nil {
 			t.Fatal(err)
 		}
 		out := tl.stdout.String()
-		return strings.Contains(out, "unknown_project") && strings.Contains(out, "tail-table")
+		if !strings.Contains(out, "unknown_project") || !strings.Contains(out, "tail-table") {
+			return fmt.Errorf("the tail printed no unknown_project line of tail-table in %d lines", strings.Count(out, "\n"))
+		}
+		return nil
 	})
 	if code := tl.stop(t); code != 0 {
 		t.Errorf("exit %d", code)
@@ -1013,17 +1066,23 @@ func TestAuditTailWhileTheAuditorStores(t *testing.T) {
 		}
 		sent = append(sent, w)
 	}
-	stacktest.Eventually(t, 30*time.Second, "audit tail following", func() bool {
+	stacktest.Eventually(t, 30*time.Second, "audit tail following", func() error {
 		send(&widgetRequest{projectID: "tail-stored", wantStatus: 401, wantDecision: "unauthorized", wantReason: "unknown_project"})
-		return strings.Contains(tl.stdout.String(), "decisionId")
+		return tl.shows("decisionId")
 	})
 	for i := range 20 {
 		send(&widgetRequest{projectID: fmt.Sprintf("tail-stored-%d", i), wantStatus: 401, wantDecision: "unauthorized", wantReason: "unknown_project"})
 	}
 	last := sent[len(sent)-1].decisionID
-	stacktest.Eventually(t, 30*time.Second, "the last decision in ClickHouse and in the tail", func() bool {
-		n, ok := chCount(conn, "SELECT count() FROM hissuno_decisions FINAL WHERE decision_id = ?", last)
-		return ok && n == 1 && strings.Contains(tl.stdout.String(), last)
+	stacktest.Eventually(t, 30*time.Second, "the last decision in ClickHouse and in the tail", func() error {
+		n, err := countRows(conn, "SELECT count() FROM hissuno_decisions FINAL WHERE decision_id = ?", last)
+		if err != nil {
+			return err
+		}
+		if n != 1 {
+			return fmt.Errorf("ClickHouse holds %s %d times", last, n)
+		}
+		return tl.shows(last)
 	})
 	// Everything after the tail's first line was both shown and stored.
 	out := tl.stdout.String()
@@ -1048,12 +1107,15 @@ func TestAuditTailWhileTheAuditorStores(t *testing.T) {
 		t.Fatal(err)
 	}
 	var held uint64
-	stacktest.Eventually(t, 30*time.Second, "the decisions stream empty once the auditor stored them", func() bool {
+	stacktest.Eventually(t, 30*time.Second, "the decisions stream empty once the auditor stored them", func() error {
 		s, err := js.Stream(context.Background(), events.StreamDecisions)
-		if err == nil {
-			held = s.CachedInfo().State.Msgs
+		if err != nil {
+			return err
 		}
-		return err == nil && held == 0
+		if held = s.CachedInfo().State.Msgs; held != 0 {
+			return fmt.Errorf("the stream holds %d decisions", held)
+		}
+		return nil
 	})
 	if code := tl.stop(t); code != 0 {
 		t.Errorf("audit tail exited %d\n%s", code, tl.stderr.String())
@@ -1086,7 +1148,7 @@ func TestAuditTailOnAReplicatedStream(t *testing.T) {
 	}
 	tl := startTail(t, "--format", "json", "--nats", c.URLs())
 	i := 0
-	stacktest.Eventually(t, 30*time.Second, "a decision in the tail of the replicated stream", func() bool {
+	stacktest.Eventually(t, 30*time.Second, "a decision in the tail of the replicated stream", func() error {
 		if code := len(tl.done); code > 0 {
 			t.Fatalf("audit tail stopped: %s", tl.stderr.String())
 		}
@@ -1095,7 +1157,10 @@ func TestAuditTailOnAReplicatedStream(t *testing.T) {
 		if _, err := js.Publish(ctx, events.SubjectDecisions, []byte(`{"decisionId":"`+id+`","projectId":"p"}`)); err != nil {
 			t.Fatal(err)
 		}
-		return strings.Contains(tl.stdout.String(), "dec_replicated_")
+		if err := tl.shows("dec_replicated_"); err != nil {
+			return fmt.Errorf("%d decisions published: %w", i, err)
+		}
+		return nil
 	})
 	if code := tl.stop(t); code != 0 {
 		t.Errorf("audit tail exited %d\n%s", code, tl.stderr.String())
@@ -1120,12 +1185,12 @@ func TestAuditTailBehindHoldsNoStoredDecision(t *testing.T) {
 	}()
 	t.Cleanup(func() { tl.stop(t) })
 	client := &http.Client{Timeout: 20 * time.Second}
-	stacktest.Eventually(t, 30*time.Second, "audit tail following", func() bool {
+	stacktest.Eventually(t, 30*time.Second, "audit tail following", func() error {
 		w := &widgetRequest{projectID: "tail-slow", wantStatus: 401, wantDecision: "unauthorized", wantReason: "unknown_project"}
 		if err := w.send(client, st); err != nil {
 			t.Fatal(err)
 		}
-		return strings.Contains(tl.stdout.String(), "decisionId")
+		return tl.shows("decisionId")
 	})
 	// Far more than the slow tail shows in the time they take to store.
 	var reqs []*widgetRequest
@@ -1140,20 +1205,26 @@ func TestAuditTailBehindHoldsNoStoredDecision(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	stacktest.Eventually(t, 30*time.Second, "the decisions stream empty, the tail far behind", func() bool {
+	stacktest.Eventually(t, 30*time.Second, "the decisions stream empty, the tail far behind", func() error {
 		s, err := js.Stream(context.Background(), events.StreamDecisions)
-		return err == nil && s.CachedInfo().State.Msgs == 0
+		if err != nil {
+			return err
+		}
+		if n := s.CachedInfo().State.Msgs; n != 0 {
+			return fmt.Errorf("the stream holds %d decisions", n)
+		}
+		return nil
 	})
 	if shown := strings.Count(tl.stdout.String(), "tail-slow-"); shown >= len(reqs) {
 		t.Fatalf("the slow tail showed all %d decisions already: it was not behind", shown)
 	}
 	// It says what it skipped, and still follows.
-	stacktest.Eventually(t, time.Minute, "a new decision in the tail after it skipped", func() bool {
+	stacktest.Eventually(t, time.Minute, "a new decision in the tail after it skipped", func() error {
 		w := &widgetRequest{projectID: "tail-after-skip", wantStatus: 401, wantDecision: "unauthorized", wantReason: "unknown_project"}
 		if err := w.send(client, st); err != nil {
 			t.Fatal(err)
 		}
-		return strings.Contains(tl.stdout.String(), "tail-after-skip")
+		return tl.shows("tail-after-skip")
 	})
 	if !strings.Contains(tl.stderr.String(), "decisions, already stored, were skipped") {
 		t.Errorf("the tail did not say it skipped decisions: %q", tl.stderr.String())

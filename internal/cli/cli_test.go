@@ -592,7 +592,7 @@ func TestProjectCommands(t *testing.T) {
 
 	t.Run("old key refused after rotation", func(t *testing.T) {
 		if key2 == "" {
-			t.Skip("no rotation")
+			stacktest.Missing(t, `no rotated key: the subtest "rotate json" failed or did not run (a -run pattern must take it too)`)
 		}
 		old := strings.TrimSpace(run(t, "token", "mint", "--secret", key1, "--user", "u1").stdout)
 		status, body := connect(t, st, id, old)
@@ -760,8 +760,11 @@ func TestCLIFindsDevCredentials(t *testing.T) {
 	go func() {
 		done <- Run(Env{Ctx: ctx, Stdin: strings.NewReader(""), Stdout: &out, Stderr: &errOut}, []string{"audit", "tail", "--nats", st.NATSURL})
 	}()
-	stacktest.Eventually(t, 20*time.Second, "audit tail following", func() bool {
-		return strings.Contains(errOut.String(), "following decisions live")
+	stacktest.Eventually(t, 20*time.Second, "audit tail following", func() error {
+		if msg := errOut.String(); !strings.Contains(msg, "following decisions live") {
+			return fmt.Errorf("its stderr says %q", msg)
+		}
+		return nil
 	})
 	cancel()
 	if code := <-done; code != 0 {

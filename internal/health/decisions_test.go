@@ -133,9 +133,15 @@ func TestDecisionsStream(t *testing.T) {
 			held := fillTo(t, js, tt.fill)
 			// The consumer counts its pending messages a moment after they
 			// are stored.
-			stacktest.Eventually(t, 10*time.Second, "the auditor's consumer counting the backlog", func() bool {
+			stacktest.Eventually(t, 10*time.Second, "the auditor's consumer counting the backlog", func() error {
 				c, err := js.Consumer(testCtx(t), events.StreamDecisions, events.ConsumerAuditDecisions)
-				return err == nil && c.CachedInfo().NumPending == held
+				if err != nil {
+					return err
+				}
+				if n := c.CachedInfo().NumPending; n != held {
+					return fmt.Errorf("%d pending, want %d", n, held)
+				}
+				return nil
 			})
 			err := health.DecisionsStream(js)(testCtx(t))
 			gauge := fillGauge(t)

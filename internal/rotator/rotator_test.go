@@ -3,6 +3,7 @@ package rotator_test
 import (
 	"context"
 	"crypto/rand"
+	"errors"
 	"testing"
 	"time"
 
@@ -34,7 +35,12 @@ func TestRunLeavesNoGoroutine(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- r.Run(ctx) }()
-	stacktest.Eventually(t, 20*time.Second, "the rotator handling commands", r.Ready)
+	stacktest.Eventually(t, 20*time.Second, "the rotator handling commands", func() error {
+		if !r.Ready() {
+			return errors.New("not handling commands yet")
+		}
+		return nil
+	})
 	cancel()
 	select {
 	case err := <-done:

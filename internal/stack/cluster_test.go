@@ -103,8 +103,11 @@ func TestClusterNodeLoss(t *testing.T) {
 
 			obs := observeAttempts(t, p.cluster)
 			ld := startLoad(t, p.ingressAddr, proj)
-			stacktest.Eventually(t, time.Minute, "the pipeline answers 200 before the loss", func() bool {
-				return ld.okSince(time.Time{}) >= 2*loadClients
+			stacktest.Eventually(t, time.Minute, "the pipeline answers 200 before the loss", func() error {
+				if n := ld.okSince(time.Time{}); n < 2*loadClients {
+					return fmt.Errorf("%d requests answered 200, want %d", n, 2*loadClients)
+				}
+				return nil
 			})
 			time.Sleep(loadBefore) // shape: steady load before the loss
 
@@ -115,8 +118,11 @@ func TestClusterNodeLoss(t *testing.T) {
 			victim.Shutdown()
 			victim.WaitForShutdown()
 			down := time.Now()
-			stacktest.Eventually(t, recoverTimeout, "a request sent after the loss is answered 200", func() bool {
-				return ld.okSince(down) > 0
+			stacktest.Eventually(t, recoverTimeout, "a request sent after the loss is answered 200", func() error {
+				if ld.okSince(down) == 0 {
+					return fmt.Errorf("none answered 200 in the %s since the node went down", time.Since(down).Round(time.Millisecond))
+				}
+				return nil
 			})
 			recovered := ld.firstOKSince(down)
 			// Shape: keep the load going loadAfter past the loss, and at
@@ -206,13 +212,13 @@ func startPipeline(t *testing.T) *pipeline {
 	case <-time.After(time.Minute):
 		t.Fatalf("the ingress does not listen after a minute: %v", p.err())
 	}
-	stacktest.Eventually(t, time.Minute, "every verifier decides", func() bool {
+	stacktest.Eventually(t, time.Minute, "every verifier decides", func() error {
 		for _, v := range p.verifiers {
 			if !v.Ready() {
-				return false
+				return fmt.Errorf("%s is not ready", v.Instance())
 			}
 		}
-		return true
+		return nil
 	})
 	return p
 }
@@ -384,10 +390,12 @@ func pickMostUsed(t *testing.T, p *pipeline) *server.Server {
 func pickAttemptsLeader(t *testing.T, p *pipeline) *server.Server {
 	t.Helper()
 	var s *server.Server
-	stacktest.Eventually(t, 30*time.Second, "the attempts stream has a leader", func() bool {
+	stacktest.Eventually(t, 30*time.Second, "the attempts stream has a leader", func() error {
 		_, leader, _ := p.leaders(t)
-		s = p.cluster.Server(leader)
-		return s != nil
+		if s = p.cluster.Server(leader); s == nil {
+			return fmt.Errorf("the stream's leader is %q, no node of the cluster", leader)
+		}
+		return nil
 	})
 	return s
 }
@@ -644,19 +652,22 @@ func (p *pipeline) waitDrained(t *testing.T) {
 	t.Helper()
 	start := time.Now()
 	var last jetstream.StreamState
-	stacktest.Eventually(t, drainTimeout, "the attempts work queue empties", func() bool {
+	stacktest.Eventually(t, drainTimeout, "the attempts work queue empties", func() error {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		s, err := p.js.Stream(ctx, events.StreamAttempts)
 		if err != nil {
-			return false
+			return err
 		}
 		info, err := s.Info(ctx)
 		if err != nil {
-			return false
+			return err
 		}
 		last = info.State
-		return info.State.Msgs == 0
+		if info.State.Msgs != 0 {
+			return fmt.Errorf("%d attempts left", info.State.Msgs)
+		}
+		return nil
 	})
 	t.Logf("attempts work queue empty %s after the load stopped; %d attempts stored in all", time.Since(start).Round(time.Millisecond), last.LastSeq)
 }
@@ -846,9 +857,11 @@ func checkRotate(t *testing.T, p *pipeline, proj testProject) {
 	}
 	for _, v := range p.verifiers {
 		var rev uint64
-		stacktest.Eventually(t, viewCatchUp, v.Instance()+" holds the rotation", func() bool {
-			rev = p.verifierRevision(t, v.Instance())
-			return rev >= a.Project.Revision
+		stacktest.Eventually(t, viewCatchUp, v.Instance()+" holds the rotation", func() error {
+			if rev = p.verifierRevision(t, v.Instance()); rev < a.Project.Revision {
+				return fmt.Errorf("it holds revision %d, the rotation made %d", rev, a.Project.Revision)
+			}
+			return nil
 		})
 		t.Logf("%s holds revision %d %s after the rotate began", v.Instance(), rev, time.Since(start).Round(time.Millisecond))
 	}

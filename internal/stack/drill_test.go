@@ -103,8 +103,11 @@ func TestFloodDrill(t *testing.T) {
 	proj := createStackProject(t, st)
 	token := mint(t, proj.Secret, "drill-user")
 	site := &siteClient{addr: st.HTTPAddr, project: proj.ID, token: token, client: &http.Client{Timeout: 10 * time.Second}}
-	stacktest.Eventually(t, 30*time.Second, "the site's project decided (200)", func() bool {
-		return site.send().status == http.StatusOK
+	stacktest.Eventually(t, 30*time.Second, "the site's project decided (200)", func() error {
+		if r := site.send(); r.status != http.StatusOK {
+			return fmt.Errorf("status %d %s", r.status, r.err)
+		}
+		return nil
 	})
 
 	ctx, stop := context.WithCancel(context.Background())
@@ -114,9 +117,14 @@ func TestFloodDrill(t *testing.T) {
 	legit := site.run(ctx, drillLegitEvery)
 	start := time.Now()
 	deadline := start.Add(3 * duration) // a stream that refuses never gets to drillMinFulls
-	stacktest.Eventually(t, 3*duration+time.Minute, "the drill's duration and stream-fulls", func() bool {
-		elapsed := time.Since(start)
-		return elapsed >= duration && (sampler.fulls() >= drillMinFulls || time.Now().After(deadline))
+	stacktest.Eventually(t, 3*duration+time.Minute, "the drill's duration and stream-fulls", func() error {
+		if elapsed := time.Since(start); elapsed < duration {
+			return fmt.Errorf("%s of the %s drill done", elapsed.Round(time.Second), duration)
+		}
+		if f := sampler.fulls(); f < drillMinFulls && !time.Now().After(deadline) {
+			return fmt.Errorf("the flood filled the stream %.2f times, want %.0f", f, drillMinFulls)
+		}
+		return nil
 	})
 	stop()
 	elapsed := time.Since(start)
@@ -162,9 +170,15 @@ func TestFloodDrill(t *testing.T) {
 
 	// Every decision reaches ClickHouse, and then leaves the stream. The
 	// attempts still queued when the flood stopped are decided first.
-	stacktest.Eventually(t, time.Minute, "every attempt decided", func() bool {
+	stacktest.Eventually(t, time.Minute, "every attempt decided", func() error {
 		info, err := streamInfo(t, js, events.StreamAttempts)
-		return err == nil && info.State.Msgs == 0
+		if err != nil {
+			return err
+		}
+		if info.State.Msgs != 0 {
+			return fmt.Errorf("%d attempts left", info.State.Msgs)
+		}
+		return nil
 	})
 	info, err := streamInfo(t, js, events.StreamDecisions)
 	if err != nil {
@@ -177,20 +191,28 @@ func TestFloodDrill(t *testing.T) {
 	}
 	t.Cleanup(func() { conn.Close() })
 	var stored uint64
-	stacktest.Eventually(t, 2*time.Minute, "every decision in ClickHouse", func() bool {
-		err := conn.QueryRow(testContext(t, 30*time.Second), "SELECT count() FROM hissuno_decisions FINAL").Scan(&stored)
-		return err == nil && stored >= decided
+	stacktest.Eventually(t, 2*time.Minute, "every decision in ClickHouse", func() error {
+		if err := conn.QueryRow(testContext(t, 30*time.Second), "SELECT count() FROM hissuno_decisions FINAL").Scan(&stored); err != nil {
+			return err
+		}
+		if stored < decided {
+			return fmt.Errorf("%d of %d decisions stored", stored, decided)
+		}
+		return nil
 	})
 	if stored != decided {
 		t.Errorf("ClickHouse holds %d decisions, the stream took %d", stored, decided)
 	}
 	var held uint64
-	stacktest.Eventually(t, time.Minute, "the decisions stream empty once the auditor stored every decision", func() bool {
+	stacktest.Eventually(t, time.Minute, "the decisions stream empty once the auditor stored every decision", func() error {
 		info, err := streamInfo(t, js, events.StreamDecisions)
-		if err == nil {
-			held = info.State.Msgs
+		if err != nil {
+			return err
 		}
-		return err == nil && held == 0
+		if held = info.State.Msgs; held != 0 {
+			return fmt.Errorf("the stream holds %d decisions", held)
+		}
+		return nil
 	})
 	if err := st.Err(); err != nil {
 		t.Errorf("a role stopped: %v", err)

@@ -9,6 +9,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io/fs"
 	"net/http"
 	"os"
@@ -262,11 +263,13 @@ func TestAttemptProvenance(t *testing.T) {
 			}
 			decisionID := events.DecisionIDFor(a.AttemptID)
 			if tc.decided {
-				stacktest.Eventually(t, 10*time.Second, "the decision stored", func() bool { return identityCount(t, js, events.StreamDecisions, decisionID) == 1 })
+				stacktest.Eventually(t, 10*time.Second, "the decision stored", func() error {
+					return wantIdentityCount(t, js, events.StreamDecisions, decisionID, 1)
+				})
 				return
 			}
-			stacktest.Eventually(t, 10*time.Second, "the attempt dead-lettered", func() bool {
-				return identityCount(t, js, events.StreamDeadLetter, a.AttemptID) == 1
+			stacktest.Eventually(t, 10*time.Second, "the attempt dead-lettered", func() error {
+				return wantIdentityCount(t, js, events.StreamDeadLetter, a.AttemptID, 1)
 			})
 			if n := identityCount(t, js, events.StreamDecisions, decisionID); n != 0 {
 				t.Errorf("%d decisions stored on a refused attempt", n)
@@ -327,8 +330,8 @@ func TestAttemptReplayedAfterTheDuplicateWindow(t *testing.T) {
 	if err := json.Unmarshal(original.Data, &a); err != nil {
 		t.Fatal(err)
 	}
-	stacktest.Eventually(t, 10*time.Second, "the replay dead-lettered", func() bool {
-		return identityCount(t, js, events.StreamDeadLetter, a.AttemptID) == 1
+	stacktest.Eventually(t, 10*time.Second, "the replay dead-lettered", func() error {
+		return wantIdentityCount(t, js, events.StreamDeadLetter, a.AttemptID, 1)
 	})
 	if n := identityCount(t, js, events.StreamDecisions, events.DecisionIDFor(a.AttemptID)); n != 1 {
 		t.Errorf("HISSUNO_DECISIONS holds %d decisions with id %s, want 1", n, events.DecisionIDFor(a.AttemptID))
@@ -408,8 +411,8 @@ func TestNewKeysReachOnlyTheClientThatAsked(t *testing.T) {
 			t.Fatal(err)
 		}
 		js := identityJS(t, nc)
-		stacktest.Eventually(t, 10*time.Second, "the command dead-lettered", func() bool {
-			return identityCount(t, js, events.StreamDeadLetter, cmd.CommandID) == 1
+		stacktest.Eventually(t, 10*time.Second, "the command dead-lettered", func() error {
+			return wantIdentityCount(t, js, events.StreamDeadLetter, cmd.CommandID, 1)
 		})
 		if got, err := answers.NextMsg(100 * time.Millisecond); err == nil {
 			t.Fatalf("an answer reached %s: %s", got.Subject, got.Data)
@@ -514,6 +517,16 @@ func identityCount(t *testing.T, js jetstream.JetStream, stream, s string) int {
 		}
 	}
 	return n
+}
+
+// wantIdentityCount is nil when stream holds want messages containing s,
+// else an error saying how many it holds.
+func wantIdentityCount(t *testing.T, js jetstream.JetStream, stream, s string, want int) error {
+	t.Helper()
+	if n := identityCount(t, js, stream, s); n != want {
+		return fmt.Errorf("%s holds %d messages with %s, want %d", stream, n, s, want)
+	}
+	return nil
 }
 
 func identityConnect(t *testing.T, client *http.Client, st *stack.Stack, body map[string]any, origin string) (int, map[string]any) {

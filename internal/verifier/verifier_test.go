@@ -49,7 +49,12 @@ func TestRunLeavesNoGoroutine(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- v.Run(ctx) }()
-	stacktest.Eventually(t, 20*time.Second, "the verifier deciding", v.Ready)
+	stacktest.Eventually(t, 20*time.Second, "the verifier deciding", func() error {
+		if !v.Ready() {
+			return errors.New("not deciding yet")
+		}
+		return nil
+	})
 	cancel()
 	select {
 	case err := <-done:

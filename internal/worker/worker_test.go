@@ -142,9 +142,12 @@ func (q *queue) info(t *testing.T) *jetstream.ConsumerInfo {
 // acknowledged or terminated.
 func (q *queue) waitSettled(t *testing.T, seq uint64) {
 	t.Helper()
-	stacktest.Eventually(t, 5*time.Second, "the message is settled", func() bool {
+	stacktest.Eventually(t, 5*time.Second, "the message is settled", func() error {
 		info := q.info(t)
-		return info.NumAckPending == 0 && info.NumPending == 0 && info.AckFloor.Stream >= seq
+		if info.NumAckPending != 0 || info.NumPending != 0 || info.AckFloor.Stream < seq {
+			return fmt.Errorf("%d ack pending, %d pending, ack floor %d (want %d)", info.NumAckPending, info.NumPending, info.AckFloor.Stream, seq)
+		}
+		return nil
 	})
 }
 

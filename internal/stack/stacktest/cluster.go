@@ -1,6 +1,7 @@
 package stacktest
 
 import (
+	"errors"
 	"fmt"
 	"net/url"
 	"strings"
@@ -95,19 +96,23 @@ func startCluster(t testing.TB, n int) (*Cluster, error) {
 	return c, nil
 }
 
-// ready reports whether a running node leads the meta group, sees every
-// node as a peer, and every running node's JetStream is current.
-func (c *Cluster) ready() bool {
+// ready is nil once a running node leads the meta group and sees every
+// node as a peer, and every running node's JetStream is current; else an
+// error says which of these is missing.
+func (c *Cluster) ready() error {
 	leader := c.MetaLeader()
-	if leader == nil || len(leader.JetStreamClusterPeers()) != len(c.Servers) {
-		return false
+	if leader == nil {
+		return errors.New("no meta leader")
+	}
+	if peers := len(leader.JetStreamClusterPeers()); peers != len(c.Servers) {
+		return fmt.Errorf("the meta leader %s sees %d of %d nodes", leader.Name(), peers, len(c.Servers))
 	}
 	for _, s := range c.Servers {
 		if s.Running() && !s.JetStreamIsCurrent() {
-			return false
+			return fmt.Errorf("node %s is not current", s.Name())
 		}
 	}
-	return true
+	return nil
 }
 
 // MetaLeader is the running node leading the JetStream meta group, or nil

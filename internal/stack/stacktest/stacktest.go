@@ -26,6 +26,18 @@ func Logger(t testing.TB) zerolog.Logger {
 	return zerolog.New(zerolog.NewTestWriter(t)).With().Timestamp().Logger()
 }
 
+// Missing stops a test that cannot run without something this machine
+// lacks. Under CI (the environment variable CI set) the test fails, as CI
+// runs every test; elsewhere it is skipped. why says what is missing and
+// the command that provides it.
+func Missing(t testing.TB, why string) {
+	t.Helper()
+	if os.Getenv("CI") != "" {
+		t.Fatalf("%s (under CI no test is skipped)", why)
+	}
+	t.Skip(why)
+}
+
 // Superuser is the NATS user with every permission that Start adds to a
 // stack (stack.Config.Superuser), for tests that watch or seed what no role
 // may.
@@ -107,14 +119,25 @@ func NATSArgs(t testing.TB, st *stack.Stack, user string) []string {
 	return []string{"--nats", c.URL, "--nats-user", c.User, "--nats-password", c.Password}
 }
 
-// Eventually polls cond every 10 ms until it holds or the timeout passes.
-func Eventually(t testing.TB, timeout time.Duration, what string, cond func() bool) {
+// pollInterval is how long Eventually waits between two calls of its
+// condition.
+const pollInterval = 10 * time.Millisecond
+
+// Eventually calls cond every pollInterval until it returns nil or the
+// timeout passes; then it fails the test, naming what it waited for and the
+// last error cond returned. That error should say what cond saw ("3 of 5
+// decisions stored"), so that a failure says why.
+func Eventually(t testing.TB, timeout time.Duration, what string, cond func() error) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("not within %s: %s", timeout, what)
+	for {
+		err := cond()
+		if err == nil {
+			return
 		}
-		time.Sleep(10 * time.Millisecond)
+		if time.Now().After(deadline) {
+			t.Fatalf("not within %s: %s: %v", timeout, what, err)
+		}
+		time.Sleep(pollInterval)
 	}
 }
