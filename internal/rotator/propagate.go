@@ -66,7 +66,38 @@ const heartbeatsLive = 3 * events.HeartbeatEvery
 type heartbeats struct {
 	mu   sync.Mutex
 	seen map[string]time.Time
+	// since is when the rotator began to listen: until a whole heartbeat
+	// period has passed, it has not heard every live verifier yet.
+	since time.Time
 }
+
+// listening marks the start of listening to heartbeats.
+func (h *heartbeats) listening() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.since = time.Now()
+}
+
+// warm waits, until ctx ends, for the rotator to have listened a whole
+// heartbeat period (and a margin for a heartbeat in flight): a verifier
+// alive then has been heard from, even one that answers discovery too late.
+func (h *heartbeats) warm(ctx context.Context) {
+	h.mu.Lock()
+	wait := time.Until(h.since.Add(events.HeartbeatEvery + heartbeatMargin))
+	h.mu.Unlock()
+	if wait <= 0 {
+		return
+	}
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}
+
+// heartbeatMargin covers a heartbeat on its way when the period ends.
+const heartbeatMargin = 250 * time.Millisecond
 
 func (h *heartbeats) onHeartbeat(m *nats.Msg) {
 	var hb events.Heartbeat
@@ -106,6 +137,7 @@ func (h *heartbeats) live() []string {
 // time is among them, and so is named if it does not confirm) and those
 // that answer discovery now (one that started a moment ago).
 func (r *Rotator) liveVerifiers(ctx context.Context) []string {
+	r.heartbeats.warm(ctx)
 	known := r.heartbeats.live()
 	live := r.discoverVerifiers(ctx, known)
 	for _, v := range known {

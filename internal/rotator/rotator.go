@@ -167,6 +167,7 @@ func (r *Rotator) run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("rotator: subscribe to heartbeats: %w", err)
 	}
+	r.heartbeats.listening()
 	defer func() { _ = hb.Unsubscribe() }()
 	svc, err := bus.AddService(r.cfg.NATS, bus.Service{
 		Name:        events.ServiceRotator,
