@@ -187,7 +187,7 @@ func TestRolesStartFromTheirCommands(t *testing.T) {
 				if role.name == "auditor" {
 					args = append(args, "--clickhouse", stacktest.ClickHouse(t))
 				}
-				addr := freeAddr(t)
+				addr := stacktest.FreeAddr(t)
 				if role.name == "ingress" {
 					args = append(args, "--listen", addr)
 				} else {

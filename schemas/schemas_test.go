@@ -860,9 +860,5 @@ func (u *user) connect(c connectCase) {
 // secret key as the raw HMAC key.
 func mint(t *testing.T, secretKey string, claims jwt.MapClaims) string {
 	t.Helper()
-	tok, err := jwt.NewWithClaims(jwt.SigningMethodHS256, claims).SignedString([]byte(secretKey))
-	if err != nil {
-		t.Fatalf("mint: %v", err)
-	}
-	return tok
+	return stacktest.MintMap(t, secretKey, claims)
 }

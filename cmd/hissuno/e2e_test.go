@@ -22,7 +22,6 @@ import (
 	"fmt"
 	"io"
 	"maps"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -35,7 +34,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/golang-jwt/jwt/v5"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nats.go/micro"
@@ -43,6 +41,7 @@ import (
 	"github.com/hissuno/widgetauth/events"
 	"github.com/hissuno/widgetauth/internal/redact"
 	"github.com/hissuno/widgetauth/internal/stack/stacktest"
+	"github.com/hissuno/widgetauth/internal/widgettoken"
 )
 
 // Timing of the roles, as the binary's defaults set them.
@@ -347,22 +346,10 @@ func (e *e2e) eventually(timeout time.Duration, what string, cond func() error) 
 	})
 }
 
-// freeAddr returns a local address that was free a moment ago.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	_ = l.Close()
-	return addr
-}
-
 // startIngress starts an ingress and waits until its /readyz answers 200.
 func (e *e2e) startIngress(name string, args ...string) *proc {
 	e.t.Helper()
-	addr := freeAddr(e.t)
+	addr := stacktest.FreeAddr(e.t)
 	p := e.start(name, "ingress", append([]string{"--listen", addr}, args...)...)
 	p.addr = addr
 	e.eventually(30*time.Second, name+" /readyz answers 200", func() error {
@@ -541,15 +528,7 @@ func (e *e2e) createProject(name string, requireToken bool) keyAnswer {
 // mint signs an HS256 widget token with key, as a customer's backend does.
 func mint(t *testing.T, key, userID string, iat, exp time.Time) string {
 	t.Helper()
-	claims := jwt.MapClaims{"userId": userID, "exp": exp.Unix()}
-	if !iat.IsZero() {
-		claims["iat"] = iat.Unix()
-	}
-	tok, err := jwt.NewWithClaims(jwt.SigningMethodHS256, claims).SignedString([]byte(key))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tok
+	return stacktest.Mint(t, key, widgettoken.Claims{UserID: userID, IssuedAt: iat, Expires: exp})
 }
 
 // request is one POST /v1/widget/connect.
@@ -1173,11 +1152,7 @@ func TestLogsNeverHoldSecrets(t *testing.T) {
 	if corrupted == valid {
 		corrupted = valid[:len(valid)-6] + "BBBBBB"
 	}
-	bigClaims := jwt.MapClaims{"userId": "alice", "exp": now.Add(time.Hour).Unix(), "pad": strings.Repeat("p", 9<<10)}
-	tooLarge, err := jwt.NewWithClaims(jwt.SigningMethodHS256, bigClaims).SignedString([]byte(current))
-	if err != nil {
-		t.Fatal(err)
-	}
+	tooLarge := stacktest.MintMap(t, current, map[string]any{"userId": "alice", "exp": now.Add(time.Hour).Unix(), "pad": strings.Repeat("p", 9<<10)})
 
 	both("token minted by the CLI", p.ProjectID, bob, 200, "")
 	both("valid token", p.ProjectID, valid, 200, "")

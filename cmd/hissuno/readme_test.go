@@ -47,6 +47,7 @@ import (
 	"github.com/ClickHouse/clickhouse-go/v2"
 
 	"github.com/hissuno/widgetauth/internal/devtools/localclickhouse"
+	"github.com/hissuno/widgetauth/internal/stack/stacktest"
 )
 
 const (
@@ -165,8 +166,8 @@ func readmeStartDev(t *testing.T, bin, dir string) *readmeDev {
 	t.Helper()
 	logs := t.TempDir()
 	d := &readmeDev{
-		httpAddr:   freeAddr(t),
-		natsURL:    "nats://" + freeAddr(t),
+		httpAddr:   stacktest.FreeAddr(t),
+		natsURL:    "nats://" + stacktest.FreeAddr(t),
 		stderrPath: filepath.Join(logs, "dev.stderr"),
 		done:       make(chan struct{}),
 	}
@@ -179,7 +180,7 @@ func readmeStartDev(t *testing.T, bin, dir string) *readmeDev {
 		t.Fatal(err)
 	}
 	d.cmd = exec.Command(bin, "dev", "--listen", d.httpAddr, "--nats-listen", strings.TrimPrefix(d.natsURL, "nats://"),
-		"--demo-listen", freeAddr(t))
+		"--demo-listen", stacktest.FreeAddr(t))
 	d.cmd.Dir = dir
 	d.cmd.Env = readmeEnv("PATH=" + filepath.Dir(bin) + string(os.PathListSeparator) + os.Getenv("PATH"))
 	d.cmd.Stdout, d.cmd.Stderr = stdout, stderr
@@ -599,7 +600,7 @@ func TestReadmeRunCommand(t *testing.T) {
 		t.Fatal(err)
 	}
 	data := t.TempDir()
-	listen, natsListen, demo := freeAddr(t), freeAddr(t), freeAddr(t)
+	listen, natsListen, demo := stacktest.FreeAddr(t), stacktest.FreeAddr(t), stacktest.FreeAddr(t)
 	stderrPath := filepath.Join(t.TempDir(), "run.stderr")
 	stderr, err := os.Create(stderrPath)
 	if err != nil {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"strings"
 	"testing"
 	"time"
@@ -321,21 +320,9 @@ func TestRedactURL(t *testing.T) {
 	}
 }
 
-// closedPort returns a local address nothing listens on.
-func closedPort(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
-	return addr
-}
-
 func TestConnectFails(t *testing.T) {
 	t.Parallel()
-	addr := closedPort(t)
+	addr := stacktest.FreeAddr(t)
 	tests := []struct {
 		name    string
 		cfg     bus.ConnConfig

@@ -10,11 +10,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/golang-jwt/jwt/v5"
-
 	"github.com/hissuno/widgetauth/events"
 	"github.com/hissuno/widgetauth/internal/audit"
 	"github.com/hissuno/widgetauth/internal/stack/stacktest"
+	"github.com/hissuno/widgetauth/internal/widgettoken"
 )
 
 // TestAuditScrubsSecrets sends widget requests whose every field a client
@@ -37,15 +36,7 @@ func TestAuditScrubsSecrets(t *testing.T) {
 	listedID, _ := createProject(t, st, "--origin", "https://shop.example")
 	secretUser := "u-" + leakedKey
 	now := time.Now()
-	tok, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{
-		"userId":       secretUser,
-		"userMetadata": map[string]string{"note": leakedJWT, leakedKey[:40]: "v"},
-		"iat":          now.Unix(),
-		"exp":          now.Add(time.Hour).Unix(),
-	}).SignedString([]byte(strictKey))
-	if err != nil {
-		t.Fatal(err)
-	}
+	tok := stacktest.Mint(t, strictKey, widgettoken.For(secretUser, map[string]string{"note": leakedJWT, leakedKey[:40]: "v"}, now, time.Hour))
 	userAgent := "Mozilla/5.0 (" + leakedKey + "; " + leakedJWT + ")"
 
 	type request struct {

@@ -20,7 +20,6 @@ import (
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
-	"github.com/golang-jwt/jwt/v5"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/hissuno/widgetauth/events"
@@ -29,6 +28,7 @@ import (
 	"github.com/hissuno/widgetauth/internal/bus"
 	"github.com/hissuno/widgetauth/internal/stack"
 	"github.com/hissuno/widgetauth/internal/stack/stacktest"
+	"github.com/hissuno/widgetauth/internal/widgettoken"
 )
 
 // testClickHouse is HISSUNO_TEST_CLICKHOUSE as the test binary started
@@ -85,17 +85,7 @@ func createProject(t *testing.T, st *stack.Stack, flags ...string) (string, stri
 // secret key as the raw HMAC key.
 func mintToken(t testing.TB, key, userID string) string {
 	t.Helper()
-	now := time.Now()
-	tok, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{
-		"userId":       userID,
-		"userMetadata": map[string]string{"plan": "pro"},
-		"iat":          now.Unix(),
-		"exp":          now.Add(24 * time.Hour).Unix(),
-	}).SignedString([]byte(key))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tok
+	return stacktest.Mint(t, key, widgettoken.For(userID, map[string]string{"plan": "pro"}, time.Now(), 24*time.Hour))
 }
 
 // fingerprint is how a token appears in the audit: 16 hex digits of its

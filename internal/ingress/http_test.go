@@ -111,11 +111,7 @@ func shopProject(t *testing.T, st *stack.Stack, name string, requireToken bool) 
 // jsonwebtoken and PyJWT do.
 func mint(t *testing.T, secret string, claims jwt.MapClaims) string {
 	t.Helper()
-	s, err := jwt.NewWithClaims(jwt.SigningMethodHS256, claims).SignedString([]byte(secret))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
+	return stacktest.MintMap(t, secret, claims)
 }
 
 // userToken is a valid token of userID: iat now, exp in an hour.

@@ -26,7 +26,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/golang-jwt/jwt/v5"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -39,6 +38,7 @@ import (
 	"github.com/hissuno/widgetauth/internal/rotator"
 	"github.com/hissuno/widgetauth/internal/stack/stacktest"
 	"github.com/hissuno/widgetauth/internal/verifier"
+	"github.com/hissuno/widgetauth/internal/widgettoken"
 )
 
 // Shape and bounds of the node-loss test.
@@ -450,14 +450,7 @@ func createProject(t *testing.T, p *pipeline) testProject {
 // does.
 func mint(t testing.TB, secret, userID string) string {
 	t.Helper()
-	now := time.Now()
-	tok, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{
-		"userId": userID, "iat": now.Unix(), "exp": now.Add(time.Hour).Unix(),
-	}).SignedString([]byte(secret))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tok
+	return stacktest.Mint(t, secret, widgettoken.For(userID, nil, time.Now(), time.Hour))
 }
 
 // result is one HTTP request of the load and its answer.

@@ -28,13 +28,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/golang-jwt/jwt/v5"
-
 	"github.com/hissuno/widgetauth/events"
 	"github.com/hissuno/widgetauth/internal/cli"
 	"github.com/hissuno/widgetauth/internal/devtools/demosite"
 	"github.com/hissuno/widgetauth/internal/stack"
 	"github.com/hissuno/widgetauth/internal/stack/stacktest"
+	"github.com/hissuno/widgetauth/internal/widgettoken"
 )
 
 // browserDir holds run.mjs, package.json and package-lock.json.
@@ -393,16 +392,8 @@ func checkNoSecrets(t *testing.T, r result) {
 func expiredToken(t *testing.T, key string) string {
 	t.Helper()
 	now := time.Now()
-	tok, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{
-		"userId":       "demo-user",
-		"userMetadata": map[string]string{"name": "Ada Lovelace"},
-		"iat":          now.Add(-25 * time.Hour).Unix(),
-		"exp":          now.Add(-time.Hour).Unix(),
-	}).SignedString([]byte(key))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tok
+	return stacktest.Mint(t, key, widgettoken.Claims{UserID: "demo-user", UserMetadata: map[string]string{"name": "Ada Lovelace"},
+		IssuedAt: now.Add(-25 * time.Hour), Expires: now.Add(-time.Hour)})
 }
 
 // artifactsDir is artifacts/browser at the repository root, emptied of
@@ -684,11 +675,7 @@ func readmeSnippetSite(t *testing.T, h *harness) string {
 			"<script>const currentUser = {id: \"u-42\", name: \"Ada\"};</script>\n%s</body></html>", snippet)
 	})
 	mux.HandleFunc("GET /api/hissuno-token", func(w http.ResponseWriter, _ *http.Request) {
-		now := time.Now()
-		tok, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{
-			"userId": "u-42", "userMetadata": map[string]string{"name": "Ada"},
-			"iat": now.Unix(), "exp": now.Add(24 * time.Hour).Unix(),
-		}).SignedString([]byte(key))
+		tok, err := widgettoken.Mint(key, widgettoken.For("u-42", map[string]string{"name": "Ada"}, time.Now(), 24*time.Hour))
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusInternalServerError)
 			return
