@@ -30,20 +30,10 @@ func TestRunLeavesNoGoroutine(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- a.Run(ctx) }()
+	stop := stacktest.Run(t, a.Run)
 	publishN(t, js, "leak", 5)
 	stacktest.Eventually(t, 30*time.Second, "ClickHouse reached", func() error { return a.Ready(context.Background()) })
-	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("Run: %v", err)
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("Run did not return within 30 s of its context's end")
-	}
+	stop()
 	noLeaks()
 }
 

@@ -1,7 +1,6 @@
 package ingress_test
 
 import (
-	"context"
 	"testing"
 	"time"
 
@@ -21,13 +20,9 @@ func TestRunLeavesNoGoroutine(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- in.Run(ctx) }()
+	stop := stacktest.Run(t, in.Run)
 	select {
 	case <-in.Listening():
-	case err := <-done:
-		t.Fatalf("Run: %v", err)
 	case <-time.After(20 * time.Second):
 		t.Fatal("the ingress did not listen within 20 s")
 	}
@@ -36,14 +31,6 @@ func TestRunLeavesNoGoroutine(t *testing.T) {
 	if a := post(t, in.Addr(), []byte(`{"projectId":"proj_leak"}`), nil); a.Status != 503 {
 		t.Fatalf("a connect with no verifier: %d, want 503", a.Status)
 	}
-	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("Run: %v", err)
-		}
-	case <-time.After(20 * time.Second):
-		t.Fatal("Run did not return within 20 s of its context's end")
-	}
+	stop()
 	noLeaks()
 }

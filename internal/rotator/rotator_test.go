@@ -2,9 +2,7 @@ package rotator_test
 
 import (
 	"context"
-	"crypto/rand"
 	"encoding/json"
-	"errors"
 	"slices"
 	"sync"
 	"testing"
@@ -16,7 +14,6 @@ import (
 	"github.com/hissuno/widgetauth/events"
 	"github.com/hissuno/widgetauth/internal/admin"
 	"github.com/hissuno/widgetauth/internal/bus"
-	"github.com/hissuno/widgetauth/internal/project"
 	"github.com/hissuno/widgetauth/internal/rotator"
 	"github.com/hissuno/widgetauth/internal/stack/stacktest"
 )
@@ -27,28 +24,13 @@ import (
 func TestRunLeavesNoGoroutine(t *testing.T) {
 	_, nc := stacktest.NATS(t)
 	noLeaks := stacktest.NoLeaks(t)
-	r, err := rotator.New(rotator.Config{NATS: nc, Sealer: newSealer(t), Instance: "leak-test"}, zerolog.Nop())
+	r, err := rotator.New(rotator.Config{NATS: nc, Sealer: stacktest.SecretSealer(t), Instance: "leak-test"}, zerolog.Nop())
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- r.Run(ctx) }()
-	stacktest.Eventually(t, 20*time.Second, "the rotator handling commands", func() error {
-		if !r.Ready() {
-			return errors.New("not handling commands yet")
-		}
-		return nil
-	})
-	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("Run: %v", err)
-		}
-	case <-time.After(20 * time.Second):
-		t.Fatal("Run did not return within 20 s of its context's end")
-	}
+	stop := stacktest.Run(t, r.Run)
+	stacktest.Eventually(t, 20*time.Second, "the rotator handling commands", stacktest.Ready(r.Ready))
+	stop()
 	noLeaks()
 }
 
@@ -82,19 +64,12 @@ func TestJustStartedRotatorWaitsForEveryVerifier(t *testing.T) {
 			}
 		}
 	})
-	r, err := rotator.New(rotator.Config{NATS: nc, Sealer: newSealer(t), Instance: "rotator-just-started"}, zerolog.Nop())
+	r, err := rotator.New(rotator.Config{NATS: nc, Sealer: stacktest.SecretSealer(t), Instance: "rotator-just-started"}, zerolog.Nop())
 	if err != nil {
 		t.Fatal(err)
 	}
-	done := make(chan error, 1)
-	go func() { done <- r.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
-	stacktest.Eventually(t, 20*time.Second, "the rotator handling commands", func() error {
-		if !r.Ready() {
-			return errors.New("not handling commands yet")
-		}
-		return nil
-	})
+	stacktest.Run(t, r.Run)
+	stacktest.Eventually(t, 20*time.Second, "the rotator handling commands", stacktest.Ready(r.Ready))
 	anc, err := bus.Connect(bus.ConnConfig{URL: ns.ClientURL(), InboxPrefix: events.AdminInboxPrefix}, zerolog.Nop())
 	if err != nil {
 		t.Fatal(err)
@@ -113,17 +88,4 @@ func TestJustStartedRotatorWaitsForEveryVerifier(t *testing.T) {
 	if !slices.Equal(res.Confirmed, []string{instance}) || len(res.Unconfirmed) != 0 {
 		t.Errorf("confirmed %v, unconfirmed %v; want the verifier heard from confirmed", res.Confirmed, res.Unconfirmed)
 	}
-}
-
-func newSealer(t *testing.T) *project.Sealer {
-	t.Helper()
-	key := make([]byte, project.MasterKeyBytes)
-	if _, err := rand.Read(key); err != nil {
-		t.Fatal(err)
-	}
-	sealer, err := project.NewSealer(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return sealer
 }

@@ -2,7 +2,6 @@ package verifier_test
 
 import (
 	"context"
-	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"testing"
@@ -14,24 +13,10 @@ import (
 
 	"github.com/hissuno/widgetauth/events"
 	"github.com/hissuno/widgetauth/internal/bus"
-	"github.com/hissuno/widgetauth/internal/project"
 	"github.com/hissuno/widgetauth/internal/stack/stacktest"
 	"github.com/hissuno/widgetauth/internal/verifier"
 	"github.com/hissuno/widgetauth/internal/worker"
 )
-
-func testSealer(t *testing.T) *project.Sealer {
-	t.Helper()
-	key := make([]byte, project.MasterKeyBytes)
-	if _, err := rand.Read(key); err != nil {
-		t.Fatal(err)
-	}
-	s, err := project.NewSealer(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
-}
 
 // TestRunLeavesNoGoroutine starts a verifier on a real JetStream, waits
 // until it decides, stops it: once Run has returned, none of the
@@ -42,28 +27,13 @@ func TestRunLeavesNoGoroutine(t *testing.T) {
 	disconnects := 0
 	nc.SetDisconnectErrHandler(func(*nats.Conn, error) { disconnects++ })
 	noLeaks := stacktest.NoLeaks(t)
-	v, err := verifier.New(verifier.Config{NATS: nc, Sealer: testSealer(t), Instance: "leak-test"}, zerolog.Nop())
+	v, err := verifier.New(verifier.Config{NATS: nc, Sealer: stacktest.SecretSealer(t), Instance: "leak-test"}, zerolog.Nop())
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- v.Run(ctx) }()
-	stacktest.Eventually(t, 20*time.Second, "the verifier deciding", func() error {
-		if !v.Ready() {
-			return errors.New("not deciding yet")
-		}
-		return nil
-	})
-	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("Run: %v", err)
-		}
-	case <-time.After(20 * time.Second):
-		t.Fatal("Run did not return within 20 s of its context's end")
-	}
+	stop := stacktest.Run(t, v.Run)
+	stacktest.Eventually(t, 20*time.Second, "the verifier deciding", stacktest.Ready(v.Ready))
+	stop()
 	noLeaks()
 	nc.Opts.DisconnectedErrCB(nc, nil)
 	if disconnects != 1 || verifier.Resyncing(v) {
@@ -92,7 +62,7 @@ func TestHandlingStaysWithinTheAckWait(t *testing.T) {
 		t.Fatal(err)
 	}
 	const ackWait = 2 * time.Second
-	v, err := verifier.New(verifier.Config{NATS: nc, Sealer: testSealer(t), Instance: "stale-test", AckWait: ackWait, PublishTimeout: time.Second}, zerolog.Nop())
+	v, err := verifier.New(verifier.Config{NATS: nc, Sealer: stacktest.SecretSealer(t), Instance: "stale-test", AckWait: ackWait, PublishTimeout: time.Second}, zerolog.Nop())
 	if err != nil {
 		t.Fatal(err)
 	}
