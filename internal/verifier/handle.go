@@ -130,7 +130,8 @@ var errStale = errors.New("project view is behind an announced change")
 
 // current returns the project as the view holds it once the view is not
 // known to be behind for it and the freshness lease holds, waiting up to
-// staleWait; ok is false when it is still behind.
+// staleWait and never past ctx (the handling's budget); ok is false when it
+// is still behind.
 func (v *Verifier) current(ctx context.Context, id string) (p *authz.Project, ok bool) {
 	deadline := time.Now().Add(staleWait)
 	for {
@@ -155,7 +156,7 @@ func (v *Verifier) current(ctx context.Context, id string) (p *authz.Project, ok
 }
 
 // decide makes the decision on a current view, waiting up to staleWait for
-// one. A decision counts only if, once made, the freshness lease still
+// one, and never past ctx. A decision counts only if, once made, the freshness lease still
 // holds and the project it used is still the view's: a verifier paused
 // between looking the project up and deciding would otherwise decide with
 // what it held before the pause.
