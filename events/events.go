@@ -1,6 +1,9 @@
 package events
 
 import (
+	"errors"
+	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -111,7 +114,11 @@ const (
 	CommandUpdateProject CommandKind = "project.update"
 	CommandRotateKey     CommandKind = "project.rotate"
 	CommandRevokeUser    CommandKind = "project.revoke_user"
+	CommandUnrevokeUser  CommandKind = "project.unrevoke_user"
 )
+
+// CommandKinds lists every command kind.
+var CommandKinds = []CommandKind{CommandCreateProject, CommandUpdateProject, CommandRotateKey, CommandRevokeUser, CommandUnrevokeUser}
 
 // SubjectFrom is the subject a command of this kind from source (the NATS
 // user that sends it, e.g. SourceAdmin) is published on.
@@ -144,8 +151,18 @@ type Command struct {
 	CommandID string `json:"commandId"`
 	// Kind is what the command asks for.
 	Kind CommandKind `json:"kind"`
-	// Actor is who asked (the admin's user@host, or what --actor says).
+	// Actor is who asked, as the console vouches for it
+	// ("console:ada@example.com", "token:tok_…"). The rotator takes it only
+	// from the console's source; from any other source the actor recorded
+	// is the NATS user the command came from ("nats:admin"), whatever this
+	// says.
 	Actor string `json:"actor"`
+	// Reason is the admin's free-text reason, shown in the audit.
+	Reason string `json:"reason,omitempty"`
+	// ClientIP and UserAgent describe the browser a console admin acted
+	// from (console source only).
+	ClientIP  string `json:"clientIp,omitempty"`
+	UserAgent string `json:"userAgent,omitempty"`
 	// IssuedAt is when the admin asked.
 	IssuedAt time.Time `json:"issuedAt"`
 	// ProjectID is the project; for create, the id chosen for it.
@@ -257,10 +274,86 @@ const (
 	AdminProjectUpdated AdminEventKind = "project.updated"
 	AdminKeyRotated     AdminEventKind = "key.rotated"
 	AdminUserRevoked    AdminEventKind = "user.revoked"
+	AdminUserUnrevoked  AdminEventKind = "user.unrevoked"
 )
+
+// The admin events the console records: sign-ins and what owners change of
+// accounts and API tokens. Their subjects start with "account." or
+// "token.", which only the console's NATS user may publish.
+const (
+	AdminSignedIn        AdminEventKind = "account.signed_in"
+	AdminSignInFailed    AdminEventKind = "account.sign_in_failed"
+	AdminSignedOut       AdminEventKind = "account.signed_out"
+	AdminLocked          AdminEventKind = "account.locked"
+	AdminPasswordChanged AdminEventKind = "account.password_changed"
+	AdminAccountCreated  AdminEventKind = "account.created"
+	AdminAccountUpdated  AdminEventKind = "account.updated"
+	AdminTokenCreated    AdminEventKind = "token.created"
+	AdminTokenRevoked    AdminEventKind = "token.revoked"
+)
+
+// AdminEventKinds lists every admin event kind.
+var AdminEventKinds = []AdminEventKind{
+	AdminProjectCreated, AdminProjectUpdated, AdminKeyRotated, AdminUserRevoked, AdminUserUnrevoked,
+	AdminSignedIn, AdminSignInFailed, AdminSignedOut, AdminLocked, AdminPasswordChanged,
+	AdminAccountCreated, AdminAccountUpdated, AdminTokenCreated, AdminTokenRevoked,
+}
+
+// Actor prefixes: who an admin event's actor is, as the system knows it.
+const (
+	// ActorNATS starts the actor of a command from a NATS user other than
+	// the console's: "nats:" and the user.
+	ActorNATS = "nats:"
+	// ActorConsole starts the actor of a console account:
+	// "console:" and its email.
+	ActorConsole = "console:"
+	// ActorToken starts the actor of an API token: "token:" and its id.
+	ActorToken = "token:"
+	// ActorAnonymous is the actor of a sign-in that failed or was locked
+	// out: nobody the system knows (the email tried is the event's
+	// account).
+	ActorAnonymous = "anonymous"
+)
+
+// SourceConsole is the source of the console role: the one source whose
+// commands name their own actor (a console account or API token).
+const SourceConsole = "console"
 
 // Subject is the subject an admin event of this kind is published on.
 func (k AdminEventKind) Subject() string { return SubjectAdminEventPrefix + string(k) }
+
+// Console reports whether the console records events of this kind
+// (account.*, token.*), not the rotator.
+func (k AdminEventKind) Console() bool {
+	return strings.HasPrefix(string(k), "account.") || strings.HasPrefix(string(k), "token.")
+}
+
+// ErrForgedAdminEvent means an admin event does not match the subject it
+// was stored from, or names an actor its kind cannot have: it was not
+// published by the role its subject belongs to.
+var ErrForgedAdminEvent = errors.New("admin event does not match its subject")
+
+// Verify checks an admin event against the subject it was stored from.
+// NATS lets only the rotator publish project events
+// (hissuno.admin.event.project.…, key.…, user.…), whose actor it takes from
+// the command's subject, and only the console (and the rotator) publish
+// account and token events: an event whose kind is not its subject's, or an
+// account or token event whose actor is not a console account, an API token
+// or anonymous, is refused.
+func (e *AdminEvent) Verify(subject string) error {
+	if !slices.Contains(AdminEventKinds, e.Kind) || subject != e.Kind.Subject() {
+		return fmt.Errorf("%w: kind %q on %q", ErrForgedAdminEvent, e.Kind, subject)
+	}
+	if !e.Kind.Console() || e.Actor == ActorAnonymous {
+		return nil
+	}
+	for _, p := range []string{ActorConsole, ActorToken} {
+		if rest, ok := strings.CutPrefix(e.Actor, p); ok && rest != "" {
+			return nil
+		}
+	}
+	return fmt.Errorf("%w: a %s event cannot have the actor %q", ErrForgedAdminEvent, e.Kind, e.Actor)
+}
 
 // AdminEvent records what an admin command changed: who, when, what, and
 // key versions and fingerprints, never a key. The auditor stores it.
@@ -274,9 +367,20 @@ type AdminEvent struct {
 	CommandID string `json:"commandId"`
 	// Kind is what happened.
 	Kind AdminEventKind `json:"kind"`
-	// Actor is who asked.
+	// Actor is who did it, as the system knows it (ActorNATS,
+	// ActorConsole, ActorToken), never as a caller claimed it.
 	Actor string `json:"actor"`
-	// Time is when the rotator applied it.
+	// Reason is the free-text reason given with the change.
+	Reason string `json:"reason,omitempty"`
+	// Account is the console account an account event concerns (its
+	// email; for a failed sign-in, the email tried), or the API token's id
+	// for a token event.
+	Account string `json:"account,omitempty"`
+	// ClientIP and UserAgent describe the browser it came from, when it
+	// came through the console.
+	ClientIP  string `json:"clientIp,omitempty"`
+	UserAgent string `json:"userAgent,omitempty"`
+	// Time is when it was applied.
 	Time time.Time `json:"time"`
 	// ProjectID is the project.
 	ProjectID string `json:"projectId"`
@@ -295,7 +399,7 @@ type AdminEvent struct {
 	GraceSeconds int64 `json:"graceSeconds,omitempty"`
 	// GraceUntil is when the previous key stops verifying (rotated).
 	GraceUntil *time.Time `json:"graceUntil,omitempty"`
-	// UserID is the revoked user (user.revoked).
+	// UserID is the revoked user (user.revoked, user.unrevoked).
 	UserID string `json:"userId,omitempty"`
 	// RevokedBefore is the revocation time (user.revoked).
 	RevokedBefore *time.Time `json:"revokedBefore,omitempty"`

@@ -22,6 +22,16 @@ const (
 	MaxMetadataValueBytes = 1 << 10
 )
 
+// Limits of what an admin command carries; the rotator refuses a command
+// over them.
+const (
+	// MaxReasonBytes bounds the free-text reason of a change.
+	MaxReasonBytes = 1000
+	// MaxUserAgentBytes bounds the User-Agent the console records (it
+	// cuts a longer one).
+	MaxUserAgentBytes = 512
+)
+
 // Periods the verifiers and the rotator agree on: a verifier decides only
 // while it holds a freshness lease (the proof, at most FreshnessLease old,
 // that its view held every revision the projects bucket had), and says it

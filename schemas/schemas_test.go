@@ -125,8 +125,8 @@ func TestEnumsMatchEvents(t *testing.T) {
 		{"decision", schemas.Decision, "decision", []string{string(events.OutcomeAccept), string(events.OutcomeUnauthorized), string(events.OutcomeOriginBlocked)}},
 		{"reason", schemas.Decision, "reason", reasons},
 		{"session", schemas.Decision, "session", []string{"", string(events.SessionAuthenticated), string(events.SessionAnonymous)}},
-		{"command kind", schemas.Command, "kind", []string{string(events.CommandCreateProject), string(events.CommandUpdateProject), string(events.CommandRotateKey), string(events.CommandRevokeUser)}},
-		{"admin event kind", schemas.AdminEvent, "kind", []string{string(events.AdminProjectCreated), string(events.AdminProjectUpdated), string(events.AdminKeyRotated), string(events.AdminUserRevoked)}},
+		{"command kind", schemas.Command, "kind", strs(events.CommandKinds)},
+		{"admin event kind", schemas.AdminEvent, "kind", strs(events.AdminEventKinds)},
 		{"command result code", schemas.CommandResult, "code", codes},
 	}
 	for _, tt := range tests {
@@ -149,6 +149,15 @@ func TestEnumsMatchEvents(t *testing.T) {
 			}
 		})
 	}
+}
+
+// strs is a list of names as strings.
+func strs[T ~string](l []T) []string {
+	out := make([]string, len(l))
+	for i, v := range l {
+		out[i] = string(v)
+	}
+	return out
 }
 
 // TestReasonsBelongToTheirOutcome checks that the decision schema accepts
@@ -231,14 +240,17 @@ const (
 		"confirmed":["verifier-a","verifier-b"],"unconfirmed":["verifier-c"]}`
 	resultFailed = `{"commandId":"","error":"unsupported command: no commandId or unknown schemaVersion","code":"unsupported"}`
 
-	adminCreated = `{"schemaVersion":1,"eventId":"adm_cmd_AbC123","commandId":"cmd_AbC123","kind":"project.created","actor":"ada@laptop",
+	adminCreated = `{"schemaVersion":1,"eventId":"adm_cmd_AbC123","commandId":"cmd_AbC123","kind":"project.created","actor":"nats:admin",
 		"time":"2026-03-01T10:00:00Z","projectId":"proj_abc","name":"Shop","requireToken":false,"origins":["https://app.example.com"],
 		"keyVersion":1,"keyFingerprint":"0123456789abcdef","revision":1}`
-	adminRotated = `{"schemaVersion":1,"eventId":"adm_cmd_AbC125","commandId":"cmd_AbC125","kind":"key.rotated","actor":"ada@laptop",
+	adminRotated = `{"schemaVersion":1,"eventId":"adm_cmd_AbC125","commandId":"cmd_AbC125","kind":"key.rotated","actor":"nats:admin",
 		"time":"2026-03-01T10:00:00Z","projectId":"proj_abc","keyVersion":3,"previousKeyVersion":2,"keyFingerprint":"0123456789abcdef",
 		"graceSeconds":600,"graceUntil":"2026-03-01T10:10:00Z","revision":9}`
-	adminRevoked = `{"schemaVersion":1,"eventId":"adm_cmd_AbC126","commandId":"cmd_AbC126","kind":"user.revoked","actor":"ada@laptop",
+	adminRevoked = `{"schemaVersion":1,"eventId":"adm_cmd_AbC126","commandId":"cmd_AbC126","kind":"user.revoked","actor":"nats:admin",
 		"time":"2026-03-01T10:00:00Z","projectId":"proj_abc","keyVersion":3,"userId":"u-1","revokedBefore":"2026-03-01T10:00:00Z","revision":10}`
+
+	adminSignedIn = `{"schemaVersion":1,"eventId":"adm_evt_AbC127","kind":"account.signed_in","actor":"console:ada@example.com",
+		"account":"ada@example.com","clientIp":"203.0.113.9","userAgent":"Mozilla/5.0","time":"2026-03-01T10:00:00Z"}`
 
 	invalidation = `{"schemaVersion":1,"projectId":"proj_abc","revision":9,"keyVersion":3}`
 	syncRequest  = `{"projectId":"proj_abc","revision":9}`
@@ -365,6 +377,15 @@ func TestValidate(t *testing.T) {
 		{"admin-event: unknown kind", schemas.AdminEvent, edit(t, adminRevoked, map[string]any{"kind": "project.deleted"}), false},
 		{"admin-event: requireToken as a string", schemas.AdminEvent, edit(t, adminCreated, map[string]any{"requireToken": "false"}), false},
 		{"admin-event: eventId not from the command", schemas.AdminEvent, edit(t, adminCreated, map[string]any{"eventId": "evt_1"}), false},
+		{"admin-event: an actor as a caller claimed it", schemas.AdminEvent, edit(t, adminRotated, map[string]any{"actor": "ada@laptop"}), false},
+		{"admin-event: a console account's sign-in", schemas.AdminEvent, adminSignedIn, true},
+		{"admin-event: a failed sign-in, by nobody known", schemas.AdminEvent, edit(t, adminSignedIn, map[string]any{"kind": "account.sign_in_failed", "actor": "anonymous"}), true},
+		{"admin-event: a console event without its account", schemas.AdminEvent, edit(t, adminSignedIn, nil, "account"), false},
+		{"admin-event: a console event with a command id", schemas.AdminEvent, edit(t, adminSignedIn, map[string]any{"commandId": "cmd_AbC123"}), false},
+		{"admin-event: a project event without its revision", schemas.AdminEvent, edit(t, adminRotated, nil, "revision"), false},
+		{"admin-event: a revocation lifted", schemas.AdminEvent, edit(t, adminRevoked, map[string]any{"kind": "user.unrevoked"}, "revokedBefore"), true},
+		{"command: unrevoke_user", schemas.Command, edit(t, commandRevoke, map[string]any{"kind": "project.unrevoke_user", "reason": "mistaken"}), true},
+		{"command: unrevoke_user without a user", schemas.Command, edit(t, commandRevoke, map[string]any{"kind": "project.unrevoke_user"}, "userId"), false},
 		{"admin-event: extra property", schemas.AdminEvent, edit(t, adminRotated, map[string]any{"secretKey": "sk_live_x"}), false},
 		{"admin-event: created without fingerprint", schemas.AdminEvent, edit(t, adminCreated, nil, "keyFingerprint"), false},
 		{"admin-event: rotated without previous version", schemas.AdminEvent, edit(t, adminRotated, nil, "previousKeyVersion"), false},

@@ -196,6 +196,10 @@ type AdminRecord struct {
 	UserID             string     `json:"userId"`
 	RevokedBefore      *time.Time `json:"revokedBefore"`
 	Revision           uint64     `json:"revision"`
+	Reason             string     `json:"reason"`
+	Account            string     `json:"account"`
+	ClientIP           string     `json:"clientIp"`
+	UserAgent          string     `json:"userAgent"`
 }
 
 // AdminEvents returns admin events matching f (project, time range, user),
@@ -217,7 +221,8 @@ func AdminEvents(ctx context.Context, conn driver.Conn, f Filter) ([]AdminRecord
 		var us uint32
 		var requireToken uint8
 		if err := rows.Scan(&r.EventID, &r.CommandID, &r.Kind, &r.Actor, &t, &us, &r.ProjectID, &r.Name, &requireToken, &r.Origins,
-			&r.KeyVersion, &r.PreviousKeyVersion, &r.KeyFingerprint, &r.GraceSeconds, &grace, &r.UserID, &revoked, &r.Revision); err != nil {
+			&r.KeyVersion, &r.PreviousKeyVersion, &r.KeyFingerprint, &r.GraceSeconds, &grace, &r.UserID, &revoked, &r.Revision,
+			&r.Reason, &r.Account, &r.ClientIP, &r.UserAgent); err != nil {
 			return nil, fmt.Errorf("read admin events: %w", err)
 		}
 		r.Time = t.UTC().Add(time.Duration(us) * time.Microsecond)

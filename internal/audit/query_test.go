@@ -81,7 +81,7 @@ func insertDecisions(t testing.TB, conn driver.Conn, ds []events.Decision) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		row, err := audit.DecisionsTable.Row(body)
+		row, err := audit.DecisionsTable.Row(events.SubjectDecisions, body)
 		if err != nil {
 			t.Fatalf("decisionRow: %v", err)
 		}
@@ -415,7 +415,7 @@ func insertAdmin(t testing.TB, conn driver.Conn, es []events.AdminEvent) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		row, err := audit.AdminTable.Row(body)
+		row, err := audit.AdminTable.Row(e.Kind.Subject(), body)
 		if err != nil {
 			t.Fatalf("adminRow: %v", err)
 		}

@@ -96,8 +96,10 @@ ORDER BY version`
 		if done[m.Version] {
 			continue
 		}
-		if err := conn.Exec(ctx, m.SQL); err != nil {
-			return applied, fmt.Errorf("migration %s: %w", m.Name, err)
+		for _, stmt := range m.Statements {
+			if err := conn.Exec(ctx, stmt); err != nil && !alreadyAdded(err, stmt) {
+				return applied, fmt.Errorf("migration %s: %w", m.Name, err)
+			}
 		}
 		if err := Insert(ctx, conn, migrationsTable, [][]any{{m.Version, m.Name, time.Now().UTC().Truncate(time.Second)}}); err != nil {
 			return applied, fmt.Errorf("record migration %s: %w", m.Name, err)
@@ -105,6 +107,18 @@ ORDER BY version`
 		applied = append(applied, m.Name)
 	}
 	return applied, nil
+}
+
+// codeColumnExists is ClickHouse's ILLEGAL_COLUMN, which an ADD COLUMN of a
+// column already there answers (ClickHouse 18.16 has no ADD COLUMN IF NOT
+// EXISTS).
+const codeColumnExists = 44
+
+// alreadyAdded reports whether err is an ADD COLUMN finding its column
+// there: another auditor's migration, running at once, added it.
+func alreadyAdded(err error, stmt string) bool {
+	var exc *clickhouse.Exception
+	return errors.As(err, &exc) && exc.Code == codeColumnExists && strings.Contains(strings.ToUpper(stmt), "ADD COLUMN")
 }
 
 // DecisionColumns are the columns of hissuno_decisions, as every decision
@@ -116,16 +130,17 @@ const DecisionColumns = "decision_id, attempt_id, time, time_us, received_at, pr
 // AdminColumns are the columns of hissuno_admin_events, as every admin-event
 // insert and query names them.
 const AdminColumns = "event_id, command_id, kind, actor, time, time_us, project_id, name, require_token, origins, " +
-	"key_version, previous_key_version, key_fingerprint, grace_seconds, grace_until, user_id, revoked_before, revision"
+	"key_version, previous_key_version, key_fingerprint, grace_seconds, grace_until, user_id, revoked_before, revision, " +
+	"reason, account, client_ip, user_agent"
 
 // Table describes one audit table: its insert statement and how an event
 // becomes a row.
 type Table struct {
 	name   string
 	insert string
-	// row decodes one event into the row's values, in column order; an
-	// error means the event can never be inserted.
-	row func(data []byte) ([]any, error)
+	// row decodes one event, stored on subject, into the row's values, in
+	// column order; an error means the event can never be inserted.
+	row func(subject string, data []byte) ([]any, error)
 }
 
 var migrationsTable = Table{
@@ -147,7 +162,10 @@ var AdminTable = Table{
 	row:    adminRow,
 }
 
-func decisionRow(data []byte) ([]any, error) {
+func decisionRow(subject string, data []byte) ([]any, error) {
+	if subject != events.SubjectDecisions {
+		return nil, fmt.Errorf("a decision on %q: decisions are stored from %s only", subject, events.SubjectDecisions)
+	}
 	var d events.Decision
 	if err := json.Unmarshal(data, &d); err != nil {
 		return nil, fmt.Errorf("decision is not valid JSON: %w", err)
@@ -169,13 +187,16 @@ func decisionRow(data []byte) ([]any, error) {
 	}, nil
 }
 
-func adminRow(data []byte) ([]any, error) {
+func adminRow(subject string, data []byte) ([]any, error) {
 	var e events.AdminEvent
 	if err := json.Unmarshal(data, &e); err != nil {
 		return nil, fmt.Errorf("admin event is not valid JSON: %w", err)
 	}
 	if e.EventID == "" || e.Time.IsZero() {
 		return nil, errors.New("admin event without eventId or time")
+	}
+	if err := e.Verify(subject); err != nil {
+		return nil, err
 	}
 	t := e.Time.UTC()
 	origins := e.Origins
@@ -187,6 +208,7 @@ func adminRow(data []byte) ([]any, error) {
 		e.ProjectID, e.Name, boolUint8(e.RequireToken != nil && *e.RequireToken), origins,
 		uint32(max(e.KeyVersion, 0)), uint32(max(e.PreviousKeyVersion, 0)), e.KeyFingerprint, e.GraceSeconds,
 		timeOrZero(e.GraceUntil), e.UserID, timeOrZero(e.RevokedBefore), e.Revision,
+		e.Reason, e.Account, e.ClientIP, e.UserAgent,
 	}, nil
 }
 
@@ -207,9 +229,9 @@ func timeOrZero(t *time.Time) time.Time {
 // Name is the table's name.
 func (t Table) Name() string { return t.name }
 
-// Row decodes one event into the table's row, in column order; an error
-// means the event can never be inserted.
-func (t Table) Row(data []byte) ([]any, error) { return t.row(data) }
+// Row decodes one event, stored on subject, into the table's row, in column
+// order; an error means the event can never be inserted.
+func (t Table) Row(subject string, data []byte) ([]any, error) { return t.row(subject, data) }
 
 // Insert writes rows (made by t.Row) in one batch, naming the columns.
 func Insert(ctx context.Context, conn driver.Conn, t Table, rows [][]any) error {

@@ -300,7 +300,7 @@ func (a *Auditor) storeBatch(src source) worker.BatchHandler {
 		results := make([]error, len(msgs))
 		b := batch{msgs: msgs, results: results}
 		for i, m := range msgs {
-			row, err := src.table.Row(m.Data())
+			row, err := src.table.Row(m.Subject(), m.Data())
 			if err != nil {
 				results[i] = worker.Permanent(err)
 				continue

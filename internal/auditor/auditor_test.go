@@ -264,8 +264,9 @@ func TestMigrate(t *testing.T) {
 	for _, m := range all {
 		names = append(names, m.Name)
 	}
-	if !slices.Equal(names, []string{"0001_decisions.sql", "0002_admin_events.sql"}) {
-		t.Fatalf("migrations %v, want 0001_decisions.sql and 0002_admin_events.sql", names)
+	wantNames := []string{"0001_decisions.sql", "0002_admin_events.sql", "0003_admin_event_context.sql"}
+	if !slices.Equal(names, wantNames) {
+		t.Fatalf("migrations %v, want %v", names, wantNames)
 	}
 
 	applied, err := audit.Migrate(ctx, conn)
@@ -298,7 +299,7 @@ func TestMigrate(t *testing.T) {
 		}
 		return out
 	}
-	want := map[uint32]string{1: "0001_decisions.sql", 2: "0002_admin_events.sql"}
+	want := map[uint32]string{1: "0001_decisions.sql", 2: "0002_admin_events.sql", 3: "0003_admin_event_context.sql"}
 	if got := recorded(); fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("hissuno_migrations holds %v, want %v", got, want)
 	}
@@ -312,8 +313,8 @@ func TestMigrate(t *testing.T) {
 			t.Errorf("Migrate run %d applied %v, want nothing", i+2, applied)
 		}
 	}
-	if n := stacktest.Count(t, conn, "SELECT count() FROM hissuno_migrations FINAL"); n != 2 {
-		t.Errorf("hissuno_migrations holds %d versions after three runs, want 2", n)
+	if n := stacktest.Count(t, conn, "SELECT count() FROM hissuno_migrations FINAL"); n != uint64(len(wantNames)) {
+		t.Errorf("hissuno_migrations holds %d versions after three runs, want %d", n, len(wantNames))
 	}
 
 	// The tables' columns are those the inserts name, in the same order.
@@ -348,6 +349,58 @@ func TestMigrate(t *testing.T) {
 	}
 }
 
+// TestMigrateUpgrade migrates an audit made before 0003 that holds an admin
+// event: the event keeps everything it had and reads back with the new
+// columns empty.
+func TestMigrateUpgrade(t *testing.T) {
+	t.Parallel()
+	_, conn := stacktest.ClickHouseConn(t)
+	ctx := stacktest.Context(t, time.Minute)
+	all, err := schemas.ClickHouseMigrations()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stacktest.Exec(t, conn, "CREATE TABLE hissuno_migrations (version UInt32, name String, applied_at DateTime) ENGINE = ReplacingMergeTree ORDER BY version")
+	for _, m := range all[:2] {
+		for _, stmt := range m.Statements {
+			stacktest.Exec(t, conn, stmt)
+		}
+		insertRow(t, conn, "INSERT INTO hissuno_migrations (version, name, applied_at)", m.Version, m.Name, time.Now())
+	}
+	insertRow(t, conn, "INSERT INTO hissuno_admin_events (event_id, command_id, kind, actor, time, time_us, project_id, name, key_version, revision)",
+		"adm_cmd_old", "cmd_old", "project.created", "ops@laptop", time.Now(), uint32(0), "proj_old", "Old shop", uint32(1), uint64(1))
+	applied, err := audit.Migrate(ctx, conn)
+	if err != nil {
+		t.Fatalf("Migrate over 0002: %v", err)
+	}
+	if want := []string{"0003_admin_event_context.sql"}; !slices.Equal(applied, want) {
+		t.Errorf("Migrate over 0002 applied %v, want %v", applied, want)
+	}
+	recs, err := audit.AdminEvents(ctx, conn, audit.Filter{Since: time.Now().Add(-time.Hour)})
+	if err != nil {
+		t.Fatalf("read the admin events after the upgrade: %v", err)
+	}
+	if len(recs) != 1 || recs[0].EventID != "adm_cmd_old" || recs[0].Actor != "ops@laptop" || recs[0].Name != "Old shop" || recs[0].Reason != "" || recs[0].Account != "" {
+		t.Errorf("the event from before the upgrade reads back as %+v", recs)
+	}
+}
+
+// insertRow inserts one row as the auditor does, in a batch.
+func insertRow(t *testing.T, conn driver.Conn, insert string, values ...any) {
+	t.Helper()
+	ctx := stacktest.Context(t, 30*time.Second)
+	b, err := conn.PrepareBatch(ctx, insert)
+	if err != nil {
+		t.Fatalf("%s: %v", insert, err)
+	}
+	if err := b.Append(values...); err != nil {
+		t.Fatalf("%s: %v", insert, err)
+	}
+	if err := b.Send(); err != nil {
+		t.Fatalf("%s: %v", insert, err)
+	}
+}
+
 func TestMigrateConcurrently(t *testing.T) {
 	t.Parallel()
 	dsn, conn := stacktest.ClickHouseConn(t)
@@ -376,8 +429,8 @@ func TestMigrateConcurrently(t *testing.T) {
 	for err := range errs {
 		t.Errorf("concurrent Migrate: %v", err)
 	}
-	if n := stacktest.Count(t, conn, "SELECT count() FROM hissuno_migrations FINAL"); n != 2 {
-		t.Errorf("hissuno_migrations holds %d versions, want 2", n)
+	if n := stacktest.Count(t, conn, "SELECT count() FROM hissuno_migrations FINAL"); n != 3 {
+		t.Errorf("hissuno_migrations holds %d versions, want 3", n)
 	}
 	if applied, err := audit.Migrate(ctx, conn); err != nil || len(applied) != 0 {
 		t.Errorf("Migrate after the concurrent runs applied %v, %v; want nothing", applied, err)

@@ -135,7 +135,7 @@ func BenchmarkBareInsert(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		if rows[i], err = audit.DecisionsTable.Row(body); err != nil {
+		if rows[i], err = audit.DecisionsTable.Row(events.SubjectDecisions, body); err != nil {
 			b.Fatal(err)
 		}
 	}

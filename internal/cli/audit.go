@@ -329,6 +329,9 @@ var adminListing = listing[audit.AdminRecord]{
 		{"keyFingerprint", func(r audit.AdminRecord) string { return r.KeyFingerprint }},
 		{"graceSeconds", func(r audit.AdminRecord) string { return strconv.FormatInt(r.GraceSeconds, 10) }},
 		{"userId", func(r audit.AdminRecord) string { return r.UserID }},
+		{"reason", func(r audit.AdminRecord) string { return r.Reason }},
+		{"account", func(r audit.AdminRecord) string { return r.Account }},
+		{"clientIp", func(r audit.AdminRecord) string { return r.ClientIP }},
 	},
 	table: []field[audit.AdminRecord]{
 		{"TIME", func(r audit.AdminRecord) string { return tableTime(r.Time) }},
@@ -337,6 +340,7 @@ var adminListing = listing[audit.AdminRecord]{
 		{"PROJECT", func(r audit.AdminRecord) string { return r.ProjectID }},
 		{"KEY", func(r audit.AdminRecord) string { return keyVersion(r.KeyVersion) }},
 		{"DETAIL", adminDetail},
+		{"REASON", func(r audit.AdminRecord) string { return dash(r.Reason) }},
 	},
 	none: "(no admin events match; widen --since or drop a filter)",
 }
@@ -352,8 +356,17 @@ func adminDetail(r audit.AdminRecord) string {
 		return detail + ", old key retired at once"
 	case string(events.AdminUserRevoked):
 		return "user " + r.UserID
+	case string(events.AdminUserUnrevoked):
+		return "user " + r.UserID + " no longer revoked"
 	case string(events.AdminProjectCreated), string(events.AdminProjectUpdated):
 		return fmt.Sprintf("requireToken=%v origins=%s", r.RequireToken, strings.Join(r.Origins, ","))
+	}
+	if r.Account != "" {
+		detail := "account " + r.Account
+		if r.ClientIP != "" {
+			detail += " from " + r.ClientIP
+		}
+		return detail
 	}
 	return ""
 }

@@ -28,7 +28,7 @@ func checkInertLines(t *testing.T, what, out string) []string {
 }
 
 // TestAuditOutputInert puts hostile strings into the audit through the
-// pipeline (widgets' userIds and projectIds, an admin's --actor) and reads
+// pipeline (widgets' userIds and projectIds, an admin's --reason) and reads
 // them back with every format of `audit query`, `audit query --admin`,
 // `audit stats` and `audit tail`: a table prints one line a record with
 // them escaped, JSON escapes them and decodes to them, CSV quotes them and
@@ -36,8 +36,8 @@ func checkInertLines(t *testing.T, what, out string) []string {
 func TestAuditOutputInert(t *testing.T) {
 	t.Parallel()
 	st, dsn := auditStack(t)
-	const hostileActor = "ops\n\x1b[2J"
-	id, _ := createProject(t, st, "--actor", hostileActor)
+	const hostileReason = "ops\n\x1b[2J"
+	id, _ := createProject(t, st, "--reason", hostileReason)
 	ch := []string{"--clickhouse", dsn}
 	tailTable := startTail(t, append([]string{"--project", id}, stacktest.NATSArgs(t, st, "audit")...)...)
 	tailJSON := startTail(t, append([]string{"--project", id, "--format", "json"}, stacktest.NATSArgs(t, st, "audit")...)...)
@@ -167,21 +167,21 @@ func TestAuditOutputInert(t *testing.T) {
 			return nil
 		})
 		lines := checkInertLines(t, "audit query --admin", r.stdout)
-		if len(lines) != 2 || !strings.Contains(lines[1], inert(hostileActor)) {
-			t.Errorf("audit query --admin: want a header and one row showing the actor as %q\n%s", inert(hostileActor), r.stdout)
+		if len(lines) != 2 || !strings.Contains(lines[1], inert(hostileReason)) {
+			t.Errorf("audit query --admin: want a header and one row showing the reason as %q\n%s", inert(hostileReason), r.stdout)
 		}
 		r = run(t, append(admin, "--format", "json")...)
 		lines = checkInertLines(t, "audit query --admin --format json", r.stdout)
 		var ev struct {
-			Actor string `json:"actor"`
+			Reason string `json:"reason"`
 		}
-		if len(lines) != 1 || json.Unmarshal([]byte(lines[0]), &ev) != nil || ev.Actor != hostileActor {
-			t.Errorf("audit query --admin --format json: want one line decoding to actor %q\n%s", hostileActor, r.stdout)
+		if len(lines) != 1 || json.Unmarshal([]byte(lines[0]), &ev) != nil || ev.Reason != hostileReason {
+			t.Errorf("audit query --admin --format json: want one line decoding to reason %q\n%s", hostileReason, r.stdout)
 		}
 		r = run(t, append(admin, "--format", "csv")...)
 		recs, err := csv.NewReader(strings.NewReader(r.stdout)).ReadAll()
-		if err != nil || len(recs) != 2 || recs[1][slices.Index(recs[0], "actor")] != hostileActor {
-			t.Errorf("audit query --admin --format csv: want the actor %q back (%v)\n%q", hostileActor, err, r.stdout)
+		if err != nil || len(recs) != 2 || recs[1][slices.Index(recs[0], "reason")] != hostileReason {
+			t.Errorf("audit query --admin --format csv: want the reason %q back (%v)\n%q", hostileReason, err, r.stdout)
 		}
 	})
 

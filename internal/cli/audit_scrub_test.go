@@ -31,8 +31,8 @@ func TestAuditScrubsSecrets(t *testing.T) {
 	secrets := []string{leakedKey, leakedKey[len("sk_live_"):], leakedJWT, shortJWT}
 	secrets = append(secrets, strings.Split(leakedJWT, ".")...)
 
-	openID, _ := createProject(t, st, "--name", "Shop "+leakedKey, "--actor", "ops "+leakedJWT)
-	strictID, strictKey := createProject(t, st, "--require-token", "--actor", leakedKey)
+	openID, _ := createProject(t, st, "--name", "Shop "+leakedKey, "--reason", "ops "+leakedJWT)
+	strictID, strictKey := createProject(t, st, "--require-token", "--reason", leakedKey)
 	listedID, _ := createProject(t, st, "--origin", "https://shop.example")
 	secretUser := "u-" + leakedKey
 	now := time.Now()
@@ -98,7 +98,7 @@ func TestAuditScrubsSecrets(t *testing.T) {
 	send(request{name: "a projectId that is a whole JWT", body: map[string]any{"projectId": leakedJWT}, origin: "https://shop.example",
 		wantStatus: 400})
 	// The decision is made on the raw userId: revoking it refuses the token.
-	if r := run(t, append([]string{"project", "revoke-user", strictID, "--user", secretUser, "--actor", "sec " + leakedJWT}, stacktest.NATSArgs(t, st, events.SourceAdmin)...)...); r.code != 0 {
+	if r := run(t, append([]string{"project", "revoke-user", strictID, "--user", secretUser, "--reason", "sec " + leakedJWT}, stacktest.NATSArgs(t, st, events.SourceAdmin)...)...); r.code != 0 {
 		t.Fatalf("project revoke-user\n%s", r)
 	}
 	revoked := request{name: "revoked", body: map[string]any{"projectId": strictID, "widgetToken": tok}, origin: "https://shop.example",

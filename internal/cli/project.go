@@ -8,8 +8,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"os"
-	"os/user"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -28,21 +26,26 @@ const projectUsage = `hissuno project create --name NAME [--require-token] [--or
        hissuno project get ID [--json]
        hissuno project update ID [--require-token=true|false] [--origin PATTERN]... [--clear-origins]
        hissuno project rotate ID [--grace DURATION] [--json]
-       hissuno project revoke-user ID --user USER_ID`
+       hissuno project revoke-user ID --user USER_ID
+       hissuno project unrevoke-user ID --user USER_ID
+
+Every change takes --reason TEXT, shown with it in the audit.`
 
 func runProject(env Env, args []string) error {
 	return dispatch(env, args, "project", projectUsage, map[string]func(Env, []string) error{
-		"create":      projectCreate,
-		"get":         projectGet,
-		"update":      projectUpdate,
-		"rotate":      projectRotate,
-		"revoke-user": projectRevokeUser,
+		"create":        projectCreate,
+		"get":           projectGet,
+		"update":        projectUpdate,
+		"rotate":        projectRotate,
+		"revoke-user":   projectRevokeUser,
+		"unrevoke-user": projectUnrevokeUser,
 	})
 }
 
 // adminFlags are the flags of every command that sends an admin command.
 type adminFlags struct {
 	nats    natsFlags
+	reason  string
 	actor   string
 	timeout time.Duration
 	json    bool
@@ -50,20 +53,31 @@ type adminFlags struct {
 
 func (a *adminFlags) register(fs *flag.FlagSet, withJSON bool) {
 	a.nats.register(fs)
-	fs.StringVar(&a.actor, "actor", getenv("HISSUNO_ACTOR", defaultActor()), "who is asking, recorded in the audit [HISSUNO_ACTOR]")
+	fs.StringVar(&a.reason, "reason", getenv("HISSUNO_REASON", ""), "why, in free text, shown with the change in the audit [HISSUNO_REASON]")
+	fs.StringVar(&a.actor, "actor", "", "deprecated: the audit records the NATS user the CLI signed in as; a value given here is kept as the --reason")
 	fs.DurationVar(&a.timeout, "timeout", 20*time.Second, "how long to wait for the rotator's answer")
 	if withJSON {
 		fs.BoolVar(&a.json, "json", false, "print JSON")
 	}
 }
 
-func defaultActor() string {
-	name := "unknown"
-	if u, err := user.Current(); err == nil && u.Username != "" {
-		name = u.Username
+// command starts an admin command of kind on project id with the reason
+// given. It names no actor: the rotator records the NATS user the command
+// came from, which NATS vouches for, whatever a caller would claim.
+func (a *adminFlags) command(stderr io.Writer, kind events.CommandKind, id string) (events.Command, error) {
+	reason := a.reason
+	if a.actor != "" {
+		fmt.Fprintf(stderr, "warning: --actor is no longer trusted: the audit records the NATS user you signed in as; %q is kept as the reason (use --reason)\n", inert(a.actor))
+		if reason == "" {
+			reason = a.actor
+		}
 	}
-	host, _ := os.Hostname()
-	return name + "@" + host
+	if len(reason) > events.MaxReasonBytes {
+		return events.Command{}, fmt.Errorf("--reason is %d bytes: keep it to %d", len(reason), events.MaxReasonBytes)
+	}
+	cmd := admin.NewCommand(kind, id, "")
+	cmd.Reason = reason
+	return cmd, nil
 }
 
 // connect opens a NATS connection for admin commands, with the inbox
@@ -127,7 +141,10 @@ func projectCreate(env Env, args []string) error {
 	} else if !project.ValidID(*id) {
 		return fmt.Errorf("project id %q: use 1 to 64 letters, digits, '-' or '_'", *id)
 	}
-	cmd := admin.NewCommand(events.CommandCreateProject, *id, a.actor)
+	cmd, err := a.command(env.Stderr, events.CommandCreateProject, *id)
+	if err != nil {
+		return err
+	}
 	cmd.Name, cmd.RequireToken, cmd.Origins = *name, requireToken, canon
 	res, err := a.submit(env.Ctx, cmd)
 	if err != nil {
@@ -251,7 +268,10 @@ func projectUpdate(env Env, args []string) error {
 	if err != nil {
 		return fmt.Errorf("%w; fix the --origin value", err)
 	}
-	cmd := admin.NewCommand(events.CommandUpdateProject, id, a.actor)
+	cmd, err := a.command(env.Stderr, events.CommandUpdateProject, id)
+	if err != nil {
+		return err
+	}
 	cmd.Origins, cmd.ClearOrigins = canon, *clear
 	if requireToken.set {
 		v := requireToken.value
@@ -289,7 +309,10 @@ func projectRotate(env Env, args []string) error {
 	if *grace > 0 && *grace < time.Second {
 		return errors.New("--grace is counted in whole seconds: give at least 1s, or 0 to retire the old key at once")
 	}
-	cmd := admin.NewCommand(events.CommandRotateKey, id, a.actor)
+	cmd, err := a.command(env.Stderr, events.CommandRotateKey, id)
+	if err != nil {
+		return err
+	}
 	cmd.GraceSeconds = int64(*grace / time.Second)
 	res, err := a.submit(env.Ctx, cmd)
 	if err != nil {
@@ -328,7 +351,10 @@ func projectRevokeUser(env Env, args []string) error {
 	if *userID == "" {
 		return errors.New("whose tokens? add --user USER_ID")
 	}
-	cmd := admin.NewCommand(events.CommandRevokeUser, id, a.actor)
+	cmd, err := a.command(env.Stderr, events.CommandRevokeUser, id)
+	if err != nil {
+		return err
+	}
 	cmd.UserID = *userID
 	res, err := a.submit(env.Ctx, cmd)
 	if err != nil {
@@ -338,6 +364,39 @@ func projectRevokeUser(env Env, args []string) error {
 		return printJSON(env.Stdout, res.Project)
 	}
 	fmt.Fprintf(env.Stdout, "Tokens of user %q on project %s issued before now (or without iat) are refused with token_revoked; tokens minted from now on work.\n", *userID, id)
+	warnUnconfirmed(env.Stderr, res)
+	return nil
+}
+
+func projectUnrevokeUser(env Env, args []string) error {
+	var a adminFlags
+	fs := newFlags("project unrevoke-user", "hissuno project unrevoke-user ID --user USER_ID", env.Stderr)
+	a.register(fs, true)
+	userID := fs.String("user", "", "the userId whose revocation is lifted (required)")
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	id, err := oneID(pos, "unrevoke-user")
+	if err != nil {
+		return err
+	}
+	if *userID == "" {
+		return errors.New("whose revocation? add --user USER_ID")
+	}
+	cmd, err := a.command(env.Stderr, events.CommandUnrevokeUser, id)
+	if err != nil {
+		return err
+	}
+	cmd.UserID = *userID
+	res, err := a.submit(env.Ctx, cmd)
+	if err != nil {
+		return explainNotFound(res, err, id)
+	}
+	if a.json {
+		return printJSON(env.Stdout, res.Project)
+	}
+	fmt.Fprintf(env.Stdout, "The revocation of user %q on project %s is lifted: tokens of theirs that are otherwise valid work again.\n", *userID, id)
 	warnUnconfirmed(env.Stderr, res)
 	return nil
 }

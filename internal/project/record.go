@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"regexp"
 	"slices"
 	"strings"
@@ -34,8 +35,6 @@ var (
 const (
 	// MaxNameBytes bounds a project's name.
 	MaxNameBytes = 200
-	// MaxUserIDBytes bounds a revoked user's id, as the token's userId.
-	MaxUserIDBytes = 256
 	// MaxOrigins bounds the allowed-origins list.
 	MaxOrigins = 100
 	// secretKeyRandomBytes is the randomness in a secret key.
@@ -206,8 +205,8 @@ func (r *Record) Rotate(s *Sealer, grace time.Duration, now time.Time) (secret s
 // RevokeUser refuses the user's tokens issued before now (and its tokens
 // without iat) from now on.
 func (r *Record) RevokeUser(userID string, now time.Time) error {
-	if userID == "" || len(userID) > MaxUserIDBytes {
-		return fmt.Errorf("%w: a user id has 1 to %d bytes", ErrInvalid, MaxUserIDBytes)
+	if userID == "" || len(userID) > events.MaxUserIDBytes {
+		return fmt.Errorf("%w: a user id has 1 to %d bytes", ErrInvalid, events.MaxUserIDBytes)
 	}
 	if r.RevokedUsers == nil {
 		r.RevokedUsers = map[string]time.Time{}
@@ -216,6 +215,23 @@ func (r *Record) RevokeUser(userID string, now time.Time) error {
 	r.UpdatedAt = now.UTC()
 	return nil
 }
+
+// UnrevokeUser lifts a user's revocation: its tokens are judged as any
+// other's again. ErrInvalid when the user is not revoked.
+func (r *Record) UnrevokeUser(userID string, now time.Time) error {
+	if _, ok := r.RevokedUsers[userID]; !ok {
+		return fmt.Errorf("%w: user %q is not revoked on project %s", ErrInvalid, userID, r.ID)
+	}
+	delete(r.RevokedUsers, userID)
+	if len(r.RevokedUsers) == 0 {
+		r.RevokedUsers = nil
+	}
+	r.UpdatedAt = now.UTC()
+	return nil
+}
+
+// Revocations lists the revoked users and when, for admins.
+func (r *Record) Revocations() map[string]time.Time { return maps.Clone(r.RevokedUsers) }
 
 // Applied reports whether the command id was applied to this record.
 func (r *Record) Applied(commandID string) bool { return slices.Contains(r.AppliedCommands, commandID) }

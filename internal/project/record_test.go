@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hissuno/widgetauth/events"
 	"github.com/hissuno/widgetauth/internal/project"
 	"github.com/hissuno/widgetauth/internal/redact"
 )
@@ -373,10 +374,10 @@ func TestRevokeUser(t *testing.T) {
 		wantErr bool
 	}{
 		{"simple", "user-1", false},
-		{"at the limit", strings.Repeat("u", project.MaxUserIDBytes), false},
+		{"at the limit", strings.Repeat("u", events.MaxUserIDBytes), false},
 		{"unicode", "ユーザー", false},
 		{"empty", "", true},
-		{"too long", strings.Repeat("u", project.MaxUserIDBytes+1), true},
+		{"too long", strings.Repeat("u", events.MaxUserIDBytes+1), true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -411,6 +412,43 @@ func TestRevokeUser(t *testing.T) {
 				t.Errorf("after a second revocation: %v, want one entry at %v", r.RevokedUsers, later)
 			}
 		})
+	}
+}
+
+func TestUnrevokeUser(t *testing.T) {
+	t.Parallel()
+	s := newSealer(t)
+	r, _ := newRecord(t, s)
+	now := t0.Add(time.Hour)
+	if err := r.UnrevokeUser("user-1", now); !errors.Is(err, project.ErrInvalid) {
+		t.Fatalf("lifting a revocation nobody made: error = %v, want ErrInvalid", err)
+	}
+	for _, u := range []string{"user-1", "user-2"} {
+		if err := r.RevokeUser(u, now); err != nil {
+			t.Fatal(err)
+		}
+	}
+	later := now.Add(time.Minute)
+	if err := r.UnrevokeUser("user-1", later); err != nil {
+		t.Fatalf("UnrevokeUser: %v", err)
+	}
+	if got := r.Revocations(); len(got) != 1 || !got["user-2"].Equal(now) {
+		t.Errorf("after lifting user-1: revocations %v, want user-2 alone", got)
+	}
+	if !r.UpdatedAt.Equal(later) {
+		t.Errorf("UpdatedAt = %v, want %v", r.UpdatedAt, later)
+	}
+	if err := r.UnrevokeUser("user-2", later); err != nil {
+		t.Fatal(err)
+	}
+	if r.RevokedUsers != nil {
+		t.Errorf("no revocation left, but RevokedUsers = %v", r.RevokedUsers)
+	}
+	// Revocations is a copy: changing it changes nothing.
+	_ = r.RevokeUser("user-3", later)
+	r.Revocations()["user-4"] = later
+	if _, ok := r.RevokedUsers["user-4"]; ok {
+		t.Error("Revocations handed out the record's own map")
 	}
 }
 

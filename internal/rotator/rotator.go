@@ -215,7 +215,16 @@ func (r *Rotator) handle(ctx context.Context, msg jetstream.Msg) error {
 	if !ok || kind != cmd.Kind {
 		return worker.Permanent(fmt.Errorf("command %q of kind %q on subject %q: the subject must be %s<source>.<kind> of the command's kind", cmd.CommandID, cmd.Kind, msg.Subject(), events.SubjectCommandPrefix))
 	}
-	log := r.log.With().Str("command", cmd.CommandID).Str("kind", string(cmd.Kind)).Str("project", cmd.ProjectID).Str("source", source).Str("actor", cmd.Actor).Logger()
+	actor, err := verifiedActor(source, cmd.Actor)
+	if err != nil {
+		return worker.Permanent(fmt.Errorf("command %q from %s: %w", cmd.CommandID, source, err))
+	}
+	cmd.Actor = actor
+	if source != events.SourceConsole {
+		// Only the console saw a browser.
+		cmd.ClientIP, cmd.UserAgent = "", ""
+	}
+	log := r.log.With().Str("command", cmd.CommandID).Str("kind", string(cmd.Kind)).Str("project", cmd.ProjectID).Str("source", source).Str("actor", redact.String(cmd.Actor)).Logger()
 	// The answer goes to an inbox of the source that sent the command only:
 	// NATS lets no other user read it. A command that asks for its answer
 	// elsewhere, or makes a key and asks for no answer (the key would be
@@ -240,6 +249,10 @@ func (r *Rotator) handle(ctx context.Context, msg jetstream.Msg) error {
 	if now.Sub(cmd.IssuedAt) > r.cfg.CommandTTL {
 		log.Warn().Time("issued_at", cmd.IssuedAt).Msg("command expired before it was applied; refused")
 		r.answer(replyTo, events.CommandResult{CommandID: cmd.CommandID, Error: "the command expired before a rotator applied it; run it again", Code: events.ErrorExpired})
+		return nil
+	}
+	if len(cmd.Reason) > events.MaxReasonBytes || len(cmd.UserAgent) > events.MaxUserAgentBytes {
+		r.answer(replyTo, events.CommandResult{CommandID: cmd.CommandID, Error: fmt.Sprintf("the reason may have at most %d bytes and the user agent %d", events.MaxReasonBytes, events.MaxUserAgentBytes), Code: events.ErrorInvalid})
 		return nil
 	}
 	out, err := r.apply(ctx, &cmd, now)
@@ -279,6 +292,23 @@ func (r *Rotator) handle(ctx context.Context, msg jetstream.Msg) error {
 	log.Info().Uint64("revision", out.revision).Int("key_version", out.record.KeyVersion).Bool("already_applied", out.already).Int("confirmed", len(res.Confirmed)).Msg("command applied")
 	r.answer(replyTo, res)
 	return nil
+}
+
+// verifiedActor is who a command's changes are recorded as made by: the
+// NATS user it came from ("nats:admin"), whatever the command says; only
+// the console, which authenticates its own accounts and API tokens, names
+// one of them ("console:ada@example.com", "token:tok_…"), and NATS lets no
+// other user publish as the console.
+func verifiedActor(source, claimed string) (string, error) {
+	if source != events.SourceConsole {
+		return events.ActorNATS + source, nil
+	}
+	for _, prefix := range []string{events.ActorConsole, events.ActorToken} {
+		if rest, ok := strings.CutPrefix(claimed, prefix); ok && rest != "" {
+			return claimed, nil
+		}
+	}
+	return "", fmt.Errorf("a console command's actor %q is neither %s<email> nor %s<id>", redact.String(claimed), events.ActorConsole, events.ActorToken)
 }
 
 // refusalCode is the code of an error that refuses a command for what it
@@ -333,6 +363,10 @@ func (r *Rotator) apply(ctx context.Context, cmd *events.Command, now time.Time)
 			}
 		case events.CommandRevokeUser:
 			if err := rec.RevokeUser(cmd.UserID, now); err != nil {
+				return outcome{}, err
+			}
+		case events.CommandUnrevokeUser:
+			if err := rec.UnrevokeUser(cmd.UserID, now); err != nil {
 				return outcome{}, err
 			}
 		default:
@@ -394,6 +428,9 @@ func adminEvent(cmd *events.Command, rec *project.Record, rev uint64, now time.T
 		EventID:       events.AdminEventIDFor(cmd.CommandID),
 		CommandID:     cmd.CommandID,
 		Actor:         redact.String(cmd.Actor),
+		Reason:        redact.String(cmd.Reason),
+		ClientIP:      redact.String(cmd.ClientIP),
+		UserAgent:     redact.String(cmd.UserAgent),
 		Time:          now.UTC(),
 		ProjectID:     rec.ID,
 		KeyVersion:    rec.KeyVersion,
@@ -428,6 +465,9 @@ func adminEvent(cmd *events.Command, rec *project.Record, rev uint64, now time.T
 		if t, ok := rec.RevokedUsers[cmd.UserID]; ok {
 			ev.RevokedBefore = &t
 		}
+	case events.CommandUnrevokeUser:
+		ev.Kind = events.AdminUserUnrevoked
+		ev.UserID = redact.String(cmd.UserID)
 	}
 	return ev
 }
