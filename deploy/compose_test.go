@@ -93,7 +93,7 @@ func readCompose(t *testing.T) compose {
 }
 
 // roleUsers maps each service that runs a role to its NATS user.
-var roleUsers = map[string]string{"setup": "setup", "ingress": "ingress", "verifier": "verifier", "rotator": "rotator", "auditor": "auditor", "admin": "admin", "audit": "audit"}
+var roleUsers = map[string]string{"setup": "setup", "ingress": "ingress", "verifier": "verifier", "rotator": "rotator", "auditor": "auditor", "admin": "admin", "audit": "audit", "console": "console"}
 
 // roles are the services that run a role of the binary until stopped.
 var roles = []string{"ingress", "verifier", "rotator", "auditor"}

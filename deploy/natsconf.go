@@ -13,7 +13,7 @@ import (
 var natsConf string
 
 // NATSUsers are the users nats.conf defines, one per role or tool.
-var NATSUsers = []string{"setup", "ingress", "verifier", "rotator", "auditor", "admin", "audit"}
+var NATSUsers = []string{"setup", "ingress", "verifier", "rotator", "auditor", "admin", "audit", "console"}
 
 // PasswordVar is the environment variable nats.conf reads a user's
 // password from.

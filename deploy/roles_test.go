@@ -78,6 +78,10 @@ func TestEachRoleDoesOnlyItsJob(t *testing.T) {
 		syncVerifier      = publish(events.SyncSubject("verifier-1"))
 		deadLetter        = func(stream string) action { return jsPublish(events.SubjectDeadLetterPrefix + stream) }
 		everything        = subscribe(">")
+		recordSignIn      = jsPublish(events.AdminSignedIn.Subject())
+		recordTokenMade   = jsPublish(events.AdminTokenCreated.Subject())
+		commandAs         = func(source string) action { return jsPublish(events.CommandRotateKey.SubjectFrom(source)) }
+		readConsoleAnswer = subscribe(events.InboxPrefix(events.SourceConsole) + ".>")
 	)
 
 	cases := []roleCase{
@@ -192,6 +196,33 @@ func TestEachRoleDoesOnlyItsJob(t *testing.T) {
 		{"audit cannot forge a reply", "audit", reply, false},
 		{"audit cannot change the streams", "audit", changeStreams, false},
 
+		{"console rotates a key as the console", "console", rotateAsConsole, true},
+		{"console changes settings as the console", "console", jsPublish(events.CommandUpdateProject.SubjectFrom(events.SourceConsole)), true},
+		{"console reads its answers", "console", readConsoleAnswer, true},
+		{"console reads a project", "console", readSealedKey, true},
+		{"console lists the projects", "console", watchProjects, true},
+		{"console records a sign-in", "console", recordSignIn, true},
+		{"console records an API token made", "console", recordTokenMade, true},
+		{"console checks the streams exist", "console", checkStreams, true},
+		{"console cannot send commands as the CLI", "console", rotateKey, false},
+		{"console cannot forge a project's admin event", "console", forgeAdminEvent, false},
+		{"console cannot write a project directly", "console", writeProject, false},
+		{"console cannot publish attempts", "console", publishAttempt, false},
+		{"console cannot forge a decision", "console", publishDecision, false},
+		{"console cannot forge a reply", "console", reply, false},
+		{"console cannot invalidate", "console", invalidate, false},
+		{"console cannot take attempts", "console", consumeAttempts, false},
+		{"console cannot consume the auditor's decisions", "console", auditDecisions, false},
+		{"console cannot follow decisions", "console", tailDecisions, false},
+		{"console cannot read the CLI's answers", "console", readAdminAnswers, false},
+		{"console cannot change the streams", "console", changeStreams, false},
+		{"admin cannot record a sign-in", "admin", recordSignIn, false},
+		{"admin cannot read the console's answers", "admin", readConsoleAnswer, false},
+		{"rotator answers the console", "rotator", publish(events.InboxPrefix(events.SourceConsole) + ".x.y"), true},
+		{"ingress cannot send commands at all", "ingress", commandAs("ingress"), false},
+		{"verifier cannot send commands at all", "verifier", commandAs("verifier"), false},
+		{"audit cannot send commands at all", "audit", commandAs("audit"), false},
+
 		{"setup creates and updates the streams", "setup", changeStreams, true},
 		{"setup checks the streams exist", "setup", checkStreams, true},
 		{"setup makes the auditor's consumer", "setup", makeAuditConsumer, true},
@@ -221,6 +252,15 @@ func TestEachRoleDoesOnlyItsJob(t *testing.T) {
 			allowed := slices.Contains(w.users, user)
 			verb := map[bool]string{true: "publishes", false: "cannot publish"}[allowed]
 			cases = append(cases, roleCase{fmt.Sprintf("%s %s to %s (%s)", user, verb, w.stream, w.subject), user, jsPublish(w.subject), allowed})
+		}
+	}
+	// The console's buckets hold password hashes, sessions and API tokens:
+	// no other user may read or list them.
+	for _, bucket := range events.ConsoleBuckets {
+		for _, user := range deploy.NATSUsers {
+			allowed := user == "console"
+			verb := map[bool]string{true: "reads", false: "cannot read"}[allowed]
+			cases = append(cases, roleCase{fmt.Sprintf("%s %s the bucket %s", user, verb, bucket), user, kvGetIn(bucket, "missing"), allowed})
 		}
 	}
 	for _, user := range deploy.NATSUsers {
@@ -277,6 +317,12 @@ var streamWriters = []struct {
 	{events.StreamAdmin, events.CommandRotateKey.SubjectFrom(events.SourceAdmin), []string{"admin"}},
 	{events.StreamAdmin, events.CommandRotateKey.SubjectFrom("rotator"), nil},
 	{events.StreamAdmin, events.AdminKeyRotated.Subject(), []string{"rotator"}},
+	{events.StreamAdmin, events.CommandRotateKey.SubjectFrom(events.SourceConsole), []string{"console"}},
+	{events.StreamAdmin, events.AdminSignedIn.Subject(), []string{"rotator", "console"}},
+	{events.StreamAdmin, events.AdminTokenRevoked.Subject(), []string{"rotator", "console"}},
+	{"KV_" + events.BucketConsoleAccounts, "$KV." + events.BucketConsoleAccounts + ".acc_x", []string{"console"}},
+	{"KV_" + events.BucketConsoleSessions, "$KV." + events.BucketConsoleSessions + ".ses_x", []string{"console"}},
+	{"KV_" + events.BucketConsoleTokens, "$KV." + events.BucketConsoleTokens + ".tok_x", []string{"console"}},
 	{events.StreamDeadLetter, events.SubjectDeadLetterPrefix + events.StreamAttempts, []string{"verifier"}},
 	{events.StreamDeadLetter, events.SubjectDeadLetterPrefix + events.StreamDecisions, []string{"auditor"}},
 	{events.StreamDeadLetter, events.SubjectDeadLetterPrefix + events.StreamAdmin, []string{"rotator", "auditor"}},
@@ -391,6 +437,25 @@ func kvGet(key string) action {
 			return err
 		}
 		_, err = kv.Get(ctx, key)
+		return err
+	}}
+}
+
+// kvGetIn reads an entry of a bucket; the entry need not exist (a read of a
+// missing one is a read the user was allowed).
+func kvGetIn(bucket, key string) action {
+	return action{subject: "$JS.API.", do: func(ctx context.Context, nc *nats.Conn) error {
+		js, err := jetstream.New(nc)
+		if err != nil {
+			return err
+		}
+		kv, err := js.KeyValue(ctx, bucket)
+		if err != nil {
+			return err
+		}
+		if _, err = kv.Get(ctx, key); errors.Is(err, jetstream.ErrKeyNotFound) {
+			return nil
+		}
 		return err
 	}}
 }

@@ -138,7 +138,19 @@ const (
 	// BucketProjects is the KV bucket of project settings and sealed keys,
 	// one entry per project id.
 	BucketProjects = "hissuno_projects"
+
+	// The console's KV buckets, which only the console's NATS user may
+	// read or write: its accounts (password hashes), its sessions (by the
+	// hash of the session id), its API tokens (by id, the secret hashed)
+	// and its sign-in throttle (failures per account and per client IP).
+	BucketConsoleAccounts = "hissuno_console_accounts"
+	BucketConsoleSessions = "hissuno_console_sessions"
+	BucketConsoleTokens   = "hissuno_console_tokens"
+	BucketConsoleThrottle = "hissuno_console_throttle"
 )
+
+// ConsoleBuckets lists the console's KV buckets.
+var ConsoleBuckets = []string{BucketConsoleAccounts, BucketConsoleSessions, BucketConsoleTokens, BucketConsoleThrottle}
 
 // Headers.
 const (

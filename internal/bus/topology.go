@@ -156,6 +156,25 @@ func (t Topology) Bucket() jetstream.KeyValueConfig {
 	}
 }
 
+// Lifetimes bounding what the console's buckets keep: a session lives at
+// most MaxSessionLifetime (its absolute lifetime is configured at most
+// this), a sign-in throttle entry ThrottleMemory after its last failure.
+const (
+	MaxSessionLifetime = 30 * 24 * time.Hour
+	ThrottleMemory     = 24 * time.Hour
+)
+
+// ConsoleBuckets returns the configurations of the console's KV buckets
+// (events.ConsoleBuckets).
+func (t Topology) ConsoleBuckets() []jetstream.KeyValueConfig {
+	return []jetstream.KeyValueConfig{
+		{Bucket: events.BucketConsoleAccounts, Description: "Console accounts: email, role, projects, argon2id password hash", History: 5, Storage: jetstream.FileStorage, Replicas: t.Replicas},
+		{Bucket: events.BucketConsoleSessions, Description: "Console sessions, keyed by the SHA-256 of the session id", History: 1, TTL: MaxSessionLifetime, Storage: jetstream.FileStorage, Replicas: t.Replicas},
+		{Bucket: events.BucketConsoleTokens, Description: "Console API tokens, keyed by id; the secret is stored hashed", History: 5, Storage: jetstream.FileStorage, Replicas: t.Replicas},
+		{Bucket: events.BucketConsoleThrottle, Description: "Console sign-in failures per account and per client IP", History: 1, TTL: ThrottleMemory, Storage: jetstream.FileStorage, Replicas: t.Replicas},
+	}
+}
+
 // DefaultAuditAckWait and DefaultAuditMaxAckPending configure the
 // auditor's consumers as the auditor's defaults do (a minute to insert a
 // batch; two inserts in flight and two batches fetched, of 10,000 events).
@@ -259,8 +278,10 @@ func Ensure(ctx context.Context, js jetstream.JetStream, t Topology) error {
 			return fmt.Errorf("stream %s: %w", cfg.Name, err)
 		}
 	}
-	if _, err := js.CreateOrUpdateKeyValue(ctx, t.Bucket()); err != nil {
-		return fmt.Errorf("bucket %s: %w", events.BucketProjects, err)
+	for _, cfg := range append([]jetstream.KeyValueConfig{t.Bucket()}, t.ConsoleBuckets()...) {
+		if _, err := js.CreateOrUpdateKeyValue(ctx, cfg); err != nil {
+			return fmt.Errorf("bucket %s: %w", cfg.Bucket, err)
+		}
 	}
 	return nil
 }
