@@ -163,6 +163,15 @@ func param(s, prefix string, lo, hi uint64) (uint64, bool) {
 	return n, true
 }
 
+// weakHash reports whether a hash is weaker than those made now (lower
+// cost, shorter salt or key): a sign-in with the right password then hashes
+// it again. A stronger one (made by a newer version) is kept.
+func weakHash(encoded string) bool {
+	p, salt, key, err := decodeHash(encoded)
+	return err != nil || p.memory < argonMemoryKiB || p.time < argonTime ||
+		len(salt) < argonSaltBytes || len(key) < argonKeyBytes
+}
+
 // verifyPassword reports whether password matches the PHC string encoded,
 // hashing with the parameters and salt it names and comparing in constant
 // time; errBadHash when encoded cannot be parsed.

@@ -150,7 +150,29 @@ func (s *Store) SignIn(ctx context.Context, email, password, clientIP, userAgent
 	if err := s.forgive(ctx, now, addrKey, t.addressLimit()); err != nil {
 		return Session{}, "", fmt.Errorf("sign in: %w", err)
 	}
+	if weakHash(r.PasswordHash) {
+		s.rehash(ctx, r, password)
+	}
 	return s.startSession(ctx, r, now, clientIP, userAgent)
+}
+
+// rehash stores the password of a sign-in hashed with today's parameters,
+// in place of the weaker hash r holds, unless the hash changed meanwhile;
+// the account's sessions go on. A failure only leaves the old hash.
+func (s *Store) rehash(ctx context.Context, r accountRecord, password string) {
+	h, err := s.hash(ctx, password)
+	if err == nil {
+		_, err = modify(ctx, s.accounts, accountKey(r.Email), accountRetries, func(cur *accountRecord, found bool) error {
+			if !found || cur.PasswordHash != r.PasswordHash {
+				return errUnchanged
+			}
+			cur.PasswordHash = h
+			return nil
+		})
+	}
+	if err != nil {
+		s.log.Warn().Err(err).Str("account", r.Email).Msg("cannot store the password hashed with today's parameters")
+	}
 }
 
 // startSession stores a new session of the account r.

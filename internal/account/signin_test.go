@@ -1,6 +1,8 @@
 package account_test
 
 import (
+	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -8,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hissuno/widgetauth/events"
 	"github.com/hissuno/widgetauth/internal/account"
 )
 
@@ -369,4 +372,57 @@ func TestChangePasswordThrottled(t *testing.T) {
 		t.Fatalf("after the lock: %v", err)
 	}
 	e.mustSignIn(t, "me@example.com", otherPassword)
+}
+
+// TestRehash: a hash made with weaker parameters (made before they were
+// raised) still verifies, and the first sign-in with it stores the password
+// hashed with today's, without ending the account's sessions.
+func TestRehash(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, account.Config{})
+	ctx := testCtx(t)
+	e.mustAccount(t, "old@example.com", account.RoleAdmin)
+	kv := e.kv[events.BucketConsoleAccounts]
+	keys, err := kv.Keys(ctx)
+	if err != nil || len(keys) != 1 {
+		t.Fatalf("keys %v, %v", keys, err)
+	}
+	en, err := kv.Get(ctx, keys[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	var raw map[string]any
+	if err := json.Unmarshal(en.Value(), &raw); err != nil {
+		t.Fatal(err)
+	}
+	salt := "0123456789abcdef"
+	raw["passwordHash"] = "$argon2id$v=19$m=1024,t=1,p=1$" + base64.RawStdEncoding.EncodeToString([]byte(salt)) + "$" + idKeyB64(goodPassword, salt, 1, 1024, 1, 32)
+	b, _ := json.Marshal(raw)
+	if _, err := kv.Update(ctx, keys[0], b, en.Revision()); err != nil {
+		t.Fatal(err)
+	}
+
+	before := e.store.ArgonRuns()
+	_, first := e.mustSignIn(t, "old@example.com", goodPassword)
+	if n := e.store.ArgonRuns() - before; n != 2 {
+		t.Errorf("%d argon2id runs, want 2: the check and the new hash", n)
+	}
+	en, err = kv.Get(ctx, keys[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(en.Value(), &raw); err != nil {
+		t.Fatal(err)
+	}
+	if h, _ := raw["passwordHash"].(string); !phcRE.MatchString(h) {
+		t.Fatalf("after the sign-in the hash is %q, want today's parameters", h)
+	}
+	before = e.store.ArgonRuns()
+	e.mustSignIn(t, "old@example.com", goodPassword)
+	if n := e.store.ArgonRuns() - before; n != 1 {
+		t.Errorf("%d argon2id runs for a sign-in with a current hash, want 1", n)
+	}
+	if _, _, err := e.store.Session(ctx, first); err != nil {
+		t.Errorf("the new hash ended a session: %v", err)
+	}
 }
