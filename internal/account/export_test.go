@@ -17,6 +17,18 @@ func (s *Store) DummyHash() string { return s.dummyHash }
 // SessionKey is the sessions bucket's key of a session secret.
 var SessionKey = sessionKey
 
+// TokenParts returns the id and secret bytes inside a well-formed token.
+var TokenParts = parseToken
+
+// TokenChecksum is the checksum of a token's payload digits.
+var TokenChecksum = tokenChecksum
+
+// TokenID is the public id of a token's id bytes.
+var TokenID = tokenID
+
+// FormatToken writes a token of the id and secret bytes given.
+func FormatToken(id [12]byte, secret [32]byte) string { return formatToken(id, secret) }
+
 // AccountThrottleKey and AddressThrottleKey are the throttle bucket's keys.
 var (
 	AccountThrottleKey = accountThrottleKey
