@@ -13,15 +13,37 @@ import (
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 )
 
-// Filter selects audit records. Zero fields do not filter.
+// Filter selects audit records. Zero fields do not filter. Decision
+// queries honour every field but Kind and Actor; admin-event queries honour
+// ProjectID, Projects, Since, Until, UserID, Kind and Actor.
 type Filter struct {
+	// ProjectID restricts to one project.
 	ProjectID string
-	Since     time.Time
-	Until     time.Time
-	Decision  string
-	Reason    string
-	UserID    string
-	Origin    string
+	// Projects restricts to these projects, for an account limited to
+	// some: nil does not restrict, an empty (non-nil) slice matches
+	// nothing. With ProjectID too, both apply.
+	Projects []string
+	// Since and Until bound the time, to the second: Since included, Until
+	// excluded; a zero Until is a minute from now.
+	Since time.Time
+	Until time.Time
+	// Decision is an outcome (events.Outcome*).
+	Decision string
+	// Reason is a refusal reason (events.Reason*).
+	Reason string
+	// Session is the session of an accept: events.SessionAuthenticated or
+	// events.SessionAnonymous (a refusal has none).
+	Session string
+	// UserID is the decision's user (a verified one in an authenticated
+	// session, the client's in an anonymous one) or the admin event's.
+	UserID string
+	// Origin is the request's Origin header, verbatim.
+	Origin string
+	// Kind is an admin event's kind (events.Admin*).
+	Kind string
+	// Actor is an admin event's actor, exactly as stored
+	// ("nats:admin", "console:ada@example.com").
+	Actor string
 	// Limit bounds the rows returned; default 100.
 	Limit int
 }
@@ -46,6 +68,22 @@ func (c *conds) eq(col, v string) {
 	}
 }
 
+// in restricts col to vs: nil does not restrict, an empty slice matches
+// nothing.
+func (c *conds) in(col string, vs []string) {
+	switch {
+	case vs == nil:
+	case len(vs) == 0:
+		c.add("0")
+	default:
+		args := make([]any, len(vs))
+		for i, v := range vs {
+			args[i] = v
+		}
+		c.add(col+" IN ("+strings.Repeat("?, ", len(vs)-1)+"?)", args...)
+	}
+}
+
 // String is the clause, with a leading space.
 func (c *conds) String() string { return " WHERE " + strings.Join(c.sql, " AND ") }
 
@@ -60,6 +98,7 @@ func (f Filter) common() *conds {
 	c.add("time >= toDateTime(?)", dateTimeSeconds(f.Since))
 	c.add("time < toDateTime(?)", dateTimeSeconds(until))
 	c.eq("project_id", f.ProjectID)
+	c.in("project_id", f.Projects)
 	return c
 }
 
@@ -70,6 +109,7 @@ func (f Filter) decisions() *conds {
 	c.eq("reason", f.Reason)
 	c.eq("user_id", f.UserID)
 	c.eq("origin", f.Origin)
+	c.eq("session", f.Session)
 	return c
 }
 
@@ -78,6 +118,8 @@ func (f Filter) decisions() *conds {
 func (f Filter) admin() *conds {
 	c := f.common()
 	c.eq("user_id", f.UserID)
+	c.eq("kind", f.Kind)
+	c.eq("actor", f.Actor)
 	return c
 }
 
@@ -264,8 +306,8 @@ type AdminRecord struct {
 	UserAgent          string     `json:"userAgent"`
 }
 
-// AdminEvents returns admin events matching f (project, time range, user),
-// newest first, each once.
+// AdminEvents returns admin events matching f (projects, time range, user,
+// kind, actor), newest first, each once.
 func AdminEvents(ctx context.Context, conn driver.Conn, f Filter) ([]AdminRecord, error) {
 	c := f.admin()
 	q := "SELECT " + AdminColumns + " FROM hissuno_admin_events FINAL" + c.String() + " ORDER BY time DESC, time_us DESC, event_id LIMIT ?"
