@@ -1,0 +1,424 @@
+package audit_test
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+
+	"github.com/hissuno/widgetauth/events"
+	"github.com/hissuno/widgetauth/internal/audit"
+	"github.com/hissuno/widgetauth/internal/stack/stacktest"
+)
+
+// pageOrder is the ids of ds in the order pages and exports list them:
+// time (to the microsecond, as stored) and id, descending.
+func pageOrder(ds []events.Decision) []string {
+	s := slices.Clone(ds)
+	slices.SortFunc(s, func(a, b events.Decision) int {
+		if c := b.Time.Truncate(time.Microsecond).Compare(a.Time.Truncate(time.Microsecond)); c != 0 {
+			return c
+		}
+		return strings.Compare(b.DecisionID, a.DecisionID)
+	})
+	out := make([]string, len(s))
+	for i, d := range s {
+		out[i] = d.DecisionID
+	}
+	return out
+}
+
+// readPages reads every page of DecisionsPage with f, calling between with
+// the last record of each page but the last, and returns the ids in the
+// order the pages gave them.
+func readPages(t *testing.T, conn driver.Conn, f audit.Filter, between func(page int, last audit.Record)) []string {
+	t.Helper()
+	ctx := stacktest.Context(t, 60*time.Second)
+	var got []string
+	cursor := ""
+	for page := 0; ; page++ {
+		if page > 1000 {
+			t.Fatal("more than 1000 pages: the cursor does not move")
+		}
+		p, err := audit.DecisionsPage(ctx, conn, f, cursor)
+		if err != nil {
+			t.Fatalf("DecisionsPage page %d: %v", page, err)
+		}
+		if p.Records == nil {
+			t.Fatalf("page %d: nil records, want an empty list", page)
+		}
+		if f.Limit > 0 && len(p.Records) > f.Limit {
+			t.Fatalf("page %d: %d records, more than the limit %d", page, len(p.Records), f.Limit)
+		}
+		got = append(got, ids(p.Records)...)
+		if p.Next == "" {
+			return got
+		}
+		if len(p.Records) == 0 {
+			t.Fatalf("page %d is empty but has a next cursor", page)
+		}
+		if between != nil {
+			between(page, p.Records[len(p.Records)-1])
+		}
+		cursor = p.Next
+	}
+}
+
+// withID is d with another decision id.
+func withID(d events.Decision, id string) events.Decision {
+	d.DecisionID = id
+	return d
+}
+
+func TestDecisionsPageWhileInserting(t *testing.T) {
+	t.Parallel()
+	_, conn := stacktest.MigratedClickHouse(t)
+	base := time.Now().UTC().Add(-2 * time.Hour).Truncate(time.Second)
+	var stored []events.Decision
+	for i := range 230 {
+		// Three decisions a second, two of them in the same microsecond,
+		// which their ids order.
+		us := 500 + 400*(i%3/2)
+		stored = append(stored, stacktest.SampleDecision("page", i, base.Add(time.Duration(i/3)*time.Second+time.Duration(us)*time.Microsecond)))
+	}
+	insertDecisions(t, conn, stored)
+
+	want := slices.Clone(stored)
+	shown := map[string]bool{} // decisions stored between pages that no page may show
+	got := readPages(t, conn, audit.Filter{Limit: 40}, func(page int, last audit.Record) {
+		at := func(tm time.Time, id string) events.Decision {
+			return withID(stacktest.SampleDecision("late", page, tm), id)
+		}
+		// Stored late, sorting after the cursor: an hour older than any
+		// other, and in the cursor's microsecond with a smaller id.
+		after := []events.Decision{
+			at(base.Add(-time.Hour-time.Duration(page)*time.Second), fmt.Sprintf("dec_old_%02d", page)),
+			at(last.Time, last.DecisionID[:len(last.DecisionID)-1]),
+		}
+		// Sorting before it: a newer decision, one a microsecond after the
+		// cursor, one in its microsecond with a larger id.
+		before := []events.Decision{
+			at(time.Now(), fmt.Sprintf("dec_new_%02d", page)),
+			at(last.Time.Add(time.Microsecond), fmt.Sprintf("dec_next_%02d", page)),
+			at(last.Time, last.DecisionID+"~"),
+		}
+		insertDecisions(t, conn, append(slices.Clone(after), before...))
+		want = append(want, after...)
+		for _, d := range before {
+			shown[d.DecisionID] = false
+		}
+	})
+	wantIDs := pageOrder(want)
+	if len(slices.Compact(slices.Sorted(slices.Values(wantIDs)))) != len(wantIDs) {
+		t.Fatal("the test stores two decisions with one id: fix the test")
+	}
+	if !slices.Equal(got, wantIDs) {
+		t.Errorf("pages, with decisions stored between them\n got %d: %v\nwant %d: %v", len(got), got, len(wantIDs), wantIDs)
+	}
+	for _, id := range got {
+		if _, ok := shown[id]; ok {
+			t.Errorf("%s, stored between pages before the cursor, was shown", id)
+		}
+	}
+	if len(shown) < 5*3 {
+		t.Errorf("only %d decisions stored between pages: the test did not page", len(shown))
+	}
+}
+
+func TestDecisionsPage(t *testing.T) {
+	t.Parallel()
+	_, conn := stacktest.MigratedClickHouse(t)
+	ds := fixture(fixtureBase())
+	insertDecisions(t, conn, ds)
+	pick := func(f func(events.Decision) bool) []events.Decision {
+		var out []events.Decision
+		for _, d := range ds {
+			if f(d) {
+				out = append(out, d)
+			}
+		}
+		return out
+	}
+	tests := []struct {
+		name   string
+		filter audit.Filter
+		want   []events.Decision
+	}{
+		{name: "all, one page", filter: audit.Filter{}, want: ds},
+		{name: "all, pages of 1", filter: audit.Filter{Limit: 1}, want: ds},
+		{name: "all, pages of 4", filter: audit.Filter{Limit: 4}, want: ds},
+		{name: "pages that end with the last", filter: audit.Filter{Limit: len(ds)}, want: ds},
+		{name: "pages that end one before the last", filter: audit.Filter{Limit: len(ds) - 1}, want: ds},
+		{name: "a project", filter: audit.Filter{ProjectID: "p_a", Limit: 3}, want: pick(func(d events.Decision) bool { return d.ProjectID == "p_a" })},
+		{name: "a user's history", filter: audit.Filter{ProjectID: "p_a", UserID: "u1", Limit: 1},
+			want: pick(func(d events.Decision) bool { return d.ProjectID == "p_a" && d.UserID == "u1" })},
+		{name: "a user's history everywhere", filter: audit.Filter{UserID: "u1", Limit: 2}, want: pick(func(d events.Decision) bool { return d.UserID == "u1" })},
+		{name: "a user's verified history", filter: audit.Filter{UserID: "v9", Session: "authenticated"}, want: nil},
+		{name: "an anonymous visitor's history", filter: audit.Filter{UserID: "v9", Session: "anonymous"}, want: pick(func(d events.Decision) bool { return d.UserID == "v9" })},
+		{name: "projects", filter: audit.Filter{Projects: []string{"p_b", "p_nope"}, Limit: 2},
+			want: pick(func(d events.Decision) bool { return d.ProjectID == "p_b" || d.ProjectID == "p_nope" })},
+		{name: "no project allowed", filter: audit.Filter{Projects: []string{}}, want: nil},
+		{name: "refusals", filter: audit.Filter{Decision: "unauthorized", Limit: 2}, want: pick(func(d events.Decision) bool { return d.Decision == "unauthorized" })},
+		{name: "a time range", filter: audit.Filter{Since: ds[3].Time, Until: ds[8].Time, Limit: 2}, want: ds[3:8]},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			got := readPages(t, conn, tt.filter, nil)
+			if want := pageOrder(tt.want); !slices.Equal(got, want) {
+				t.Errorf("pages of %+v\n got %v\nwant %v", tt.filter, got, want)
+			}
+		})
+	}
+
+	t.Run("the records are Decisions'", func(t *testing.T) {
+		t.Parallel()
+		ctx := stacktest.Context(t, 30*time.Second)
+		p, err := audit.DecisionsPage(ctx, conn, audit.Filter{UserID: "u2"}, "")
+		if err != nil || len(p.Records) != 1 || p.Next != "" {
+			t.Fatalf("DecisionsPage: %+v, %v", p, err)
+		}
+		recs, err := audit.Decisions(ctx, conn, audit.Filter{UserID: "u2"})
+		if err != nil || len(recs) != 1 {
+			t.Fatalf("Decisions: %v, %v", recs, err)
+		}
+		if fmt.Sprintf("%+v", p.Records[0]) != fmt.Sprintf("%+v", recs[0]) {
+			t.Errorf("DecisionsPage's record\n%+v\nDecisions'\n%+v", p.Records[0], recs[0])
+		}
+	})
+}
+
+func TestDecisionsPageSize(t *testing.T) {
+	t.Parallel()
+	_, conn := stacktest.MigratedClickHouse(t)
+	now := time.Now().UTC()
+	var ds []events.Decision
+	for i := range audit.MaxPage + 30 {
+		ds = append(ds, stacktest.SampleDecision("size", i, now.Add(-time.Duration(i)*time.Millisecond)))
+	}
+	insertDecisions(t, conn, ds)
+	ctx := stacktest.Context(t, 30*time.Second)
+	tests := []struct {
+		name  string
+		limit int
+		want  int
+	}{
+		{name: "default", limit: 0, want: audit.DefaultPage},
+		{name: "negative is the default", limit: -5, want: audit.DefaultPage},
+		{name: "smaller", limit: 7, want: 7},
+		{name: "the most", limit: audit.MaxPage, want: audit.MaxPage},
+		{name: "more than the most", limit: 5000, want: audit.MaxPage},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p, err := audit.DecisionsPage(ctx, conn, audit.Filter{Limit: tt.limit}, "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(p.Records) != tt.want || p.Next == "" {
+				t.Errorf("limit %d: %d records, next %q; want %d and a next page", tt.limit, len(p.Records), p.Next, tt.want)
+			}
+		})
+	}
+}
+
+func TestDecisionsPageNeverShowsDuplicates(t *testing.T) {
+	t.Parallel()
+	_, conn := stacktest.MigratedClickHouse(t)
+	stacktest.Exec(t, conn, "SYSTEM STOP MERGES hissuno_decisions")
+	stacktest.Exec(t, conn, "SYSTEM STOP MERGES hissuno_admin_events")
+	ds := fixture(fixtureBase())
+	insertDecisions(t, conn, ds)
+	insertDecisions(t, conn, ds)
+	insertDecisions(t, conn, ds[2:9])
+	if n := stacktest.Count(t, conn, "SELECT count() FROM hissuno_decisions"); n != uint64(2*len(ds)+7) {
+		t.Fatalf("%d raw rows, want %d: the duplicates were merged before the test could look", n, 2*len(ds)+7)
+	}
+	for _, limit := range []int{1, 3, 100} {
+		if got, want := readPages(t, conn, audit.Filter{Limit: limit}, nil), pageOrder(ds); !slices.Equal(got, want) {
+			t.Errorf("pages of %d with duplicates stored\n got %v\nwant %v", limit, got, want)
+		}
+	}
+	adm := adminFixture(fixtureBase())
+	insertAdmin(t, conn, adm)
+	insertAdmin(t, conn, adm)
+	if got := readAdminPages(t, conn, audit.Filter{Limit: 1}, nil); !slices.Equal(got, []string{"adm_4", "adm_3", "adm_2", "adm_1"}) {
+		t.Errorf("admin pages with duplicates stored: %v", got)
+	}
+}
+
+func TestBadCursor(t *testing.T) {
+	t.Parallel()
+	_, conn := stacktest.MigratedClickHouse(t)
+	ctx := stacktest.Context(t, 30*time.Second)
+	ds := fixture(fixtureBase())
+	insertDecisions(t, conn, ds)
+	insertAdmin(t, conn, adminFixture(fixtureBase()))
+	decisions, err := audit.DecisionsPage(ctx, conn, audit.Filter{Limit: 1}, "")
+	if err != nil || decisions.Next == "" {
+		t.Fatalf("DecisionsPage: %+v, %v", decisions, err)
+	}
+	admin, err := audit.AdminEventsPage(ctx, conn, audit.Filter{Limit: 1}, "")
+	if err != nil || admin.Next == "" {
+		t.Fatalf("AdminEventsPage: %+v, %v", admin, err)
+	}
+	queries := map[string]func(cursor string) error{
+		"DecisionsPage": func(c string) error {
+			_, err := audit.DecisionsPage(ctx, conn, audit.Filter{}, c)
+			return err
+		},
+		"AdminEventsPage": func(c string) error {
+			_, err := audit.AdminEventsPage(ctx, conn, audit.Filter{}, c)
+			return err
+		},
+	}
+	own := map[string]string{"DecisionsPage": decisions.Next, "AdminEventsPage": admin.Next}
+	bad := []struct {
+		name   string
+		cursor string
+	}{
+		{name: "not base64url", cursor: "not a cursor!"},
+		{name: "a quote", cursor: "'"},
+		{name: "cut short", cursor: decisions.Next[:3]},
+		{name: "SQL", cursor: "1' OR '1'='1"},
+	}
+	for query, run := range queries {
+		t.Run(query, func(t *testing.T) {
+			if err := run(own[query]); err != nil {
+				t.Errorf("%s with its own cursor: %v", query, err)
+			}
+			for other, c := range own {
+				if other == query {
+					continue
+				}
+				if err := run(c); !errors.Is(err, audit.ErrBadCursor) {
+					t.Errorf("%s with %s's cursor: %v, want ErrBadCursor", query, other, err)
+				}
+			}
+			for _, b := range bad {
+				err := run(b.cursor)
+				if !errors.Is(err, audit.ErrBadCursor) {
+					t.Errorf("%s with a cursor %s: %v, want ErrBadCursor", query, b.name, err)
+				} else if !strings.Contains(err.Error(), "none for the first page") {
+					t.Errorf("%s with a bad cursor: %q does not say what to pass", query, err)
+				}
+			}
+		})
+	}
+}
+
+// readAdminPages is readPages for AdminEventsPage.
+func readAdminPages(t *testing.T, conn driver.Conn, f audit.Filter, between func(page int, last audit.AdminRecord)) []string {
+	t.Helper()
+	ctx := stacktest.Context(t, 60*time.Second)
+	var got []string
+	cursor := ""
+	for page := 0; ; page++ {
+		if page > 1000 {
+			t.Fatal("more than 1000 pages: the cursor does not move")
+		}
+		p, err := audit.AdminEventsPage(ctx, conn, f, cursor)
+		if err != nil {
+			t.Fatalf("AdminEventsPage page %d: %v", page, err)
+		}
+		if p.Events == nil || (f.Limit > 0 && len(p.Events) > f.Limit) {
+			t.Fatalf("page %d: %d events (nil: %t), limit %d", page, len(p.Events), p.Events == nil, f.Limit)
+		}
+		for _, e := range p.Events {
+			got = append(got, e.EventID)
+		}
+		if p.Next == "" {
+			return got
+		}
+		if between != nil {
+			between(page, p.Events[len(p.Events)-1])
+		}
+		cursor = p.Next
+	}
+}
+
+// adminOrder is the ids of es in the order pages list them.
+func adminOrder(es []events.AdminEvent) []string {
+	s := slices.Clone(es)
+	slices.SortFunc(s, func(a, b events.AdminEvent) int {
+		if c := b.Time.Truncate(time.Microsecond).Compare(a.Time.Truncate(time.Microsecond)); c != 0 {
+			return c
+		}
+		return strings.Compare(b.EventID, a.EventID)
+	})
+	var out []string
+	for _, e := range s {
+		out = append(out, e.EventID)
+	}
+	return out
+}
+
+func TestAdminEventsPage(t *testing.T) {
+	t.Parallel()
+	_, conn := stacktest.MigratedClickHouse(t)
+	base := fixtureBase()
+	adm := adminFixture(base)
+	// Thirty more: updates of p_b, every other one by another actor, three
+	// a second (two in one microsecond).
+	for i := range 30 {
+		adm = append(adm, events.AdminEvent{SchemaVersion: 1, EventID: fmt.Sprintf("adm_u%02d", i), CommandID: fmt.Sprintf("cmd_u%02d", i),
+			Kind: events.AdminProjectUpdated, Actor: []string{"nats:admin", "console:ada@example.com"}[i%2],
+			Time: base.Add(90*time.Minute + time.Duration(i/3)*time.Second + time.Duration(7+i%3/2)*time.Microsecond), ProjectID: "p_b", KeyVersion: 1})
+	}
+	insertAdmin(t, conn, adm)
+	order := func(keep func(events.AdminEvent) bool) []string {
+		var sel []events.AdminEvent
+		for _, e := range adm {
+			if keep(e) {
+				sel = append(sel, e)
+			}
+		}
+		return adminOrder(sel)
+	}
+	all := func(events.AdminEvent) bool { return true }
+	tests := []struct {
+		name   string
+		filter audit.Filter
+		want   []string
+	}{
+		{name: "all, one page", filter: audit.Filter{}, want: order(all)},
+		{name: "all, pages of 1", filter: audit.Filter{Limit: 1}, want: order(all)},
+		{name: "all, pages of 7", filter: audit.Filter{Limit: 7}, want: order(all)},
+		{name: "kind", filter: audit.Filter{Kind: "project.updated", Limit: 4}, want: order(func(e events.AdminEvent) bool { return e.Kind == events.AdminProjectUpdated })},
+		{name: "actor", filter: audit.Filter{Actor: "console:ada@example.com", Limit: 4}, want: order(func(e events.AdminEvent) bool { return e.Actor == "console:ada@example.com" })},
+		{name: "projects", filter: audit.Filter{Projects: []string{"p_a"}, Limit: 2}, want: order(func(e events.AdminEvent) bool { return e.ProjectID == "p_a" })},
+		{name: "no project allowed", filter: audit.Filter{Projects: []string{}}, want: nil},
+		{name: "user", filter: audit.Filter{UserID: "u1"}, want: []string{"adm_3"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			if got := readAdminPages(t, conn, tt.filter, nil); !slices.Equal(got, tt.want) {
+				t.Errorf("admin pages of %+v\n got %v\nwant %v", tt.filter, got, tt.want)
+			}
+		})
+	}
+
+	t.Run("while storing", func(t *testing.T) {
+		t.Parallel()
+		_, conn := stacktest.MigratedClickHouse(t)
+		insertAdmin(t, conn, adm)
+		want := slices.Clone(adm)
+		got := readAdminPages(t, conn, audit.Filter{Limit: 5}, func(page int, last audit.AdminRecord) {
+			newer := events.AdminEvent{SchemaVersion: 1, EventID: fmt.Sprintf("adm_new_%02d", page), CommandID: "cmd_new", Kind: events.AdminKeyRotated,
+				Actor: "nats:admin", Time: time.Now().UTC(), ProjectID: "p_a", KeyVersion: 3}
+			older := newer
+			older.EventID, older.Time = fmt.Sprintf("adm_old_%02d", page), base.Add(-time.Hour-time.Duration(page)*time.Second)
+			insertAdmin(t, conn, []events.AdminEvent{newer, older})
+			want = append(want, older)
+		})
+		wantIDs := adminOrder(want)
+		if !slices.Equal(got, wantIDs) {
+			t.Errorf("admin pages, with events stored between them\n got %v\nwant %v", got, wantIDs)
+		}
+	})
+}
