@@ -2,12 +2,18 @@ package audit
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+
+	"github.com/hissuno/widgetauth/events"
 )
 
 // The reads an admin console makes of the audit: pages of decisions and
-// admin events. Each shows a decision stored twice (a
+// admin events, one decision. Each shows a decision stored twice (a
 // redelivered batch) once: it reads with FINAL, or reads one row.
 
 // Page sizes: DefaultPage when Filter.Limit is not set, never more than
@@ -124,4 +130,51 @@ func AdminEventsPage(ctx context.Context, conn driver.Conn, f Filter, cursor str
 		return AdminPage{}, err
 	}
 	return AdminPage{Events: recs, Next: next}, nil
+}
+
+// ErrNotFound means no decision has the id, or none in the projects
+// allowed.
+var ErrNotFound = errors.New("not found")
+
+// decisionIDSlack is how long before the time its attempt id carries a
+// decision is looked for. A verifier decides after the ingress received
+// the attempt, so only the skew of their clocks makes a decision earlier.
+const decisionIDSlack = 24 * time.Hour
+
+// Decision returns the decision with the id, in one of projects as
+// Filter.Projects restricts (nil: any project; empty: none, so
+// ErrNotFound), so that an account limited to some projects cannot read
+// the others' decisions: ErrNotFound says the same whether the decision is
+// missing or another project's.
+//
+// The table is ordered by project first, so a lookup by id alone scans;
+// the projects bound it when given, and an id of the ingress's form carries
+// the time its attempt was received: only the partitions and parts from a
+// day before it are read. A decision whose verifier's clock ran more than
+// a day behind its ingress's is not found. The row is read without FINAL:
+// the copies of a decision stored twice are identical, and one is read.
+func Decision(ctx context.Context, conn driver.Conn, id string, projects []string) (Record, error) {
+	if id == "" || (projects != nil && len(projects) == 0) {
+		return Record{}, fmt.Errorf("decision %.100q: %w", id, ErrNotFound)
+	}
+	c := &conds{}
+	c.add("decision_id = ?", id)
+	c.in("project_id", projects)
+	if attempt, ok := strings.CutPrefix(id, events.DecisionIDFor("")); ok {
+		if t, ok := events.AttemptTime(attempt); ok {
+			c.add("time >= toDateTime(?)", dateTimeSeconds(t.Add(-decisionIDSlack)))
+		}
+	}
+	rows, err := conn.Query(ctx, "SELECT "+DecisionColumns+" FROM hissuno_decisions"+c.String()+" LIMIT 1", c.args...)
+	if err != nil {
+		return Record{}, queryError(err)
+	}
+	recs, err := collect(rows, "decision", scanRecord)
+	if err != nil {
+		return Record{}, err
+	}
+	if len(recs) == 0 {
+		return Record{}, fmt.Errorf("decision %.100q: %w", id, ErrNotFound)
+	}
+	return recs[0], nil
 }

@@ -422,3 +422,66 @@ func TestAdminEventsPage(t *testing.T) {
 		}
 	})
 }
+
+func TestDecision(t *testing.T) {
+	t.Parallel()
+	_, conn := stacktest.MigratedClickHouse(t)
+	stacktest.Exec(t, conn, "SYSTEM STOP MERGES hissuno_decisions")
+	base := fixtureBase()
+	ds := fixture(base)
+	// Ids of the ingress's form, which carry the time their attempt was
+	// received: decided 20 ms after it, and (a verifier's clock two days
+	// behind) two days before it.
+	timed := func(received, decided time.Time) events.Decision {
+		d := stacktest.SampleDecision("timed", 0, decided)
+		d.AttemptID = events.NewAttemptID(received)
+		d.DecisionID = events.DecisionIDFor(d.AttemptID)
+		return d
+	}
+	onTime := timed(base.Add(time.Hour), base.Add(time.Hour+20*time.Millisecond))
+	behind := timed(base.Add(time.Hour), base.Add(time.Hour-48*time.Hour))
+	ds = append(ds, onTime, behind)
+	insertDecisions(t, conn, ds)
+	insertDecisions(t, conn, ds[:4]) // stored twice
+	ctx := stacktest.Context(t, 30*time.Second)
+	recs, err := audit.Decisions(ctx, conn, audit.Filter{Limit: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	byID := map[string]audit.Record{}
+	for _, r := range recs {
+		byID[r.DecisionID] = r
+	}
+	tests := []struct {
+		name     string
+		id       string
+		projects []string
+		found    bool
+	}{
+		{name: "any project", id: ds[1].DecisionID, found: true},
+		{name: "stored twice", id: ds[0].DecisionID, found: true},
+		{name: "its project allowed", id: ds[1].DecisionID, projects: []string{"p_b", "p_a"}, found: true},
+		{name: "another project's", id: ds[1].DecisionID, projects: []string{"p_b"}},
+		{name: "no project allowed", id: ds[1].DecisionID, projects: []string{}},
+		{name: "missing", id: "dec_att_missing"},
+		{name: "empty id", id: ""},
+		{name: "an id with a quote", id: "dec_' OR 1 = 1 OR '"},
+		{name: "an id of the ingress's form", id: onTime.DecisionID, found: true},
+		{name: "an id of the ingress's form, its project allowed", id: onTime.DecisionID, projects: []string{onTime.ProjectID}, found: true},
+		{name: "decided over a day before its attempt's time, outside the bound", id: behind.DecisionID},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			r, err := audit.Decision(ctx, conn, tt.id, tt.projects)
+			switch {
+			case !tt.found && !errors.Is(err, audit.ErrNotFound):
+				t.Errorf("Decision(%q, %q) = %+v, %v; want ErrNotFound", tt.id, tt.projects, r, err)
+			case tt.found && err != nil:
+				t.Errorf("Decision(%q, %q): %v", tt.id, tt.projects, err)
+			case tt.found && fmt.Sprintf("%+v", r) != fmt.Sprintf("%+v", byID[tt.id]):
+				t.Errorf("Decision(%q)\n got %+v\nwant %+v (as Decisions reads it)", tt.id, r, byID[tt.id])
+			}
+		})
+	}
+}
