@@ -13,7 +13,7 @@ import (
 )
 
 // The reads an admin console makes of the audit: pages of decisions and
-// admin events, one decision. Each shows a decision stored twice (a
+// admin events, one decision, time series and top lists. Each shows a decision stored twice (a
 // redelivered batch) once: it reads with FINAL, or reads one row.
 
 // Page sizes: DefaultPage when Filter.Limit is not set, never more than
@@ -177,4 +177,135 @@ func Decision(ctx context.Context, conn driver.Conn, id string, projects []strin
 		return Record{}, fmt.Errorf("decision %.100q: %w", id, ErrNotFound)
 	}
 	return recs[0], nil
+}
+
+// Bucket is the width of a Series point, in UTC.
+type Bucket string
+
+// The buckets of Series.
+const (
+	BucketMinute Bucket = "minute"
+	BucketHour   Bucket = "hour"
+	BucketDay    Bucket = "day"
+)
+
+// Buckets lists every bucket, finest first.
+var Buckets = []Bucket{BucketMinute, BucketHour, BucketDay}
+
+// Width is the bucket's length; 0 for an unknown bucket.
+func (b Bucket) Width() time.Duration {
+	switch b {
+	case BucketMinute:
+		return time.Minute
+	case BucketHour:
+		return time.Hour
+	case BucketDay:
+		return 24 * time.Hour
+	}
+	return 0
+}
+
+// bucketStarts is the SQL of the start of each bucket holding time, as
+// seconds (the driver never reads it in a time zone of its own).
+var bucketStarts = map[Bucket]string{
+	BucketMinute: "toUInt32(toStartOfMinute(time, 'UTC'))",
+	BucketHour:   "toUInt32(toStartOfHour(time, 'UTC'))",
+	BucketDay:    "toUInt32(toStartOfDay(time, 'UTC'))",
+}
+
+// Split is what a Series counts separately in each bucket.
+type Split string
+
+// The splits of Series: by outcome, or by reason (KeyAccept for accepts,
+// as Stats names them).
+const (
+	SplitDecision Split = "decision"
+	SplitReason   Split = "reason"
+)
+
+// Splits lists every split.
+var Splits = []Split{SplitDecision, SplitReason}
+
+var splitKeys = map[Split]string{
+	SplitDecision: groupKeys[ByDecision],
+	SplitReason:   groupKeys[ByReason],
+}
+
+// MaxBuckets bounds the buckets in a Series' range.
+const MaxBuckets = 10_000
+
+// ErrTooManyBuckets means a Series' range holds more than MaxBuckets
+// buckets.
+var ErrTooManyBuckets = errors.New("too many buckets")
+
+// Point is the count of one key in one bucket of a Series.
+type Point struct {
+	// Time is the start of the bucket, UTC.
+	Time time.Time `json:"time"`
+	// Key is the decision or the reason.
+	Key string `json:"key"`
+	// Count is how many decisions the bucket holds with the key.
+	Count uint64 `json:"count"`
+}
+
+// Series counts the decisions matching f in buckets of time (UTC), each
+// key of split apart, sorted by time then key. Only the buckets and keys
+// that hold decisions are returned: the caller fills the gaps, with
+// bucket.Width() steps from the bucket holding f.Since to the one before
+// f.Until (the first and last buckets count only the part of them in the
+// range). A range of more than MaxBuckets buckets is ErrTooManyBuckets, a
+// zero Since (1970) too whatever the bucket: set one.
+func Series(ctx context.Context, conn driver.Conn, f Filter, bucket Bucket, split Split) ([]Point, error) {
+	start, ok := bucketStarts[bucket]
+	if !ok {
+		return nil, fmt.Errorf("series bucket %q: use minute, hour or day", bucket)
+	}
+	key, ok := splitKeys[split]
+	if !ok {
+		return nil, fmt.Errorf("series split %q: use decision or reason", split)
+	}
+	since, until := f.span()
+	if w := int64(bucket.Width() / time.Second); until > since {
+		if n := (until-1)/w - since/w + 1; n > MaxBuckets {
+			return nil, fmt.Errorf("%w: %s to %s holds %d %s buckets, at most %d: pick a coarser bucket or a narrower range",
+				ErrTooManyBuckets, time.Unix(since, 0).UTC().Format(time.RFC3339), time.Unix(until, 0).UTC().Format(time.RFC3339), n, bucket, MaxBuckets)
+		}
+	}
+	c := f.decisions()
+	q := "SELECT " + start + " AS b, " + key + " AS k, count() AS n FROM hissuno_decisions FINAL" + c.String() + " GROUP BY b, k ORDER BY b, k"
+	rows, err := conn.Query(ctx, q, c.args...)
+	if err != nil {
+		return nil, queryError(err)
+	}
+	return collect(rows, "series", func(rows driver.Rows) (Point, error) {
+		var p Point
+		var b uint32
+		err := rows.Scan(&b, &p.Key, &p.Count)
+		p.Time = time.Unix(int64(b), 0).UTC()
+		return p, err
+	})
+}
+
+// Top sizes: DefaultTop when n is not set, never more than MaxTop.
+const (
+	DefaultTop = 10
+	MaxTop     = 1000
+)
+
+// Top returns the n groups (DefaultTop when n is 0 or less, at most MaxTop)
+// of the most decisions matching f, by origin, reason or user: Stats' first
+// n, with its keys (KeyNone groups the decisions without an origin or a
+// user, KeyAccept the accepts' empty reason, and counts like any other key)
+// and its order (most first, ties by key).
+func Top(ctx context.Context, conn driver.Conn, f Filter, by Group, n int) ([]Stat, error) {
+	switch by {
+	case ByOrigin, ByReason, ByUser:
+	default:
+		return nil, fmt.Errorf("top by %q: use origin, reason or user", by)
+	}
+	if n <= 0 {
+		n = DefaultTop
+	}
+	f.Limit = min(n, MaxTop)
+	return Stats(ctx, conn, f, by)
 }

@@ -485,3 +485,169 @@ func TestDecision(t *testing.T) {
 		})
 	}
 }
+
+// expectedSeries is Series computed from ds.
+func expectedSeries(ds []events.Decision, f audit.Filter, bucket audit.Bucket, split audit.Split) []audit.Point {
+	counts := map[audit.Point]uint64{}
+	for _, d := range ds {
+		sec := d.Time.Truncate(time.Second)
+		if sec.Before(f.Since.Truncate(time.Second)) || !sec.Before(f.Until.Truncate(time.Second)) || (f.ProjectID != "" && d.ProjectID != f.ProjectID) {
+			continue
+		}
+		k := string(d.Decision)
+		if split == audit.SplitReason {
+			k = cmpOr(string(d.Reason), audit.KeyAccept)
+		}
+		counts[audit.Point{Time: d.Time.Truncate(bucket.Width()), Key: k}]++
+	}
+	var out []audit.Point
+	for p, n := range counts {
+		p.Count = n
+		out = append(out, p)
+	}
+	slices.SortFunc(out, func(a, b audit.Point) int {
+		if c := a.Time.Compare(b.Time); c != 0 {
+			return c
+		}
+		return strings.Compare(a.Key, b.Key)
+	})
+	return out
+}
+
+func TestSeries(t *testing.T) {
+	t.Parallel()
+	_, conn := stacktest.MigratedClickHouse(t)
+	stacktest.Exec(t, conn, "SYSTEM STOP MERGES hissuno_decisions")
+	base := fixtureBase()
+	ds := fixture(base)
+	insertDecisions(t, conn, ds)
+	insertDecisions(t, conn, ds) // stored twice, counted once
+	ctx := stacktest.Context(t, 30*time.Second)
+	ranges := []struct {
+		name   string
+		filter audit.Filter
+	}{
+		{name: "all", filter: audit.Filter{Since: base.Add(-time.Hour), Until: base.Add(5 * time.Hour)}},
+		{name: "a project", filter: audit.Filter{ProjectID: "p_b", Since: base.Add(-time.Hour), Until: base.Add(5 * time.Hour)}},
+		{name: "a range inside an hour", filter: audit.Filter{Since: base.Add(20 * time.Minute), Until: base.Add(95*time.Minute + 30*time.Second)}},
+	}
+	for _, r := range ranges {
+		for _, bucket := range audit.Buckets {
+			for _, split := range audit.Splits {
+				t.Run(fmt.Sprintf("%s by %s and %s", r.name, bucket, split), func(t *testing.T) {
+					t.Parallel()
+					got, err := audit.Series(ctx, conn, r.filter, bucket, split)
+					if err != nil {
+						t.Fatal(err)
+					}
+					want := expectedSeries(ds, r.filter, bucket, split)
+					if len(want) == 0 {
+						t.Fatal("the fixture has no decision in the range: fix the test")
+					}
+					if !slices.EqualFunc(got, want, func(a, b audit.Point) bool { return a.Time.Equal(b.Time) && a.Key == b.Key && a.Count == b.Count }) {
+						t.Errorf("Series\n got %v\nwant %v", got, want)
+					}
+					for _, p := range got {
+						if p.Time.Location() != time.UTC {
+							t.Errorf("point at %s, not in UTC", p.Time)
+						}
+					}
+				})
+			}
+		}
+	}
+
+	until := base // whole minutes
+	bounds := []struct {
+		name   string
+		bucket audit.Bucket
+		since  time.Time
+		until  time.Time
+		ok     bool
+	}{
+		{name: "the most minutes", bucket: audit.BucketMinute, since: until.Add(-audit.MaxBuckets * time.Minute), until: until, ok: true},
+		{name: "a minute too many", bucket: audit.BucketMinute, since: until.Add(-(audit.MaxBuckets + 1) * time.Minute), until: until},
+		{name: "a second into a bucket too many", bucket: audit.BucketMinute, since: until.Add(-audit.MaxBuckets * time.Minute), until: until.Add(time.Second)},
+		{name: "six days of minutes", bucket: audit.BucketMinute, since: until.Add(-6 * 24 * time.Hour), until: until, ok: true},
+		{name: "a week of minutes", bucket: audit.BucketMinute, since: until.Add(-7 * 24 * time.Hour), until: until},
+		{name: "a year of hours", bucket: audit.BucketHour, since: until.Add(-365 * 24 * time.Hour), until: until, ok: true},
+		{name: "two years of hours", bucket: audit.BucketHour, since: until.Add(-2 * 365 * 24 * time.Hour), until: until},
+		{name: "since 1970 in days", bucket: audit.BucketDay},
+		{name: "an empty range", bucket: audit.BucketMinute, since: until, until: until, ok: true},
+	}
+	for _, b := range bounds {
+		t.Run(b.name, func(t *testing.T) {
+			t.Parallel()
+			_, err := audit.Series(ctx, conn, audit.Filter{Since: b.since, Until: b.until}, b.bucket, audit.SplitDecision)
+			switch {
+			case b.ok && err != nil:
+				t.Errorf("Series: %v", err)
+			case !b.ok && !errors.Is(err, audit.ErrTooManyBuckets):
+				t.Errorf("Series: %v, want ErrTooManyBuckets", err)
+			case !b.ok && !strings.Contains(err.Error(), "pick a coarser bucket or a narrower range"):
+				t.Errorf("Series: %q does not say what to do", err)
+			}
+		})
+	}
+	t.Run("unknown bucket or split", func(t *testing.T) {
+		t.Parallel()
+		if _, err := audit.Series(ctx, conn, audit.Filter{Since: base}, "week", audit.SplitDecision); err == nil || !strings.Contains(err.Error(), "minute, hour or day") {
+			t.Errorf("Series by week: %v", err)
+		}
+		if _, err := audit.Series(ctx, conn, audit.Filter{Since: base}, audit.BucketHour, "origin"); err == nil || !strings.Contains(err.Error(), "decision or reason") {
+			t.Errorf("Series split by origin: %v", err)
+		}
+	})
+}
+
+func TestTop(t *testing.T) {
+	t.Parallel()
+	_, conn := stacktest.MigratedClickHouse(t)
+	ds := fixture(fixtureBase())
+	insertDecisions(t, conn, ds)
+	ctx := stacktest.Context(t, 30*time.Second)
+	for _, by := range []audit.Group{audit.ByOrigin, audit.ByReason, audit.ByUser} {
+		for _, f := range []audit.Filter{{}, {ProjectID: "p_a"}, {Projects: []string{}}} {
+			all, err := audit.Stats(ctx, conn, f, by)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, n := range []int{1, 2, 3, 0, 100} {
+				t.Run(fmt.Sprintf("%s %d of %+v", by, n, f), func(t *testing.T) {
+					got, err := audit.Top(ctx, conn, f, by, n)
+					if err != nil {
+						t.Fatal(err)
+					}
+					want := all[:min(cmp0(n, audit.DefaultTop), len(all))]
+					if !slices.Equal(got, want) {
+						t.Errorf("Top %d by %s\n got %v\nwant %v (Stats' first)", n, by, got, want)
+					}
+				})
+			}
+		}
+	}
+	t.Run("none and accept count like any key", func(t *testing.T) {
+		got, err := audit.Top(ctx, conn, audit.Filter{}, audit.ByUser, 1)
+		if err != nil || len(got) != 1 || got[0] != (audit.Stat{Key: audit.KeyNone, Count: 7}) {
+			t.Errorf("top user: %v, %v; want the 7 decisions without a user", got, err)
+		}
+		got, err = audit.Top(ctx, conn, audit.Filter{}, audit.ByReason, 1)
+		if err != nil || len(got) != 1 || got[0] != (audit.Stat{Key: audit.KeyAccept, Count: 6}) {
+			t.Errorf("top reason: %v, %v; want the 6 accepts", got, err)
+		}
+	})
+	t.Run("other groupings", func(t *testing.T) {
+		for _, by := range []audit.Group{audit.ByDecision, audit.ByHour, "project"} {
+			if _, err := audit.Top(ctx, conn, audit.Filter{}, by, 3); err == nil || !strings.Contains(err.Error(), "origin, reason or user") {
+				t.Errorf("Top by %s: %v, want an error naming the groupings", by, err)
+			}
+		}
+	})
+}
+
+func cmp0(n, def int) int {
+	if n <= 0 {
+		return def
+	}
+	return n
+}

@@ -90,16 +90,23 @@ func (c *conds) String() string { return " WHERE " + strings.Join(c.sql, " AND "
 // common is the part of the clause every audit table shares: the time
 // range and the project.
 func (f Filter) common() *conds {
-	until := f.Until
-	if until.IsZero() {
-		until = time.Now().Add(time.Minute)
-	}
+	since, until := f.span()
 	c := &conds{}
-	c.add("time >= toDateTime(?)", dateTimeSeconds(f.Since))
-	c.add("time < toDateTime(?)", dateTimeSeconds(until))
+	c.add("time >= toDateTime(?)", since)
+	c.add("time < toDateTime(?)", until)
 	c.eq("project_id", f.ProjectID)
 	c.in("project_id", f.Projects)
 	return c
+}
+
+// span is the time range as DateTime seconds: Since included, Until
+// excluded, a zero Until a minute from now.
+func (f Filter) span() (since, until int64) {
+	u := f.Until
+	if u.IsZero() {
+		u = time.Now().Add(time.Minute)
+	}
+	return dateTimeSeconds(f.Since), dateTimeSeconds(u)
 }
 
 // decisions is the clause selecting decisions.
