@@ -128,6 +128,33 @@ func (p position) after(c *conds, idColumn string) {
 	c.add("(time < toDateTime(?) OR time_us < ? OR (time_us = ? AND "+idColumn+" < ?))", p.sec, p.us, p.us, p.id)
 }
 
+// userPosition is where a page of Users ended: the time its listing is
+// as of (the first page's), and its last user's last-seen time in
+// microseconds and ids.
+type userPosition struct {
+	asOf    int64
+	lastUS  uint64
+	project string
+	user    string
+}
+
+func (p userPosition) cursor() string {
+	return cursorWriter{cursorUsers}.uint(uint64(p.asOf)).uint(p.lastUS).str(p.project).str(p.user).String()
+}
+
+func parseUserPosition(s string) (userPosition, error) {
+	r, err := readCursor(s, cursorUsers)
+	if err != nil {
+		return userPosition{}, err
+	}
+	var p userPosition
+	p.asOf = int64(r.uint(math.MaxUint32))
+	p.lastUS = r.uint(math.MaxUint32*1_000_000 + 999_999)
+	p.project = r.str(true)
+	p.user = r.str(false)
+	return p, r.done()
+}
+
 // badCursor wraps a cursor error for the query that was given it.
 func badCursor(query string, err error) error {
 	return fmt.Errorf("%s: %w: pass the next cursor a page of it returned, or none for the first page", query, err)

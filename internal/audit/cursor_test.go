@@ -37,6 +37,22 @@ func TestPositionCursor(t *testing.T) {
 	}
 }
 
+func TestUserPositionCursor(t *testing.T) {
+	t.Parallel()
+	for _, p := range []userPosition{
+		{asOf: 1_700_000_000, lastUS: 1_700_000_000_123_456, project: "p_a", user: "u1"},
+		{asOf: math.MaxUint32, lastUS: math.MaxUint32*1_000_000 + 999_999, project: "", user: "ü"},
+	} {
+		s := p.cursor()
+		if got, err := parseUserPosition(s); err != nil || got != p {
+			t.Errorf("parseUserPosition(%q) = %+v, %v, want %+v", s, got, err, p)
+		}
+		if _, err := parsePosition(s, cursorDecisions); !errors.Is(err, ErrBadCursor) {
+			t.Errorf("a users cursor read as a decisions one: %v, want ErrBadCursor", err)
+		}
+	}
+}
+
 func TestBadCursors(t *testing.T) {
 	t.Parallel()
 	raw := func(b cursorWriter) string { return base64.RawURLEncoding.EncodeToString(b) }

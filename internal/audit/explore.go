@@ -13,7 +13,8 @@ import (
 )
 
 // The reads an admin console makes of the audit: pages of decisions and
-// admin events, one decision, time series and top lists. Each shows a decision stored twice (a
+// admin events, one decision, time series, top lists, users and per-project
+// figures. Each shows a decision stored twice (a
 // redelivered batch) once: it reads with FINAL, or reads one row.
 
 // Page sizes: DefaultPage when Filter.Limit is not set, never more than
@@ -308,4 +309,173 @@ func Top(ctx context.Context, conn driver.Conn, f Filter, by Group, n int) ([]St
 	}
 	f.Limit = min(n, MaxTop)
 	return Stats(ctx, conn, f, by)
+}
+
+// User is an identified user of a project: one a verified token named.
+type User struct {
+	ProjectID string `json:"projectId"`
+	UserID    string `json:"userId"`
+	// Metadata is the userMetadata of the user's latest accepted
+	// connection.
+	Metadata  map[string]string `json:"metadata"`
+	FirstSeen time.Time         `json:"firstSeen"`
+	LastSeen  time.Time         `json:"lastSeen"`
+	// Connections counts the user's accepted connections.
+	Connections uint64 `json:"connections"`
+	// Refused counts the user's refused attempts. A refusal records no user
+	// today (not even token_revoked's, whose token was verified), so it is
+	// 0 until the verifier records one.
+	Refused uint64 `json:"refused"`
+}
+
+// UsersPage is a page of users, last seen first.
+type UsersPage struct {
+	// Users are the page's users; empty, never nil, when none.
+	Users []User `json:"users"`
+	// Next is the cursor of the following page; "" on the last.
+	Next string `json:"next,omitempty"`
+}
+
+// decisionMicros is a decision's time in microseconds since 1970.
+const decisionMicros = "toUInt64(time) * 1000000 + time_us"
+
+// Users returns a page of the identified users of the decisions matching
+// f: the (project, user id) pairs of decisions whose user a token
+// verified (user_verified, an authenticated session for an accept;
+// anonymous visitors' client-given ids are not users), with the latest
+// userMetadata, first and last seen, accepted connections and refusals, in
+// the order (last seen, project, user id) descending. Up to f.Limit
+// (DefaultPage when not set, at most MaxPage) users after cursor, "" for
+// the first page; UsersPage.Next is the cursor of the following page.
+//
+// The listing is as of the first page: a later page counts only the
+// decisions before the second it was asked at (or f.Until if earlier), so
+// a user seen again between pages is neither moved nor shown twice. A
+// decision stored late with an earlier time can still move its user. Each
+// page aggregates every decision in the range, so a long range is slow.
+func Users(ctx context.Context, conn driver.Conn, f Filter, cursor string) (UsersPage, error) {
+	var at userPosition
+	if cursor != "" {
+		var err error
+		if at, err = parseUserPosition(cursor); err != nil {
+			return UsersPage{}, badCursor("users", err)
+		}
+	} else {
+		at.asOf = time.Now().Unix()
+		if !f.Until.IsZero() {
+			at.asOf = min(at.asOf, dateTimeSeconds(f.Until))
+		}
+	}
+	f.Until = time.Unix(at.asOf, 0)
+	c := f.decisions()
+	c.add("user_id != ''")
+	c.add("user_verified = 1")
+	accept := string(events.OutcomeAccept)
+	args := append([]any{accept, accept, accept}, c.args...)
+	q := "SELECT project_id, user_id, argMaxIf(user_metadata, " + decisionMicros + ", decision = ?) AS meta, " +
+		"min(" + decisionMicros + ") AS first_us, max(" + decisionMicros + ") AS last_us, " +
+		"countIf(decision = ?) AS accepted, countIf(decision != ?) AS refused " +
+		"FROM hissuno_decisions FINAL" + c.String() + " GROUP BY project_id, user_id"
+	if cursor != "" {
+		q += " HAVING last_us < ? OR (last_us = ? AND (project_id < ? OR (project_id = ? AND user_id < ?)))"
+		args = append(args, at.lastUS, at.lastUS, at.project, at.project, at.user)
+	}
+	n := pageSize(f.Limit)
+	q += " ORDER BY last_us DESC, project_id DESC, user_id DESC LIMIT ?"
+	rows, err := conn.Query(ctx, q, append(args, n+1)...)
+	if err != nil {
+		return UsersPage{}, queryError(err)
+	}
+	var lastUS []uint64
+	users, err := collect(rows, "users", func(rows driver.Rows) (User, error) {
+		var u User
+		var meta string
+		var first, last uint64
+		if err := rows.Scan(&u.ProjectID, &u.UserID, &meta, &first, &last, &u.Connections, &u.Refused); err != nil {
+			return User{}, err
+		}
+		u.Metadata = metadata(meta)
+		u.FirstSeen, u.LastSeen = time.UnixMicro(int64(first)).UTC(), time.UnixMicro(int64(last)).UTC()
+		lastUS = append(lastUS, last)
+		return u, nil
+	})
+	if err != nil {
+		return UsersPage{}, err
+	}
+	if len(users) <= n {
+		if users == nil {
+			users = []User{}
+		}
+		return UsersPage{Users: users}, nil
+	}
+	end := users[n-1]
+	next := userPosition{asOf: at.asOf, lastUS: lastUS[n-1], project: end.ProjectID, user: end.UserID}
+	return UsersPage{Users: users[:n], Next: next.cursor()}, nil
+}
+
+// AnonymousStats counts the anonymous sessions of some decisions.
+type AnonymousStats struct {
+	// Connections counts the accepted anonymous connections.
+	Connections uint64 `json:"connections"`
+	// Visitors approximates the people behind them: their distinct (client
+	// IP, User-Agent) pairs. People behind one address with the same
+	// browser count once, one person on two networks or browsers twice; the
+	// userId an anonymous client sends is not used, as anyone can send any.
+	Visitors uint64 `json:"visitors"`
+}
+
+// Anonymous counts the anonymous accepted connections among the decisions
+// matching f, and approximates their visitors (AnonymousStats.Visitors).
+func Anonymous(ctx context.Context, conn driver.Conn, f Filter) (AnonymousStats, error) {
+	c := f.decisions()
+	c.add("session = ?", string(events.SessionAnonymous))
+	c.add("decision = ?", string(events.OutcomeAccept))
+	var s AnonymousStats
+	q := "SELECT count(), uniqExact(client_ip, user_agent) FROM hissuno_decisions FINAL" + c.String()
+	if err := conn.QueryRow(ctx, q, c.args...).Scan(&s.Connections, &s.Visitors); err != nil {
+		return AnonymousStats{}, queryError(err)
+	}
+	return s, nil
+}
+
+// Counts are a project's figures over a time range.
+type Counts struct {
+	// Decisions counts every decision.
+	Decisions uint64 `json:"decisions"`
+	// Refused counts those that were not an accept.
+	Refused uint64 `json:"refused"`
+}
+
+// ProjectCounts counts each project's decisions from since on, as the
+// project list shows them (since a day ago for 24-hour figures). projects
+// restricts as Filter.Projects does (nil: every project with decisions;
+// empty: none), and each project asked for has an entry, zero when it has
+// no decision.
+func ProjectCounts(ctx context.Context, conn driver.Conn, since time.Time, projects []string) (map[string]Counts, error) {
+	out := make(map[string]Counts, len(projects))
+	for _, p := range projects {
+		out[p] = Counts{}
+	}
+	c := Filter{Since: since, Projects: projects}.decisions()
+	q := "SELECT project_id, count(), countIf(decision != ?) FROM hissuno_decisions FINAL" + c.String() + " GROUP BY project_id"
+	rows, err := conn.Query(ctx, q, append([]any{string(events.OutcomeAccept)}, c.args...)...)
+	if err != nil {
+		return nil, queryError(err)
+	}
+	type row struct {
+		project string
+		counts  Counts
+	}
+	rs, err := collect(rows, "project counts", func(rows driver.Rows) (row, error) {
+		var r row
+		err := rows.Scan(&r.project, &r.counts.Decisions, &r.counts.Refused)
+		return r, err
+	})
+	if err != nil {
+		return nil, err
+	}
+	for _, r := range rs {
+		out[r.project] = r.counts
+	}
+	return out, nil
 }

@@ -3,6 +3,7 @@ package audit_test
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"testing"
@@ -266,6 +267,10 @@ func TestBadCursor(t *testing.T) {
 	if err != nil || admin.Next == "" {
 		t.Fatalf("AdminEventsPage: %+v, %v", admin, err)
 	}
+	users, err := audit.Users(ctx, conn, audit.Filter{Limit: 1}, "")
+	if err != nil || users.Next == "" {
+		t.Fatalf("Users: %+v, %v", users, err)
+	}
 	queries := map[string]func(cursor string) error{
 		"DecisionsPage": func(c string) error {
 			_, err := audit.DecisionsPage(ctx, conn, audit.Filter{}, c)
@@ -275,8 +280,12 @@ func TestBadCursor(t *testing.T) {
 			_, err := audit.AdminEventsPage(ctx, conn, audit.Filter{}, c)
 			return err
 		},
+		"Users": func(c string) error {
+			_, err := audit.Users(ctx, conn, audit.Filter{}, c)
+			return err
+		},
 	}
-	own := map[string]string{"DecisionsPage": decisions.Next, "AdminEventsPage": admin.Next}
+	own := map[string]string{"DecisionsPage": decisions.Next, "AdminEventsPage": admin.Next, "Users": users.Next}
 	bad := []struct {
 		name   string
 		cursor string
@@ -650,4 +659,268 @@ func cmp0(n, def int) int {
 		return def
 	}
 	return n
+}
+
+// usersFixture is the fixture and, for p_a's u1, a later accept with other
+// metadata, then a refusal of a token that named it (what a verifier
+// recording token_revoked's user would store), then an anonymous visitor
+// claiming to be it; and anonymous visitors from two browsers at one
+// address.
+func usersFixture(base time.Time) []events.Decision {
+	ds := fixture(base)
+	u1 := ds[0]
+	later := withID(u1, "dec_u1_later")
+	later.Time, later.UserMetadata = base.Add(150*time.Minute), map[string]string{"plan": "team"}
+	refused := withID(u1, "dec_u1_refused")
+	refused.Time, refused.Decision, refused.Reason, refused.Session, refused.UserMetadata = base.Add(160*time.Minute), "unauthorized", "token_revoked", "", nil
+	claimed := withID(ds[5], "dec_claims_u1")
+	claimed.Time, claimed.UserID = base.Add(170*time.Minute), "u1"
+	ds = append(ds, later, refused, claimed)
+	for i, ua := range []string{"a/1", "a/1", "b/2"} {
+		d := withID(ds[5], fmt.Sprintf("dec_anon_%d", i))
+		d.Time, d.ClientIP, d.UserAgent, d.UserID = base.Add(time.Duration(171+i)*time.Minute), "203.0.113.1", ua, ""
+		ds = append(ds, d)
+	}
+	return ds
+}
+
+// expectedUsers is Users computed from ds.
+func expectedUsers(ds []events.Decision, project string) []audit.User {
+	type key struct{ project, user string }
+	users := map[key]*audit.User{}
+	latest := map[key]time.Time{}
+	for _, d := range ds {
+		if d.UserID == "" || !d.UserVerified || (project != "" && d.ProjectID != project) {
+			continue
+		}
+		k := key{d.ProjectID, d.UserID}
+		at := d.Time.Truncate(time.Microsecond)
+		u := users[k]
+		if u == nil {
+			u = &audit.User{ProjectID: d.ProjectID, UserID: d.UserID, FirstSeen: at, LastSeen: at}
+			users[k] = u
+		}
+		u.FirstSeen, u.LastSeen = minTime(u.FirstSeen, at), maxTime(u.LastSeen, at)
+		if d.Decision != "accept" {
+			u.Refused++
+			continue
+		}
+		u.Connections++
+		if at.After(latest[k]) {
+			latest[k], u.Metadata = at, d.UserMetadata
+		}
+	}
+	var out []audit.User
+	for _, u := range users {
+		out = append(out, *u)
+	}
+	slices.SortFunc(out, func(a, b audit.User) int {
+		if c := b.LastSeen.Compare(a.LastSeen); c != 0 {
+			return c
+		}
+		if c := strings.Compare(b.ProjectID, a.ProjectID); c != 0 {
+			return c
+		}
+		return strings.Compare(b.UserID, a.UserID)
+	})
+	return out
+}
+
+func minTime(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
+	}
+	return a
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
+}
+
+func sameUsers(got, want []audit.User) bool {
+	return slices.EqualFunc(got, want, func(a, b audit.User) bool {
+		return a.ProjectID == b.ProjectID && a.UserID == b.UserID && maps.Equal(a.Metadata, b.Metadata) &&
+			a.FirstSeen.Equal(b.FirstSeen) && a.LastSeen.Equal(b.LastSeen) && a.Connections == b.Connections && a.Refused == b.Refused
+	})
+}
+
+// readUsers reads every page of Users with f, calling between after each
+// page but the last.
+func readUsers(t *testing.T, conn driver.Conn, f audit.Filter, between func()) []audit.User {
+	t.Helper()
+	ctx := stacktest.Context(t, 60*time.Second)
+	var got []audit.User
+	cursor := ""
+	for page := 0; ; page++ {
+		if page > 1000 {
+			t.Fatal("more than 1000 pages: the cursor does not move")
+		}
+		p, err := audit.Users(ctx, conn, f, cursor)
+		if err != nil {
+			t.Fatalf("Users page %d: %v", page, err)
+		}
+		if p.Users == nil || (f.Limit > 0 && len(p.Users) > f.Limit) {
+			t.Fatalf("page %d: %d users (nil: %t), limit %d", page, len(p.Users), p.Users == nil, f.Limit)
+		}
+		got = append(got, p.Users...)
+		if p.Next == "" {
+			return got
+		}
+		if between != nil {
+			between()
+		}
+		cursor = p.Next
+	}
+}
+
+func TestUsers(t *testing.T) {
+	t.Parallel()
+	_, conn := stacktest.MigratedClickHouse(t)
+	stacktest.Exec(t, conn, "SYSTEM STOP MERGES hissuno_decisions")
+	base := fixtureBase()
+	ds := usersFixture(base)
+	insertDecisions(t, conn, ds)
+	insertDecisions(t, conn, ds[:8]) // stored twice, counted once
+
+	tests := []struct {
+		name   string
+		filter audit.Filter
+		want   []audit.User
+	}{
+		{name: "all", filter: audit.Filter{}, want: expectedUsers(ds, "")},
+		{name: "all, pages of 1", filter: audit.Filter{Limit: 1}, want: expectedUsers(ds, "")},
+		{name: "all, pages of 2", filter: audit.Filter{Limit: 2}, want: expectedUsers(ds, "")},
+		{name: "a project", filter: audit.Filter{ProjectID: "p_a"}, want: expectedUsers(ds, "p_a")},
+		{name: "a project's, pages of 1", filter: audit.Filter{ProjectID: "p_b", Limit: 1}, want: expectedUsers(ds, "p_b")},
+		{name: "projects", filter: audit.Filter{Projects: []string{"p_b"}}, want: expectedUsers(ds, "p_b")},
+		{name: "no project allowed", filter: audit.Filter{Projects: []string{}}, want: nil},
+		{name: "until before the latest", filter: audit.Filter{ProjectID: "p_a", Until: base.Add(155 * time.Minute)}, want: expectedUsers(ds[:len(ds)-5], "p_a")},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			if got := readUsers(t, conn, tt.filter, nil); !sameUsers(got, tt.want) {
+				t.Errorf("Users(%+v)\n got %+v\nwant %+v", tt.filter, got, tt.want)
+			}
+		})
+	}
+
+	t.Run("p_a's u1", func(t *testing.T) {
+		t.Parallel()
+		got := readUsers(t, conn, audit.Filter{ProjectID: "p_a", UserID: "u1"}, nil)
+		want := audit.User{ProjectID: "p_a", UserID: "u1", Metadata: map[string]string{"plan": "team"},
+			FirstSeen: ds[0].Time.Truncate(time.Microsecond), LastSeen: base.Add(160 * time.Minute), Connections: 3, Refused: 1}
+		if !sameUsers(got, []audit.User{want}) {
+			t.Errorf("u1 of p_a: %+v, want %+v (the anonymous visitor claiming it not counted)", got, want)
+		}
+	})
+
+	t.Run("as of the first page", func(t *testing.T) {
+		_, conn := stacktest.MigratedClickHouse(t)
+		insertDecisions(t, conn, ds)
+		want := expectedUsers(ds, "")
+		n := 0
+		got := readUsers(t, conn, audit.Filter{Limit: 1}, func() {
+			// The user listed last seen again, and a new user: neither
+			// moves the listing.
+			again := withID(ds[9], fmt.Sprintf("dec_again_%d", n))
+			again.Time = time.Now().UTC()
+			fresh := withID(ds[9], fmt.Sprintf("dec_fresh_%d", n))
+			fresh.Time, fresh.UserID = again.Time, fmt.Sprintf("u_fresh_%d", n)
+			insertDecisions(t, conn, []events.Decision{again, fresh})
+			n++
+		})
+		if !sameUsers(got, want) {
+			t.Errorf("Users, with decisions stored between pages\n got %+v\nwant %+v", got, want)
+		}
+		if n < 3 {
+			t.Errorf("%d pages: the test did not page", n+1)
+		}
+	})
+}
+
+func TestAnonymous(t *testing.T) {
+	t.Parallel()
+	_, conn := stacktest.MigratedClickHouse(t)
+	stacktest.Exec(t, conn, "SYSTEM STOP MERGES hissuno_decisions")
+	ds := usersFixture(fixtureBase())
+	insertDecisions(t, conn, ds)
+	insertDecisions(t, conn, ds) // stored twice, counted once
+	ctx := stacktest.Context(t, 30*time.Second)
+	tests := []struct {
+		name   string
+		filter audit.Filter
+		want   audit.AnonymousStats
+	}{
+		// v9 and the visitor claiming u1 share an address and a browser;
+		// two more browsers at another address.
+		{name: "all", filter: audit.Filter{}, want: audit.AnonymousStats{Connections: 5, Visitors: 3}},
+		{name: "a project", filter: audit.Filter{ProjectID: "p_a"}, want: audit.AnonymousStats{Connections: 5, Visitors: 3}},
+		{name: "a project without anonymous sessions", filter: audit.Filter{ProjectID: "p_b"}, want: audit.AnonymousStats{}},
+		{name: "no project allowed", filter: audit.Filter{Projects: []string{}}, want: audit.AnonymousStats{}},
+		{name: "a user", filter: audit.Filter{UserID: "v9"}, want: audit.AnonymousStats{Connections: 1, Visitors: 1}},
+		{name: "authenticated sessions", filter: audit.Filter{Session: "authenticated"}, want: audit.AnonymousStats{}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			got, err := audit.Anonymous(ctx, conn, tt.filter)
+			if err != nil || got != tt.want {
+				t.Errorf("Anonymous(%+v) = %+v, %v; want %+v", tt.filter, got, err, tt.want)
+			}
+		})
+	}
+}
+
+func TestProjectCounts(t *testing.T) {
+	t.Parallel()
+	_, conn := stacktest.MigratedClickHouse(t)
+	stacktest.Exec(t, conn, "SYSTEM STOP MERGES hissuno_decisions")
+	base := fixtureBase()
+	ds := fixture(base)
+	insertDecisions(t, conn, ds)
+	insertDecisions(t, conn, ds) // stored twice, counted once
+	ctx := stacktest.Context(t, 30*time.Second)
+	expect := func(since time.Time, projects []string) map[string]audit.Counts {
+		out := map[string]audit.Counts{}
+		for _, p := range projects {
+			out[p] = audit.Counts{}
+		}
+		for _, d := range ds {
+			if d.Time.Truncate(time.Second).Before(since.Truncate(time.Second)) || (projects != nil && !slices.Contains(projects, d.ProjectID)) {
+				continue
+			}
+			c := out[d.ProjectID]
+			c.Decisions++
+			if d.Decision != "accept" {
+				c.Refused++
+			}
+			out[d.ProjectID] = c
+		}
+		return out
+	}
+	tests := []struct {
+		name     string
+		since    time.Time
+		projects []string
+		want     map[string]audit.Counts
+	}{
+		{name: "every project", since: base.Add(-time.Hour), want: map[string]audit.Counts{"p_a": {8, 4}, "p_b": {4, 2}, "p_nope": {1, 1}}},
+		{name: "since", since: ds[6].Time, want: expect(ds[6].Time, nil)},
+		{name: "some", since: base.Add(-time.Hour), projects: []string{"p_b", "p_none"}, want: map[string]audit.Counts{"p_b": {4, 2}, "p_none": {}}},
+		{name: "none", since: base.Add(-time.Hour), projects: []string{}, want: map[string]audit.Counts{}},
+		{name: "the last day", since: time.Now().Add(-24 * time.Hour), projects: []string{"p_a"}, want: expect(time.Now().Add(-24*time.Hour), []string{"p_a"})},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			got, err := audit.ProjectCounts(ctx, conn, tt.since, tt.projects)
+			if err != nil || !maps.Equal(got, tt.want) {
+				t.Errorf("ProjectCounts(%s, %q) = %v, %v; want %v", tt.since, tt.projects, got, err, tt.want)
+			}
+		})
+	}
 }
