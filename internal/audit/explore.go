@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 
 	"github.com/hissuno/widgetauth/events"
@@ -14,7 +15,7 @@ import (
 
 // The reads an admin console makes of the audit: pages of decisions and
 // admin events, one decision, time series, top lists, users and per-project
-// figures. Each shows a decision stored twice (a
+// figures, and a streamed export. Each shows a decision stored twice (a
 // redelivered batch) once: it reads with FINAL, or reads one row.
 
 // Page sizes: DefaultPage when Filter.Limit is not set, never more than
@@ -478,4 +479,62 @@ func ProjectCounts(ctx context.Context, conn driver.Conn, since time.Time, proje
 		out[r.project] = r.counts
 	}
 	return out, nil
+}
+
+// ErrTruncated means an export stopped at its bound with decisions left.
+var ErrTruncated = errors.New("export truncated")
+
+// exportBlockRows is how many rows a block ClickHouse sends an export
+// holds. The driver buffers two blocks ahead of the one being read, so
+// that an export holds about 4 blocks of rows at once, whatever its size.
+const exportBlockRows = 1024
+
+// ExportDecisions calls each for every decision matching f (f.Limit aside),
+// each once, in DecisionsPage's order, and returns how many each took.
+// Rows stream from ClickHouse in blocks of exportBlockRows and none is
+// kept, so that memory stays bounded however many rows are exported. At
+// most bound decisions are exported: with more left, it stops and returns
+// bound and ErrTruncated. An error of each stops the export and is returned
+// as it is, the decision it refused not counted.
+func ExportDecisions(ctx context.Context, conn driver.Conn, f Filter, bound int, each func(Record) error) (int, error) {
+	if bound <= 0 {
+		return 0, fmt.Errorf("export: the bound must be positive, not %d", bound)
+	}
+	qctx, cancel := context.WithCancel(clickhouse.Context(ctx, clickhouse.WithSettings(clickhouse.Settings{"max_block_size": exportBlockRows})))
+	defer cancel()
+	c := f.decisions()
+	q := "SELECT " + DecisionColumns + " FROM hissuno_decisions FINAL" + c.String() + " ORDER BY time DESC, time_us DESC, decision_id DESC LIMIT ?"
+	rows, err := conn.Query(qctx, q, append(c.args, bound+1)...)
+	if err != nil {
+		return 0, queryError(err)
+	}
+	n, err := export(rows, bound, each)
+	if err != nil && !errors.Is(err, ErrTruncated) {
+		// Closing drains what the server still sends: stop it instead.
+		cancel()
+	}
+	rows.Close()
+	return n, err
+}
+
+// export reads rows into each, at most bound of them.
+func export(rows driver.Rows, bound int, each func(Record) error) (int, error) {
+	n := 0
+	for rows.Next() {
+		if n == bound {
+			return n, fmt.Errorf("%w after %d decisions: narrow the filter or raise the bound", ErrTruncated, bound)
+		}
+		r, err := scanRecord(rows)
+		if err != nil {
+			return n, fmt.Errorf("read decisions: %w", err)
+		}
+		if err := each(r); err != nil {
+			return n, err
+		}
+		n++
+	}
+	if err := rows.Err(); err != nil {
+		return n, fmt.Errorf("read decisions: %w", err)
+	}
+	return n, nil
 }
