@@ -349,9 +349,10 @@ const decisionMicros = "toUInt64(time) * 1000000 + time_us"
 // (DefaultPage when not set, at most MaxPage) users after cursor, "" for
 // the first page; UsersPage.Next is the cursor of the following page.
 //
-// The listing is as of the first page: a later page counts only the
-// decisions before the second it was asked at (or f.Until if earlier), so
-// a user seen again between pages is neither moved nor shown twice. A
+// The listing is as of the first page: every page counts only the
+// decisions before the second the first page was asked at (or f.Until if
+// earlier), so a user seen again between pages is neither moved nor shown
+// twice. A
 // decision stored late with an earlier time can still move its user. Each
 // page aggregates every decision in the range, so a long range is slow.
 func Users(ctx context.Context, conn driver.Conn, f Filter, cursor string) (UsersPage, error) {
@@ -387,7 +388,6 @@ func Users(ctx context.Context, conn driver.Conn, f Filter, cursor string) (User
 	if err != nil {
 		return UsersPage{}, queryError(err)
 	}
-	var lastUS []uint64
 	users, err := collect(rows, "users", func(rows driver.Rows) (User, error) {
 		var u User
 		var meta string
@@ -397,7 +397,6 @@ func Users(ctx context.Context, conn driver.Conn, f Filter, cursor string) (User
 		}
 		u.Metadata = metadata(meta)
 		u.FirstSeen, u.LastSeen = time.UnixMicro(int64(first)).UTC(), time.UnixMicro(int64(last)).UTC()
-		lastUS = append(lastUS, last)
 		return u, nil
 	})
 	if err != nil {
@@ -410,7 +409,7 @@ func Users(ctx context.Context, conn driver.Conn, f Filter, cursor string) (User
 		return UsersPage{Users: users}, nil
 	}
 	end := users[n-1]
-	next := userPosition{asOf: at.asOf, lastUS: lastUS[n-1], project: end.ProjectID, user: end.UserID}
+	next := userPosition{asOf: at.asOf, lastUS: uint64(end.LastSeen.UnixMicro()), project: end.ProjectID, user: end.UserID}
 	return UsersPage{Users: users[:n], Next: next.cursor()}, nil
 }
 
