@@ -13,40 +13,121 @@ import (
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 )
 
-// Filter selects audit records. Zero fields do not filter.
+// Filter selects audit records. Zero fields do not filter. Decision
+// queries honour every field but Kind and Actor; admin-event queries honour
+// ProjectID, Projects, Since, Until, UserID, Kind and Actor.
 type Filter struct {
+	// ProjectID restricts to one project.
 	ProjectID string
-	Since     time.Time
-	Until     time.Time
-	Decision  string
-	Reason    string
-	UserID    string
-	Origin    string
+	// Projects restricts to these projects, for an account limited to
+	// some: nil does not restrict, an empty (non-nil) slice matches
+	// nothing. With ProjectID too, both apply.
+	Projects []string
+	// Since and Until bound the time, to the second: Since included, Until
+	// excluded; a zero Until is a minute from now.
+	Since time.Time
+	Until time.Time
+	// Decision is an outcome (events.Outcome*).
+	Decision string
+	// Reason is a refusal reason (events.Reason*).
+	Reason string
+	// Session is the session of an accept: events.SessionAuthenticated or
+	// events.SessionAnonymous (a refusal has none).
+	Session string
+	// UserID is the decision's user (a verified one in an authenticated
+	// session, the client's in an anonymous one) or the admin event's.
+	UserID string
+	// Origin is the request's Origin header, verbatim.
+	Origin string
+	// Kind is an admin event's kind (events.Admin*).
+	Kind string
+	// Actor is an admin event's actor, exactly as stored
+	// ("nats:admin", "console:ada@example.com").
+	Actor string
 	// Limit bounds the rows returned; default 100.
 	Limit int
 }
 
-// where builds the WHERE clause and its arguments. Every value is bound,
-// never spliced into the SQL.
-func (f Filter) where(userColumn string) (string, []any) {
-	conds := []string{"time >= toDateTime(?)", "time < toDateTime(?)"}
-	until := f.Until
-	if until.IsZero() {
-		until = time.Now().Add(time.Minute)
+// conds is a WHERE clause being built: conditions joined by AND, every
+// value bound (a ? and an argument), never spliced into the SQL.
+type conds struct {
+	sql  []string
+	args []any
+}
+
+// add appends a condition and the values of its placeholders.
+func (c *conds) add(cond string, args ...any) {
+	c.sql = append(c.sql, cond)
+	c.args = append(c.args, args...)
+}
+
+// eq restricts col to v, unless v is empty.
+func (c *conds) eq(col, v string) {
+	if v != "" {
+		c.add(col+" = ?", v)
 	}
-	args := []any{dateTimeSeconds(f.Since), dateTimeSeconds(until)}
-	add := func(col, v string) {
-		if v != "" {
-			conds = append(conds, col+" = ?")
-			args = append(args, v)
+}
+
+// in restricts col to vs: nil does not restrict, an empty slice matches
+// nothing.
+func (c *conds) in(col string, vs []string) {
+	switch {
+	case vs == nil:
+	case len(vs) == 0:
+		c.add("0")
+	default:
+		args := make([]any, len(vs))
+		for i, v := range vs {
+			args[i] = v
 		}
+		c.add(col+" IN ("+strings.Repeat("?, ", len(vs)-1)+"?)", args...)
 	}
-	add("project_id", f.ProjectID)
-	add("decision", f.Decision)
-	add("reason", f.Reason)
-	add(userColumn, f.UserID)
-	add("origin", f.Origin)
-	return " WHERE " + strings.Join(conds, " AND "), args
+}
+
+// String is the clause, with a leading space.
+func (c *conds) String() string { return " WHERE " + strings.Join(c.sql, " AND ") }
+
+// common is the part of the clause every audit table shares: the time
+// range and the project.
+func (f Filter) common() *conds {
+	since, until := f.span()
+	c := &conds{}
+	c.add("time >= toDateTime(?)", since)
+	c.add("time < toDateTime(?)", until)
+	c.eq("project_id", f.ProjectID)
+	c.in("project_id", f.Projects)
+	return c
+}
+
+// span is the time range as DateTime seconds: Since included, Until
+// excluded, a zero Until a minute from now.
+func (f Filter) span() (since, until int64) {
+	u := f.Until
+	if u.IsZero() {
+		u = time.Now().Add(time.Minute)
+	}
+	return dateTimeSeconds(f.Since), dateTimeSeconds(u)
+}
+
+// decisions is the clause selecting decisions.
+func (f Filter) decisions() *conds {
+	c := f.common()
+	c.eq("decision", f.Decision)
+	c.eq("reason", f.Reason)
+	c.eq("user_id", f.UserID)
+	c.eq("origin", f.Origin)
+	c.eq("session", f.Session)
+	return c
+}
+
+// admin is the clause selecting admin events: the decision fields do not
+// apply.
+func (f Filter) admin() *conds {
+	c := f.common()
+	c.eq("user_id", f.UserID)
+	c.eq("kind", f.Kind)
+	c.eq("actor", f.Actor)
+	return c
 }
 
 // dateTimeSeconds is t as the seconds a ClickHouse DateTime holds (an
@@ -85,35 +166,60 @@ type Record struct {
 
 // Decisions returns decisions matching f, newest first, each once.
 func Decisions(ctx context.Context, conn driver.Conn, f Filter) ([]Record, error) {
-	where, args := f.where("user_id")
-	q := "SELECT " + DecisionColumns + " FROM hissuno_decisions FINAL" + where + " ORDER BY time DESC, time_us DESC, decision_id LIMIT ?"
-	args = append(args, limit(f.Limit))
-	rows, err := conn.Query(ctx, q, args...)
+	c := f.decisions()
+	q := "SELECT " + DecisionColumns + " FROM hissuno_decisions FINAL" + c.String() + " ORDER BY time DESC, time_us DESC, decision_id LIMIT ?"
+	rows, err := conn.Query(ctx, q, append(c.args, limit(f.Limit))...)
 	if err != nil {
 		return nil, queryError(err)
 	}
-	defer rows.Close()
-	var out []Record
-	for rows.Next() {
-		var r Record
-		var t, received time.Time
-		var us uint32
-		var verified uint8
-		var meta, message string
-		if err := rows.Scan(&r.DecisionID, &r.AttemptID, &t, &us, &received, &r.ProjectID, &r.Decision, &r.Reason, &message, &r.Session,
-			&r.UserID, &verified, &meta, &r.ClaimedUserID, &r.Origin, &r.TokenFingerprint, &r.KeyVersion, &r.SkewSeconds,
-			&r.Verifier, &r.Ingress, &r.LatencyMicros, &r.ClientIP, &r.UserAgent); err != nil {
-			return nil, fmt.Errorf("read decisions: %w", err)
-		}
-		r.Time = t.UTC().Add(time.Duration(us) * time.Microsecond)
-		r.UserVerified = verified == 1
-		r.Message = message
-		if meta != "" {
-			_ = json.Unmarshal([]byte(meta), &r.UserMetadata)
-		}
-		out = append(out, r)
+	return collect(rows, "decisions", scanRecord)
+}
+
+// scanRecord reads a row of DecisionColumns.
+func scanRecord(rows driver.Rows) (Record, error) {
+	var r Record
+	var t, received time.Time
+	var us uint32
+	var verified uint8
+	var meta string
+	if err := rows.Scan(&r.DecisionID, &r.AttemptID, &t, &us, &received, &r.ProjectID, &r.Decision, &r.Reason, &r.Message, &r.Session,
+		&r.UserID, &verified, &meta, &r.ClaimedUserID, &r.Origin, &r.TokenFingerprint, &r.KeyVersion, &r.SkewSeconds,
+		&r.Verifier, &r.Ingress, &r.LatencyMicros, &r.ClientIP, &r.UserAgent); err != nil {
+		return Record{}, err
 	}
-	return out, rows.Err()
+	r.Time = t.UTC().Add(time.Duration(us) * time.Microsecond)
+	r.UserVerified = verified == 1
+	r.UserMetadata = metadata(meta)
+	return r, nil
+}
+
+// metadata decodes a user_metadata column: nil when empty (or, which the
+// auditor never stores, not a JSON object of strings).
+func metadata(s string) map[string]string {
+	if s == "" {
+		return nil
+	}
+	var m map[string]string
+	_ = json.Unmarshal([]byte(s), &m)
+	return m
+}
+
+// collect reads every row with scan, closing rows; what names the rows in
+// an error.
+func collect[T any](rows driver.Rows, what string, scan func(driver.Rows) (T, error)) ([]T, error) {
+	defer rows.Close()
+	var out []T
+	for rows.Next() {
+		v, err := scan(rows)
+		if err != nil {
+			return nil, fmt.Errorf("read %s: %w", what, err)
+		}
+		out = append(out, v)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read %s: %w", what, err)
+	}
+	return out, nil
 }
 
 // Group names what Stats counts by.
@@ -140,23 +246,17 @@ type Stat struct {
 // Stats counts decisions matching f by group, each decision once. Every
 // group is returned unless f.Limit is set.
 func Stats(ctx context.Context, conn driver.Conn, f Filter, by Group) ([]Stat, error) {
-	var expr, order string
-	switch by {
-	case ByDecision:
-		expr, order = "decision", "n DESC, k"
-	case ByReason:
-		expr, order = "if(reason = '', '(accept)', reason)", "n DESC, k"
-	case ByOrigin:
-		expr, order = "if(origin = '', '(none)', origin)", "n DESC, k"
-	case ByUser:
-		expr, order = "if(user_id = '', '(none)', user_id)", "n DESC, k"
-	case ByHour:
-		expr, order = "formatDateTime(toStartOfHour(time), '%Y-%m-%d %H:00')", "k"
-	default:
+	expr, ok := groupKeys[by]
+	if !ok {
 		return nil, fmt.Errorf("--by %q: use decision, reason, origin, user or hour", by)
 	}
-	where, args := f.where("user_id")
-	q := "SELECT " + expr + " AS k, count() AS n FROM hissuno_decisions FINAL" + where + " GROUP BY k ORDER BY " + order
+	order := "n DESC, k"
+	if by == ByHour {
+		order = "k"
+	}
+	c := f.decisions()
+	q := "SELECT " + expr + " AS k, count() AS n FROM hissuno_decisions FINAL" + c.String() + " GROUP BY k ORDER BY " + order
+	args := c.args
 	if f.Limit > 0 {
 		q += " LIMIT ?"
 		args = append(args, f.Limit)
@@ -165,16 +265,27 @@ func Stats(ctx context.Context, conn driver.Conn, f Filter, by Group) ([]Stat, e
 	if err != nil {
 		return nil, queryError(err)
 	}
-	defer rows.Close()
-	var out []Stat
-	for rows.Next() {
+	return collect(rows, "stats", func(rows driver.Rows) (Stat, error) {
 		var s Stat
-		if err := rows.Scan(&s.Key, &s.Count); err != nil {
-			return nil, fmt.Errorf("read stats: %w", err)
-		}
-		out = append(out, s)
-	}
-	return out, rows.Err()
+		err := rows.Scan(&s.Key, &s.Count)
+		return s, err
+	})
+}
+
+// The keys that stand for an empty value in a grouping: KeyAccept for the
+// reason of an accept, KeyNone for a decision without an origin or a user.
+const (
+	KeyAccept = "(accept)"
+	KeyNone   = "(none)"
+)
+
+// groupKeys is the SQL expression of each grouping's key.
+var groupKeys = map[Group]string{
+	ByDecision: "decision",
+	ByReason:   "if(reason = '', '" + KeyAccept + "', reason)",
+	ByOrigin:   "if(origin = '', '" + KeyNone + "', origin)",
+	ByUser:     "if(user_id = '', '" + KeyNone + "', user_id)",
+	ByHour:     "formatDateTime(toStartOfHour(time), '%Y-%m-%d %H:00')",
 }
 
 // AdminRecord is one admin event as security teams see it.
@@ -202,42 +313,44 @@ type AdminRecord struct {
 	UserAgent          string     `json:"userAgent"`
 }
 
-// AdminEvents returns admin events matching f (project, time range, user),
-// newest first, each once.
+// AdminEvents returns admin events matching f (projects, time range, user,
+// kind, actor), newest first, each once.
 func AdminEvents(ctx context.Context, conn driver.Conn, f Filter) ([]AdminRecord, error) {
-	g := Filter{ProjectID: f.ProjectID, Since: f.Since, Until: f.Until, UserID: f.UserID, Limit: f.Limit}
-	where, args := g.where("user_id")
-	q := "SELECT " + AdminColumns + " FROM hissuno_admin_events FINAL" + where + " ORDER BY time DESC, time_us DESC, event_id LIMIT ?"
-	args = append(args, limit(f.Limit))
-	rows, err := conn.Query(ctx, q, args...)
+	c := f.admin()
+	q := "SELECT " + AdminColumns + " FROM hissuno_admin_events FINAL" + c.String() + " ORDER BY time DESC, time_us DESC, event_id LIMIT ?"
+	rows, err := conn.Query(ctx, q, append(c.args, limit(f.Limit))...)
 	if err != nil {
 		return nil, queryError(err)
 	}
-	defer rows.Close()
-	var out []AdminRecord
-	for rows.Next() {
-		var r AdminRecord
-		var t, grace, revoked time.Time
-		var us uint32
-		var requireToken uint8
-		if err := rows.Scan(&r.EventID, &r.CommandID, &r.Kind, &r.Actor, &t, &us, &r.ProjectID, &r.Name, &requireToken, &r.Origins,
-			&r.KeyVersion, &r.PreviousKeyVersion, &r.KeyFingerprint, &r.GraceSeconds, &grace, &r.UserID, &revoked, &r.Revision,
-			&r.Reason, &r.Account, &r.ClientIP, &r.UserAgent); err != nil {
-			return nil, fmt.Errorf("read admin events: %w", err)
-		}
-		r.Time = t.UTC().Add(time.Duration(us) * time.Microsecond)
-		r.RequireToken = requireToken == 1
-		if grace.Unix() > 0 {
-			g := grace.UTC()
-			r.GraceUntil = &g
-		}
-		if revoked.Unix() > 0 {
-			rv := revoked.UTC()
-			r.RevokedBefore = &rv
-		}
-		out = append(out, r)
+	return collect(rows, "admin events", scanAdminRecord)
+}
+
+// scanAdminRecord reads a row of AdminColumns.
+func scanAdminRecord(rows driver.Rows) (AdminRecord, error) {
+	var r AdminRecord
+	var t, grace, revoked time.Time
+	var us uint32
+	var requireToken uint8
+	if err := rows.Scan(&r.EventID, &r.CommandID, &r.Kind, &r.Actor, &t, &us, &r.ProjectID, &r.Name, &requireToken, &r.Origins,
+		&r.KeyVersion, &r.PreviousKeyVersion, &r.KeyFingerprint, &r.GraceSeconds, &grace, &r.UserID, &revoked, &r.Revision,
+		&r.Reason, &r.Account, &r.ClientIP, &r.UserAgent); err != nil {
+		return AdminRecord{}, err
 	}
-	return out, rows.Err()
+	r.Time = t.UTC().Add(time.Duration(us) * time.Microsecond)
+	r.RequireToken = requireToken == 1
+	r.GraceUntil = timeOrNil(grace)
+	r.RevokedBefore = timeOrNil(revoked)
+	return r, nil
+}
+
+// timeOrNil is a DateTime column that is 1970 when unset (timeOrZero's
+// zero) as a time, or nil.
+func timeOrNil(t time.Time) *time.Time {
+	if t.Unix() <= 0 {
+		return nil
+	}
+	u := t.UTC()
+	return &u
 }
 
 func limit(n int) int {

@@ -107,7 +107,8 @@ func matching(ds []events.Decision, f audit.Filter) []string {
 		}
 		if (f.ProjectID != "" && d.ProjectID != f.ProjectID) || (f.Decision != "" && string(d.Decision) != f.Decision) ||
 			(f.Reason != "" && string(d.Reason) != f.Reason) || (f.UserID != "" && d.UserID != f.UserID) ||
-			(f.Origin != "" && d.Origin != f.Origin) {
+			(f.Origin != "" && d.Origin != f.Origin) || (f.Session != "" && string(d.Session) != f.Session) ||
+			(f.Projects != nil && !slices.Contains(f.Projects, d.ProjectID)) {
 			continue
 		}
 		sel = append(sel, d)
@@ -209,6 +210,18 @@ func TestQueryDecisions(t *testing.T) {
 		{name: "project, user and origin", filter: audit.Filter{ProjectID: "p_b", UserID: "u1", Origin: "https://shop.example"}, want: 1},
 		{name: "limit", filter: audit.Filter{Limit: 3}, want: 3},
 		{name: "limit with a filter", filter: audit.Filter{ProjectID: "p_a", Limit: 2}, want: 2},
+		{name: "session authenticated", filter: audit.Filter{Session: "authenticated"}, want: 5},
+		{name: "session anonymous", filter: audit.Filter{Session: "anonymous"}, want: 1},
+		{name: "session and user", filter: audit.Filter{Session: "authenticated", UserID: "v9"}, want: 0},
+		{name: "projects nil does not restrict", filter: audit.Filter{Projects: nil}, want: len(ds)},
+		{name: "projects, one", filter: audit.Filter{Projects: []string{"p_b"}}, want: 4},
+		{name: "projects, two", filter: audit.Filter{Projects: []string{"p_b", "p_nope"}}, want: 5},
+		{name: "projects, one unknown", filter: audit.Filter{Projects: []string{"p_zzz"}}, want: 0},
+		{name: "projects empty matches nothing", filter: audit.Filter{Projects: []string{}}, want: 0},
+		{name: "projects and a project in them", filter: audit.Filter{ProjectID: "p_a", Projects: []string{"p_a", "p_b"}}, want: 8},
+		{name: "projects and a project outside them", filter: audit.Filter{ProjectID: "p_a", Projects: []string{"p_b"}}, want: 0},
+		{name: "projects with a quote", filter: audit.Filter{Projects: []string{"p_a' OR 1 = 1 OR '"}}, want: 0},
+		{name: "admin filters do not apply", filter: audit.Filter{ProjectID: "p_b", Kind: "project.created", Actor: "nobody"}, want: 4},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -332,6 +345,13 @@ func TestQueryStats(t *testing.T) {
 			t.Errorf("got %v, want %v", got, want)
 		}
 	})
+	t.Run("projects empty counts nothing", func(t *testing.T) {
+		t.Parallel()
+		got, err := audit.Stats(stacktest.Context(t, 30*time.Second), conn, audit.Filter{Projects: []string{}}, audit.ByDecision)
+		if err != nil || len(got) != 0 {
+			t.Errorf("Stats with no project allowed: %v, %v; want nothing", got, err)
+		}
+	})
 	t.Run("unknown grouping", func(t *testing.T) {
 		t.Parallel()
 		_, err := audit.Stats(stacktest.Context(t, 30*time.Second), conn, audit.Filter{}, "project")
@@ -444,7 +464,16 @@ func TestQueryAdminEvents(t *testing.T) {
 		{name: "since", filter: audit.Filter{Since: base.Add(40 * time.Minute)}, want: []string{"adm_4", "adm_3"}},
 		{name: "until", filter: audit.Filter{Since: base.Add(-time.Hour), Until: base.Add(40 * time.Minute)}, want: []string{"adm_2", "adm_1"}},
 		{name: "limit", filter: audit.Filter{Limit: 1}, want: []string{"adm_4"}},
-		{name: "decision filters do not apply", filter: audit.Filter{ProjectID: "p_b", Decision: "accept", Reason: "token_expired", Origin: "x"}, want: []string{"adm_4"}},
+		{name: "decision filters do not apply", filter: audit.Filter{ProjectID: "p_b", Decision: "accept", Reason: "token_expired", Origin: "x", Session: "anonymous"}, want: []string{"adm_4"}},
+		{name: "kind", filter: audit.Filter{Kind: "project.created"}, want: []string{"adm_4", "adm_1"}},
+		{name: "kind and project", filter: audit.Filter{Kind: "project.created", ProjectID: "p_a"}, want: []string{"adm_1"}},
+		{name: "unknown kind", filter: audit.Filter{Kind: "project.deleted"}, want: nil},
+		{name: "actor", filter: audit.Filter{Actor: "bob@host"}, want: []string{"adm_4", "adm_3"}},
+		{name: "actor and kind", filter: audit.Filter{Actor: "ann@host", Kind: "key.rotated"}, want: []string{"adm_2"}},
+		{name: "projects", filter: audit.Filter{Projects: []string{"p_b"}}, want: []string{"adm_4"}},
+		{name: "projects nil does not restrict", filter: audit.Filter{Projects: nil, Limit: 2}, want: []string{"adm_4", "adm_3"}},
+		{name: "projects empty matches nothing", filter: audit.Filter{Projects: []string{}}, want: nil},
+		{name: "projects and a project outside them", filter: audit.Filter{ProjectID: "p_a", Projects: []string{"p_b"}}, want: nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
