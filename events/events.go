@@ -290,13 +290,17 @@ const (
 	AdminAccountUpdated  AdminEventKind = "account.updated"
 	AdminTokenCreated    AdminEventKind = "token.created"
 	AdminTokenRevoked    AdminEventKind = "token.revoked"
+	// AdminAccessDenied: a signed-in account or an API token asked for
+	// something its role or its projects do not allow; the reason says
+	// what.
+	AdminAccessDenied AdminEventKind = "account.access_denied"
 )
 
 // AdminEventKinds lists every admin event kind.
 var AdminEventKinds = []AdminEventKind{
 	AdminProjectCreated, AdminProjectUpdated, AdminKeyRotated, AdminUserRevoked, AdminUserUnrevoked,
 	AdminSignedIn, AdminSignInFailed, AdminSignedOut, AdminLocked, AdminPasswordChanged,
-	AdminAccountCreated, AdminAccountUpdated, AdminTokenCreated, AdminTokenRevoked,
+	AdminAccountCreated, AdminAccountUpdated, AdminTokenCreated, AdminTokenRevoked, AdminAccessDenied,
 }
 
 // Actor prefixes: who an admin event's actor is, as the system knows it.

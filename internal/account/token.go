@@ -18,6 +18,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/hissuno/widgetauth/internal/redact"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -32,8 +33,9 @@ import (
 // bytes in lower-case base32: "tok_…", the key in the tokens bucket); the
 // bucket holds the SHA-256 of the secret only.
 const (
-	// TokenPrefix starts every API token.
-	TokenPrefix = "hst_"
+	// TokenPrefix starts every API token; redact scrubs what follows it
+	// out of logs and errors.
+	TokenPrefix = redact.APITokenPrefix
 	// TokenIDPrefix starts every API token's id.
 	TokenIDPrefix = "tok_"
 	// TokenLen is an API token's length.

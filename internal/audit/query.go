@@ -363,10 +363,13 @@ func limit(n int) int {
 // codeUnknownTable is ClickHouse's UNKNOWN_TABLE exception.
 const codeUnknownTable = 60
 
+// ErrNotMigrated means the audit tables do not exist yet.
+var ErrNotMigrated = errors.New("the audit tables do not exist yet")
+
 func queryError(err error) error {
 	var exc *clickhouse.Exception
 	if errors.As(err, &exc) && exc.Code == codeUnknownTable {
-		return fmt.Errorf("the audit tables do not exist yet: run `hissuno audit migrate` or start the auditor: %w", err)
+		return fmt.Errorf("%w: run `hissuno audit migrate` or start the auditor: %w", ErrNotMigrated, err)
 	}
 	return fmt.Errorf("audit query: %w", err)
 }

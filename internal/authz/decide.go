@@ -175,22 +175,66 @@ func (dec Decision) refuse(err error) Decision {
 // header: an empty allowlist passes everything; otherwise the Origin
 // header must be a bare origin matching a pattern.
 func checkOriginWith(patterns []origin.Pattern, header string, parse func(string) (origin.Origin, error)) error {
+	_, err := matchOrigin(patterns, header, parse)
+	return err
+}
+
+// matchOrigin is the origin rule, with the pattern that let the origin in
+// (nil for an empty allowlist).
+func matchOrigin(patterns []origin.Pattern, header string, parse func(string) (origin.Origin, error)) (*origin.Pattern, error) {
 	if len(patterns) == 0 {
-		return nil
+		return nil, nil
 	}
 	if header == "" || header == "null" {
-		return fmt.Errorf("%w: the request has no Origin and the project allows only listed origins", ErrOriginMissing)
+		return nil, fmt.Errorf("%w: the request has no Origin and the project allows only listed origins", ErrOriginMissing)
 	}
 	o, err := parse(header)
 	if err != nil {
-		return fmt.Errorf("%w: %q matches no pattern: %v", ErrOriginNotAllowed, clip(header), err)
+		return nil, fmt.Errorf("%w: %q matches no pattern: %v", ErrOriginNotAllowed, clip(header), err)
 	}
-	for _, p := range patterns {
+	for i, p := range patterns {
 		if p.Match(o) {
-			return nil
+			return &patterns[i], nil
 		}
 	}
-	return fmt.Errorf("%w: %s is not in the project's allowed origins", ErrOriginNotAllowed, o)
+	return nil, fmt.Errorf("%w: %s is not in the project's allowed origins", ErrOriginNotAllowed, o)
+}
+
+// OriginVerdict is what the origin rule says of one Origin header for one
+// allowlist, and why.
+type OriginVerdict struct {
+	// Allowed is whether a widget loaded from that origin passes the
+	// origin rule (its token is judged after).
+	Allowed bool `json:"allowed"`
+	// Pattern is the allowlist's pattern that matched; empty when the list
+	// is empty (every origin passes) or nothing matched.
+	Pattern string `json:"pattern,omitempty"`
+	// Reason is the decision's reason code when refused
+	// (origin_not_allowed, origin_missing).
+	Reason events.Reason `json:"reason,omitempty"`
+	// Explanation says why, in words.
+	Explanation string `json:"explanation"`
+}
+
+// CheckOrigin applies the verifier's origin rule, with the verifier's
+// matcher, to an Origin header and an allowlist of canonical patterns.
+func CheckOrigin(patterns []string, header string) (OriginVerdict, error) {
+	parsed, err := origin.ParsePatterns(patterns)
+	if err != nil {
+		return OriginVerdict{}, err
+	}
+	matched, err := matchOrigin(parsed, header, origin.Parse)
+	switch {
+	case err != nil:
+		reason := ReasonOf(err)
+		return OriginVerdict{Reason: reason, Explanation: err.Error()}, nil
+	case matched == nil:
+		return OriginVerdict{Allowed: true, Explanation: "the project's allowed-origins list is empty: every origin is allowed"}, nil
+	case matched.Wildcard():
+		return OriginVerdict{Allowed: true, Pattern: matched.String(), Explanation: fmt.Sprintf("%s matches the wildcard %s", header, matched)}, nil
+	default:
+		return OriginVerdict{Allowed: true, Pattern: matched.String(), Explanation: fmt.Sprintf("%s is listed exactly as %s", header, matched)}, nil
+	}
 }
 
 // clip bounds client-provided text quoted in an error.

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"testing"
 
+	"github.com/hissuno/widgetauth/events"
 	"github.com/hissuno/widgetauth/internal/origin"
 )
 
@@ -107,6 +108,14 @@ func TestOriginMatching(t *testing.T) {
 					t.Errorf("check %d: error %v is not an origin refusal", i, err)
 				}
 			}
+			// The console's origin test says the same, with the pattern.
+			v, err := CheckOrigin(tt.patterns, tt.origin)
+			if err != nil || v.Allowed != tt.allowed || v.Explanation == "" {
+				t.Errorf("CheckOrigin(%v, %q) = %+v, %v; want allowed=%v with an explanation", tt.patterns, tt.origin, v, err, tt.allowed)
+			}
+			if v.Allowed != (v.Pattern != "") || v.Allowed != (v.Reason == "") {
+				t.Errorf("CheckOrigin(%v, %q) = %+v: a match names its pattern, a refusal its reason", tt.patterns, tt.origin, v)
+			}
 		})
 	}
 }
@@ -128,5 +137,17 @@ func TestOriginMissingVersusNotAllowed(t *testing.T) {
 		if err := checkOriginWith(nil, h, origin.Parse); err != nil {
 			t.Errorf("empty allowlist refused %q: %v", h, err)
 		}
+		if v, err := CheckOrigin(nil, h); err != nil || !v.Allowed || v.Pattern != "" {
+			t.Errorf("CheckOrigin with an empty allowlist, %q: %+v, %v", h, v, err)
+		}
+	}
+	if v, _ := CheckOrigin([]string{"https://myapp.com"}, ""); v.Allowed || v.Reason != events.ReasonOriginMissing {
+		t.Errorf("CheckOrigin without an Origin: %+v, want origin_missing", v)
+	}
+	if v, _ := CheckOrigin([]string{"https://myapp.com"}, "https://evil.com"); v.Allowed || v.Reason != events.ReasonOriginNotAllowed {
+		t.Errorf("CheckOrigin of another site: %+v, want origin_not_allowed", v)
+	}
+	if _, err := CheckOrigin([]string{"https://*.myapp.com/path"}, "https://a.myapp.com"); err == nil {
+		t.Error("CheckOrigin took an invalid pattern")
 	}
 }

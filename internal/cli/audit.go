@@ -23,6 +23,7 @@ import (
 	"github.com/hissuno/widgetauth/events"
 	"github.com/hissuno/widgetauth/internal/audit"
 	"github.com/hissuno/widgetauth/internal/bus"
+	"github.com/hissuno/widgetauth/internal/inert"
 )
 
 const auditUsage = `hissuno audit query [--project ID] [--since 24h] [--until TIME] [--decision D] [--reason R]
@@ -204,9 +205,9 @@ func auditQuery(env Env, args []string) error {
 
 // writeJSONLines writes one JSON object a line, inert (inertJSON).
 func writeJSONLines[T any](w io.Writer, recs []T) error {
-	jw := jsonWriter{w}
+	jw := inert.JSONWriter{W: w}
 	for _, r := range recs {
-		if err := jw.write(r); err != nil {
+		if err := jw.Write(r); err != nil {
 			return err
 		}
 	}
@@ -220,7 +221,7 @@ func tableRow(w io.Writer, cells ...string) {
 		if i > 0 {
 			io.WriteString(w, "\t")
 		}
-		io.WriteString(w, inert(c))
+		io.WriteString(w, inert.Text(c))
 	}
 	io.WriteString(w, "\n")
 }
@@ -231,6 +232,15 @@ type listing[T any] struct {
 	csv, table []field[T]
 	// none is the table's line when there is no record.
 	none string
+}
+
+// csvFields are the audit's export columns as a listing's.
+func csvFields(cols []audit.Column) []field[audit.Record] {
+	out := make([]field[audit.Record], len(cols))
+	for i, c := range cols {
+		out[i] = field[audit.Record]{c.Name, c.Value}
+	}
+	return out
 }
 
 // field is one column: its header and how a record shows in it.
@@ -245,12 +255,12 @@ func (l listing[T]) write(w io.Writer, format string, recs []T) error {
 	case "json":
 		return writeJSONLines(w, recs)
 	case "csv":
-		cw := newCSVWriter(w)
-		cw.write(names(l.csv)...)
+		cw := inert.NewCSVWriter(w)
+		cw.Write(names(l.csv)...)
 		for _, r := range recs {
-			cw.write(values(l.csv, r)...)
+			cw.Write(values(l.csv, r)...)
 		}
-		return cw.flush()
+		return cw.Flush()
 	}
 	tw := tabwriter.NewWriter(w, 0, 2, 2, ' ', 0)
 	fmt.Fprintln(tw, strings.Join(names(l.table), "\t"))
@@ -286,21 +296,7 @@ func values[T any](fs []field[T], r T) []string {
 func tableTime(t time.Time) string { return t.Format("2006-01-02 15:04:05.000") }
 
 var decisionListing = listing[audit.Record]{
-	csv: []field[audit.Record]{
-		{"decisionId", func(r audit.Record) string { return r.DecisionID }},
-		{"time", func(r audit.Record) string { return r.Time.Format(time.RFC3339Nano) }},
-		{"projectId", func(r audit.Record) string { return r.ProjectID }},
-		{"decision", func(r audit.Record) string { return r.Decision }},
-		{"reason", func(r audit.Record) string { return r.Reason }},
-		{"session", func(r audit.Record) string { return r.Session }},
-		{"userId", func(r audit.Record) string { return r.UserID }},
-		{"claimedUserId", func(r audit.Record) string { return r.ClaimedUserID }},
-		{"origin", func(r audit.Record) string { return r.Origin }},
-		{"tokenFingerprint", func(r audit.Record) string { return r.TokenFingerprint }},
-		{"keyVersion", func(r audit.Record) string { return strconv.Itoa(int(r.KeyVersion)) }},
-		{"verifier", func(r audit.Record) string { return r.Verifier }},
-		{"clientIp", func(r audit.Record) string { return r.ClientIP }},
-	},
+	csv: csvFields(audit.DecisionColumnsCSV),
 	table: []field[audit.Record]{
 		{"TIME", func(r audit.Record) string { return tableTime(r.Time) }},
 		{"PROJECT", func(r audit.Record) string { return r.ProjectID }},
@@ -413,9 +409,9 @@ func auditStats(env Env, args []string) error {
 		return err
 	}
 	if f.format == "json" {
-		jw := jsonWriter{env.Stdout}
+		jw := inert.JSONWriter{W: env.Stdout}
 		for _, s := range stats {
-			if err := jw.write(map[string]any{*by: s.Key, "count": s.Count}); err != nil {
+			if err := jw.Write(map[string]any{*by: s.Key, "count": s.Count}); err != nil {
 				return err
 			}
 		}
@@ -425,7 +421,7 @@ func auditStats(env Env, args []string) error {
 	fmt.Fprintf(tw, "%s\tCOUNT\t\n", strings.ToUpper(*by))
 	var total uint64
 	for _, s := range stats {
-		fmt.Fprintf(tw, "%s\t%d\t\n", inert(s.Key), s.Count)
+		fmt.Fprintf(tw, "%s\t%d\t\n", inert.Text(s.Key), s.Count)
 		total += s.Count
 	}
 	fmt.Fprintf(tw, "total\t%d\t\n", total)
@@ -479,11 +475,11 @@ func auditTail(env Env, args []string) error {
 			return
 		}
 		if *format == "json" {
-			_ = jsonWriter{env.Stdout}.write(d)
+			_ = inert.JSONWriter{W: env.Stdout}.Write(d)
 			return
 		}
-		fmt.Fprintf(env.Stdout, "%s  %-14s %-22s %-12s %-20s %-24s %s\n", d.Time.Format("15:04:05.000"), inert(string(d.Decision)), inert(dash(string(d.Reason))),
-			inert(dash(string(d.Session))), inert(dash(d.UserID)), inert(dash(d.Origin)), inert(d.ProjectID))
+		fmt.Fprintf(env.Stdout, "%s  %-14s %-22s %-12s %-20s %-24s %s\n", d.Time.Format("15:04:05.000"), inert.Text(string(d.Decision)), inert.Text(dash(string(d.Reason))),
+			inert.Text(dash(string(d.Session))), inert.Text(dash(d.UserID)), inert.Text(dash(d.Origin)), inert.Text(d.ProjectID))
 	})
 	if err != nil {
 		return fmt.Errorf("follow decisions: %w", err)

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hissuno/widgetauth/internal/inert"
 	"github.com/hissuno/widgetauth/internal/stack/stacktest"
 )
 
@@ -20,7 +21,7 @@ func checkInertLines(t *testing.T, what, out string) []string {
 	t.Helper()
 	lines := strings.Split(strings.TrimSuffix(out, "\n"), "\n")
 	for i, line := range lines {
-		if r, ok := raw(line); ok {
+		if r, ok := inert.Raw(line); ok {
 			t.Errorf("%s: line %d holds %q raw: %q", what, i+1, r, line)
 		}
 	}
@@ -61,12 +62,12 @@ func TestAuditOutputInert(t *testing.T) {
 	})
 
 	var reqs []*widgetRequest
-	for _, v := range hostileValues {
+	for _, v := range stacktest.HostileValues {
 		reqs = append(reqs, &widgetRequest{projectID: id, userID: v, wantStatus: 200, wantDecision: "accept"})
 	}
 	// An unknown projectId is stored as sent, too (a projectId is at most 64
 	// bytes).
-	reqs = append(reqs, &widgetRequest{projectID: hostileProjectID, wantStatus: 401, wantDecision: "unauthorized", wantReason: "unknown_project"})
+	reqs = append(reqs, &widgetRequest{projectID: stacktest.HostileProjectID, wantStatus: 401, wantDecision: "unauthorized", wantReason: "unknown_project"})
 	for _, w := range reqs {
 		if err := w.send(client, st); err != nil {
 			t.Fatalf("POST userId %q: %v", w.userID, err)
@@ -74,7 +75,7 @@ func TestAuditOutputInert(t *testing.T) {
 	}
 	conn := openClickHouse(t, dsn)
 	waitDecisions(t, conn, warmups+len(reqs))
-	ours := warmups + len(hostileValues) // the project's decisions
+	ours := warmups + len(stacktest.HostileValues) // the project's decisions
 
 	t.Run("query table", func(t *testing.T) {
 		t.Parallel()
@@ -86,20 +87,20 @@ func TestAuditOutputInert(t *testing.T) {
 		if len(lines) != 1+ours {
 			t.Errorf("%d lines, want a header and %d rows, one a decision:\n%s", len(lines), ours, r.stdout)
 		}
-		for _, v := range hostileValues {
-			if !strings.Contains(r.stdout, inert(v)) {
-				t.Errorf("no row shows %q as %q:\n%s", v, inert(v), r.stdout)
+		for _, v := range stacktest.HostileValues {
+			if !strings.Contains(r.stdout, inert.Text(v)) {
+				t.Errorf("no row shows %q as %q:\n%s", v, inert.Text(v), r.stdout)
 			}
 		}
-		r = run(t, append([]string{"audit", "query", "--user", hostileUserID}, ch...)...)
+		r = run(t, append([]string{"audit", "query", "--user", stacktest.HostileUserID}, ch...)...)
 		lines = checkInertLines(t, "audit query --user", r.stdout)
 		if r.code != 0 || len(lines) != 2 || !strings.Contains(lines[1], `x\n2026-12-02 00:00:00.000  proj_demo  accept … authenticated  ceo …\x1b[31m`) {
-			t.Errorf("audit query --user %q: want a header and one row showing it escaped\n%s", hostileUserID, r)
+			t.Errorf("audit query --user %q: want a header and one row showing it escaped\n%s", stacktest.HostileUserID, r)
 		}
-		r = run(t, append([]string{"audit", "query", "--project", hostileProjectID}, ch...)...)
+		r = run(t, append([]string{"audit", "query", "--project", stacktest.HostileProjectID}, ch...)...)
 		lines = checkInertLines(t, "audit query --project", r.stdout)
 		if r.code != 0 || len(lines) != 2 || !strings.Contains(lines[1], "unknown_project") {
-			t.Errorf("audit query --project %q: want a header and one row\n%s", hostileProjectID, r)
+			t.Errorf("audit query --project %q: want a header and one row\n%s", stacktest.HostileProjectID, r)
 		}
 	})
 
@@ -123,7 +124,7 @@ func TestAuditOutputInert(t *testing.T) {
 		if len(lines) != ours {
 			t.Errorf("%d JSON lines, want %d", len(lines), ours)
 		}
-		for _, v := range hostileValues {
+		for _, v := range stacktest.HostileValues {
 			if !slices.Contains(users, v) {
 				t.Errorf("no JSON line decodes to userId %q; got %q", v, users)
 			}
@@ -145,11 +146,11 @@ func TestAuditOutputInert(t *testing.T) {
 		for _, rec := range recs[1:] {
 			users = append(users, rec[col])
 		}
-		for _, v := range hostileValues {
+		for _, v := range stacktest.HostileValues {
 			if !slices.Contains(users, v) {
 				t.Errorf("no CSV record reads back userId %q; got %q", v, users)
 			}
-			if _, hostile := raw(v); hostile && !strings.Contains(r.stdout, `,"`+strings.ReplaceAll(v, `"`, `""`)+`",`) {
+			if _, hostile := inert.Raw(v); hostile && !strings.Contains(r.stdout, `,"`+strings.ReplaceAll(v, `"`, `""`)+`",`) {
 				t.Errorf("userId %q is not quoted in the CSV:\n%q", v, r.stdout)
 			}
 		}
@@ -167,8 +168,8 @@ func TestAuditOutputInert(t *testing.T) {
 			return nil
 		})
 		lines := checkInertLines(t, "audit query --admin", r.stdout)
-		if len(lines) != 2 || !strings.Contains(lines[1], inert(hostileReason)) {
-			t.Errorf("audit query --admin: want a header and one row showing the reason as %q\n%s", inert(hostileReason), r.stdout)
+		if len(lines) != 2 || !strings.Contains(lines[1], inert.Text(hostileReason)) {
+			t.Errorf("audit query --admin: want a header and one row showing the reason as %q\n%s", inert.Text(hostileReason), r.stdout)
 		}
 		r = run(t, append(admin, "--format", "json")...)
 		lines = checkInertLines(t, "audit query --admin --format json", r.stdout)
@@ -192,7 +193,7 @@ func TestAuditOutputInert(t *testing.T) {
 			t.Fatalf("audit stats\n%s", r)
 		}
 		lines := checkInertLines(t, "audit stats", r.stdout)
-		if groups := len(hostileValues) + 1; len(lines) != 1+groups+1 {
+		if groups := len(stacktest.HostileValues) + 1; len(lines) != 1+groups+1 {
 			t.Errorf("%d lines, want a header, %d groups and a total:\n%s", len(lines), groups, r.stdout)
 		}
 		r = run(t, append([]string{"audit", "stats", "--by", "user", "--project", id, "--format", "json"}, ch...)...)
@@ -205,7 +206,7 @@ func TestAuditOutputInert(t *testing.T) {
 			}
 			users = append(users, fmt.Sprint(s["user"]))
 		}
-		for _, v := range hostileValues {
+		for _, v := range stacktest.HostileValues {
 			if !slices.Contains(users, v) {
 				t.Errorf("no stats line decodes to user %q; got %q", v, users)
 			}
@@ -215,12 +216,12 @@ func TestAuditOutputInert(t *testing.T) {
 	t.Run("tail", func(t *testing.T) {
 		t.Parallel()
 		// Decisions come in order: once the last shows, all have.
-		last := reqs[len(hostileValues)-1]
+		last := reqs[len(stacktest.HostileValues)-1]
 		stacktest.Eventually(t, 30*time.Second, "every decision in both tails", func() error {
 			if err := tailJSON.shows(last.decisionID); err != nil {
 				return fmt.Errorf("the JSON tail: %w", err)
 			}
-			if err := tailTable.shows(inert(last.userID)); err != nil {
+			if err := tailTable.shows(inert.Text(last.userID)); err != nil {
 				return fmt.Errorf("the table tail: %w", err)
 			}
 			return nil
@@ -236,12 +237,12 @@ func TestAuditOutputInert(t *testing.T) {
 				rows++
 			}
 		}
-		if rows != len(hostileValues) {
-			t.Errorf("audit tail printed %d lines for %d decisions:\n%s", rows, len(hostileValues), table)
+		if rows != len(stacktest.HostileValues) {
+			t.Errorf("audit tail printed %d lines for %d decisions:\n%s", rows, len(stacktest.HostileValues), table)
 		}
-		for _, v := range hostileValues {
-			if !strings.Contains(table, inert(v)) {
-				t.Errorf("audit tail does not show %q as %q:\n%s", v, inert(v), table)
+		for _, v := range stacktest.HostileValues {
+			if !strings.Contains(table, inert.Text(v)) {
+				t.Errorf("audit tail does not show %q as %q:\n%s", v, inert.Text(v), table)
 			}
 		}
 		var users []string
@@ -254,7 +255,7 @@ func TestAuditOutputInert(t *testing.T) {
 			}
 			users = append(users, d.UserID)
 		}
-		for _, v := range hostileValues {
+		for _, v := range stacktest.HostileValues {
 			if !slices.Contains(users, v) {
 				t.Errorf("no audit tail JSON line decodes to userId %q", v)
 			}

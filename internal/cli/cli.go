@@ -45,6 +45,7 @@ func commands() []command {
 		{"verifier", "run a verifier role", runVerifier},
 		{"rotator", "run the rotator role", runRotator},
 		{"auditor", "run the auditor role", runAuditor},
+		{"console", "run the admin console and its HTTP API; add-user makes an account", runConsole},
 		{"project", "create, get, update, rotate a project's key, revoke a user's tokens", runProject},
 		{"token", "mint a widget token, as a customer's backend does", runToken},
 		{"audit", "query the audit history: query, stats, tail, migrate", runAudit},

@@ -8,14 +8,17 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 
 	"github.com/hissuno/widgetauth/events"
+	"github.com/hissuno/widgetauth/internal/account"
 	"github.com/hissuno/widgetauth/internal/admin"
 	"github.com/hissuno/widgetauth/internal/bus"
+	"github.com/hissuno/widgetauth/internal/console"
 	"github.com/hissuno/widgetauth/internal/devtools/localclickhouse"
 	"github.com/hissuno/widgetauth/internal/ingress"
 	"github.com/hissuno/widgetauth/internal/project"
@@ -38,6 +41,7 @@ func runDev(env Env, args []string) error {
 	verifiers := fs.Int("verifiers", 1, "how many verifiers to run")
 	dsn := fs.String("clickhouse", "", "ClickHouse DSN for the audit; default: start clickhouse-server from PATH with its data under --data [HISSUNO_CLICKHOUSE_DSN]")
 	demoListen := fs.String("demo-listen", "127.0.0.1:8081", "HTTP address of the demo customer site; empty disables it [HISSUNO_DEMO_LISTEN]")
+	consoleListen := fs.String("console-listen", console.DefaultListen, "HTTP address of the admin console and its API; empty disables it [HISSUNO_CONSOLE_LISTEN]")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
@@ -67,9 +71,10 @@ func runDev(env Env, args []string) error {
 		HTTPListen:    *listen,
 		MasterKey:     masterKey,
 		Verifiers:     *verifiers,
+		ConsoleListen: *consoleListen,
 	}, log)
 	if err != nil {
-		return fmt.Errorf("%w (is another `hissuno dev` running? change --listen / --nats-listen or stop it)", err)
+		return fmt.Errorf("%w (is another `hissuno dev` running? change --listen / --nats-listen / --console-listen or stop it)", err)
 	}
 	defer st.Stop()
 	unregister, err := stack.RegisterDevServer(st.NATSURL, *data)
@@ -90,7 +95,13 @@ func runDev(env Env, args []string) error {
 		return err
 	}
 	defer stopDemo()
-	printBanner(env.Stdout, st, *data, created, audit, demoURL)
+	var owner devOwner
+	if st.Console != nil {
+		if owner, err = ensureDevOwner(env.Ctx, st.Console.Accounts(), *data); err != nil {
+			return err
+		}
+	}
+	printBanner(env.Stdout, st, *data, created, audit, demoURL, owner)
 	select {
 	case <-env.Ctx.Done():
 		log.Info().Msg("stopping: finishing requests in flight")
@@ -136,6 +147,46 @@ func ensureDemoProject(ctx context.Context, st *stack.Stack, data string) (bool,
 	return true, nil
 }
 
+// DevOwnerEmail is the development owner `hissuno dev` creates on its first
+// start, with a random password kept in the data directory.
+const DevOwnerEmail = "owner@dev.hissuno.test"
+
+// devOwnerFile holds the development owner's first password.
+const devOwnerFile = "console-owner-password"
+
+// devOwner is the console sign-in the banner prints.
+type devOwner struct {
+	email, password, file string
+	created               bool
+}
+
+// ensureDevOwner creates the development owner on the first start, and
+// otherwise finds the password it was made with (unless it was changed
+// since: the file is then stale, and the banner says so).
+func ensureDevOwner(ctx context.Context, store *account.Store, data string) (devOwner, error) {
+	o := devOwner{email: DevOwnerEmail, file: filepath.Join(data, devOwnerFile)}
+	if _, err := store.Account(ctx, DevOwnerEmail); err == nil {
+		if b, err := os.ReadFile(o.file); err == nil {
+			o.password = strings.TrimSpace(string(b))
+		}
+		return o, nil
+	} else if !errors.Is(err, account.ErrNotFound) {
+		return o, fmt.Errorf("read the development owner: %w", err)
+	}
+	pw, err := account.GeneratePassword()
+	if err != nil {
+		return o, err
+	}
+	if _, err := store.CreateAccount(ctx, DevOwnerEmail, account.RoleOwner, nil, pw); err != nil && !errors.Is(err, account.ErrExists) {
+		return o, fmt.Errorf("create the development owner: %w", err)
+	}
+	if err := os.WriteFile(o.file, []byte(pw+"\n"), 0o600); err != nil {
+		return o, fmt.Errorf("save the development owner's password: %w", err)
+	}
+	o.password, o.created = pw, true
+	return o, nil
+}
+
 // cliName is how the banner tells the user to run hissuno.
 func cliName() string {
 	if _, err := exec.LookPath("hissuno"); err == nil {
@@ -170,7 +221,7 @@ func devClickHouse(ctx context.Context, dsn, data string, log zerolog.Logger) (s
 	return srv.DSN, func() { srv.Stop(); _ = os.Remove(dsnFile) }, nil
 }
 
-func printBanner(w io.Writer, st *stack.Stack, data string, created bool, audit, demo string) {
+func printBanner(w io.Writer, st *stack.Stack, data string, created bool, audit, demo string, owner devOwner) {
 	base := "http://" + st.HTTPAddr
 	keyFile := filepath.Join(data, demoKeyFile)
 	auditLine := "ClickHouse " + audit + "\n               " + cliName() + " audit query --since 1h"
@@ -180,6 +231,19 @@ func printBanner(w io.Writer, st *stack.Stack, data string, created bool, audit,
 	demoLine := ""
 	if demo != "" {
 		demoLine = "  Demo site    " + demo + "  (open it in a browser)\n"
+	}
+	if st.Console != nil {
+		scheme := "http://"
+		if st.Console.SecureCookies() {
+			scheme = "https://"
+		}
+		demoLine += "  Console      " + scheme + st.ConsoleAddr + "/  API " + scheme + st.ConsoleAddr + "/api/v1/openapi.json\n"
+		switch {
+		case owner.password != "":
+			demoLine += "               sign in as " + owner.email + " with " + owner.password + "  (development owner; kept in " + owner.file + ")\n"
+		default:
+			demoLine += "               sign in as " + owner.email + " with the password you set (the first one was in " + owner.file + ")\n"
+		}
 	}
 	fmt.Fprintf(w, `
 Hissuno widget authentication is running.

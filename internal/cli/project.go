@@ -18,6 +18,7 @@ import (
 
 	"github.com/hissuno/widgetauth/events"
 	"github.com/hissuno/widgetauth/internal/admin"
+	"github.com/hissuno/widgetauth/internal/inert"
 	"github.com/hissuno/widgetauth/internal/origin"
 	"github.com/hissuno/widgetauth/internal/project"
 )
@@ -67,7 +68,7 @@ func (a *adminFlags) register(fs *flag.FlagSet, withJSON bool) {
 func (a *adminFlags) command(stderr io.Writer, kind events.CommandKind, id string) (events.Command, error) {
 	reason := a.reason
 	if a.actor != "" {
-		fmt.Fprintf(stderr, "warning: --actor is no longer trusted: the audit records the NATS user you signed in as; %q is kept as the reason (use --reason)\n", inert(a.actor))
+		fmt.Fprintf(stderr, "warning: --actor is no longer trusted: the audit records the NATS user you signed in as; %q is kept as the reason (use --reason)\n", inert.Text(a.actor))
 		if reason == "" {
 			reason = a.actor
 		}

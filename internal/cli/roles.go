@@ -43,7 +43,7 @@ func (r *roleFlags) register(fs *flag.FlagSet, role string) {
 	r.nats.register(fs)
 	r.log.register(fs, "json")
 	fs.StringVar(&r.instance, "instance", "", "this instance's name in logs, decisions and discovery; default: "+role+"-HOST-RANDOM [HISSUNO_INSTANCE]")
-	if role == "ingress" {
+	if role == "ingress" || role == "console" {
 		fs.StringVar(&r.metricsListen, "metrics-listen", "", "another address of /healthz, /readyz and /metrics (they are on --listen too); empty: none [HISSUNO_METRICS_LISTEN]")
 	} else {
 		fs.StringVar(&r.metricsListen, "metrics-listen", "127.0.0.1:9090", "address of /healthz, /readyz and /metrics; empty disables [HISSUNO_METRICS_LISTEN]")

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -67,4 +69,40 @@ func (s *Store) Update(ctx context.Context, r *Record, revision uint64) (uint64,
 		return 0, fmt.Errorf("update project %s: %w", r.ID, err)
 	}
 	return rev, nil
+}
+
+// Entry is a project with the KV revision it was read at.
+type Entry struct {
+	Record   Record
+	Revision uint64
+}
+
+// List returns every project, ordered by id, each at its latest revision:
+// one watch of the bucket delivers them all, then stops.
+func (s *Store) List(ctx context.Context) ([]Entry, error) {
+	w, err := s.kv.WatchAll(ctx, jetstream.IgnoreDeletes())
+	if err != nil {
+		return nil, fmt.Errorf("list projects: %w", err)
+	}
+	defer func() { _ = w.Stop() }()
+	var out []Entry
+	for {
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("list projects: %w", ctx.Err())
+		case e, ok := <-w.Updates():
+			if !ok {
+				return nil, errors.New("list projects: the watch stopped before every project was read")
+			}
+			if e == nil {
+				slices.SortFunc(out, func(a, b Entry) int { return strings.Compare(a.Record.ID, b.Record.ID) })
+				return out, nil
+			}
+			r, err := Decode(e.Value())
+			if err != nil {
+				return nil, fmt.Errorf("list projects: %s: %w", e.Key(), err)
+			}
+			out = append(out, Entry{Record: r, Revision: e.Revision()})
+		}
+	}
 }

@@ -221,3 +221,57 @@ func TestStoreConcurrentUpdates(t *testing.T) {
 		return true
 	})
 }
+
+func TestStoreList(t *testing.T) {
+	t.Parallel()
+	store, kv := newStore(t)
+	ctx := testCtx(t)
+	s := newSealer(t)
+	if got, err := store.List(ctx); err != nil || len(got) != 0 {
+		t.Fatalf("List of an empty bucket = %v, %v; want none", got, err)
+	}
+	revs := map[string]uint64{}
+	for _, id := range []string{"proj_c", "proj_a", "proj_b", "proj_gone"} {
+		r, _, err := project.New(s, id, "Shop "+id, false, nil, t0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rev, err := store.Create(ctx, &r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		revs[id] = rev
+	}
+	// A project changed since lists at its latest revision; a deleted one
+	// is not listed.
+	r, rev, err := store.Get(ctx, "proj_b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.RevokeUser("u-1", t0); err != nil {
+		t.Fatal(err)
+	}
+	if revs["proj_b"], err = store.Update(ctx, &r, rev); err != nil {
+		t.Fatal(err)
+	}
+	if err := kv.Delete(ctx, "proj_gone"); err != nil {
+		t.Fatal(err)
+	}
+	got, err := store.List(ctx)
+	if err != nil {
+		t.Fatalf("List: %v", err)
+	}
+	var ids []string
+	for _, e := range got {
+		ids = append(ids, e.Record.ID)
+		if e.Revision != revs[e.Record.ID] {
+			t.Errorf("%s listed at revision %d, want %d", e.Record.ID, e.Revision, revs[e.Record.ID])
+		}
+	}
+	if fmt.Sprint(ids) != "[proj_a proj_b proj_c]" {
+		t.Errorf("List = %v, want proj_a, proj_b, proj_c", ids)
+	}
+	if len(got) == 3 && len(got[1].Record.Revocations()) != 1 {
+		t.Errorf("proj_b listed without its revocation: %+v", got[1].Record)
+	}
+}

@@ -23,6 +23,7 @@ import (
 	"github.com/hissuno/widgetauth/deploy"
 	"github.com/hissuno/widgetauth/internal/auditor"
 	"github.com/hissuno/widgetauth/internal/bus"
+	"github.com/hissuno/widgetauth/internal/console"
 	"github.com/hissuno/widgetauth/internal/health"
 	"github.com/hissuno/widgetauth/internal/ingress"
 	"github.com/hissuno/widgetauth/internal/project"
@@ -57,6 +58,12 @@ type Config struct {
 	ClickHouseDSN string
 	// Auditor tunes the auditor (its NATS and DSN are set by the stack).
 	Auditor auditor.Config
+	// ConsoleListen, when set, runs the console (the admin API) on that
+	// address ("127.0.0.1:0" for a free port).
+	ConsoleListen string
+	// Console tunes the console (its NATS, DSN and address are set by the
+	// stack).
+	Console console.Config
 	// Superuser, in tests and benchmarks only, names an extra NATS user
 	// with every permission (ConnectAs it), to watch or seed what no role
 	// may; `hissuno dev` never sets it.
@@ -75,6 +82,10 @@ type Stack struct {
 	MasterKeyCreated bool
 	// Checks are the readiness checks of every role.
 	Checks *health.Checks
+	// Console is the console, when ConsoleListen was set; ConsoleAddr is
+	// its bound address.
+	Console     *console.Console
+	ConsoleAddr string
 
 	log       zerolog.Logger
 	sealer    *project.Sealer
@@ -228,6 +239,12 @@ func Start(ctx context.Context, cfg Config, log zerolog.Logger) (s *Stack, err e
 		s.goRole(rolesCtx, "auditor", s.auditor.Run)
 	}
 
+	if cfg.ConsoleListen != "" {
+		if err := s.startConsole(ctx, rolesCtx, cfg); err != nil {
+			return nil, err
+		}
+	}
+
 	nc, err = s.ConnectAs("ingress", "ingress")
 	if err != nil {
 		return nil, err
@@ -256,6 +273,30 @@ func Start(ctx context.Context, cfg Config, log zerolog.Logger) (s *Stack, err e
 		return nil, err
 	}
 	return s, nil
+}
+
+// startConsole starts the console as the console's NATS user and waits
+// until it listens.
+func (s *Stack) startConsole(ctx, rolesCtx context.Context, cfg Config) error {
+	nc, err := s.ConnectAs("console", "console")
+	if err != nil {
+		return err
+	}
+	ccfg := cfg.Console
+	ccfg.NATS, ccfg.ClickHouseDSN, ccfg.Listen = nc, cfg.ClickHouseDSN, cfg.ConsoleListen
+	if s.Console, err = console.New(ctx, ccfg, s.log); err != nil {
+		return err
+	}
+	s.goRole(rolesCtx, "console", s.Console.Run)
+	select {
+	case <-s.Console.Listening():
+		s.ConsoleAddr = s.Console.Addr()
+		return nil
+	case <-s.failed:
+		return s.Err()
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // ConnectAs opens a connection to the embedded server as a NATS user of

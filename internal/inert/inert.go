@@ -1,4 +1,10 @@
-package cli
+// Package inert writes what clients sent fit to show. The audit holds a
+// userId, a projectId, a reason that can hold line breaks, terminal escape
+// sequences and bidi controls; what the CLI prints and the console exports
+// of them must be inert, so that no record can draw a fake row or rewrite
+// the screen: tables escape them (one line a record), JSON escapes them,
+// CSV quotes the fields that hold them.
+package inert
 
 import (
 	"bufio"
@@ -10,16 +16,10 @@ import (
 	"unicode/utf8"
 )
 
-// The audit holds what clients sent: a userId, a projectId, an actor can
-// hold line breaks, terminal escape sequences and bidi controls. What the
-// CLI prints of them must be inert, so that no record can draw a fake row
-// or rewrite the screen: tables escape them (one line a record), JSON
-// escapes them, CSV quotes the fields that hold them.
-
-// needsEscape reports whether r must not reach a terminal raw: C0 controls,
+// NeedsEscape reports whether r must not reach a terminal raw: C0 controls,
 // DEL, C1 controls, the Unicode bidi controls (U+061C, U+200E, U+200F,
 // U+202A–U+202E, U+2066–U+2069) and the line and paragraph separators.
-func needsEscape(r rune) bool {
+func NeedsEscape(r rune) bool {
 	switch {
 	case r < 0x20, r >= 0x7f && r <= 0x9f:
 		return true
@@ -31,11 +31,11 @@ func needsEscape(r rune) bool {
 	return false
 }
 
-// inert returns s fit for one cell of a table on a terminal: every rune
-// needsEscape names, and every byte that is not UTF-8, as a visible escape
+// Text returns s fit for one cell of a table on a terminal: every rune
+// NeedsEscape names, and every byte that is not UTF-8, as a visible escape
 // (\n, \r, \t, \x1b, \u202e), and the backslash doubled so that an escape
 // cannot be forged either. Text without any of them is returned as it is.
-func inert(s string) string {
+func Text(s string) string {
 	i := 0
 	for i < len(s) {
 		c := s[i]
@@ -47,7 +47,7 @@ func inert(s string) string {
 			continue
 		}
 		r, size := utf8.DecodeRuneInString(s[i:])
-		if (r == utf8.RuneError && size == 1) || needsEscape(r) {
+		if (r == utf8.RuneError && size == 1) || NeedsEscape(r) {
 			break
 		}
 		i += size
@@ -72,10 +72,10 @@ func inert(s string) string {
 			b.WriteString(`\r`)
 		case r == '\t':
 			b.WriteString(`\t`)
-		case r < 0x80 && needsEscape(r):
+		case r < 0x80 && NeedsEscape(r):
 			b.WriteString(`\x`)
 			b.WriteString(hex2(byte(r)))
-		case needsEscape(r):
+		case NeedsEscape(r):
 			b.WriteString(`\u`)
 			b.WriteString(hex4(r))
 		default:
@@ -96,11 +96,11 @@ func hex4(r rune) string {
 	return strings.Repeat("0", 4-len(s)) + s
 }
 
-// inertJSON returns encoding/json's output with the runes it leaves raw
-// and needsEscape names (DEL, C1 and bidi controls) written as \u
+// JSON returns encoding/json's output with the runes it leaves raw
+// and NeedsEscape names (DEL, C1 and bidi controls) written as \u
 // escapes: still valid JSON, decoding to the same strings. Bytes of 0x7f
 // and above occur only inside JSON strings, never inside an escape.
-func inertJSON(b []byte) []byte {
+func JSON(b []byte) []byte {
 	i := 0
 	for i < len(b) {
 		if b[i] < 0x7f {
@@ -108,7 +108,7 @@ func inertJSON(b []byte) []byte {
 			continue
 		}
 		r, size := utf8.DecodeRune(b[i:])
-		if needsEscape(r) {
+		if NeedsEscape(r) {
 			break
 		}
 		i += size
@@ -125,7 +125,7 @@ func inertJSON(b []byte) []byte {
 			continue
 		}
 		r, size := utf8.DecodeRune(b[i:])
-		if needsEscape(r) {
+		if NeedsEscape(r) {
 			out = append(out, `\u`...)
 			out = append(out, hex4(r)...)
 		} else {
@@ -136,30 +136,33 @@ func inertJSON(b []byte) []byte {
 	return out
 }
 
-// jsonWriter writes values as JSON, one a line, inert (inertJSON).
-type jsonWriter struct{ w io.Writer }
+// JSONWriter writes values as JSON, one a line, inert (JSON).
+type JSONWriter struct{ W io.Writer }
 
-func (j jsonWriter) write(v any) error {
+// Write writes v and a line break.
+func (j JSONWriter) Write(v any) error {
 	b, err := json.Marshal(v)
 	if err != nil {
 		return err
 	}
-	b = append(inertJSON(b), '\n')
-	_, err = j.w.Write(b)
+	b = append(JSON(b), '\n')
+	_, err = j.W.Write(b)
 	return err
 }
 
-// csvWriter writes CSV that encoding/csv reads back field for field, and
+// CSVWriter writes CSV that encoding/csv reads back field for field, and
 // quotes, besides what encoding/csv's Writer quotes (a comma, a quote, CR
-// or LF, a leading space), every field holding a rune inert would escape or
+// or LF, a leading space), every field holding a rune Text would escape or
 // a byte that is not UTF-8, so that no such field is ever bare. (CSV has no
 // escapes: inside quotes the bytes stay as they are; encoding/csv reads a
 // quoted CR LF back as LF.)
-type csvWriter struct{ w *bufio.Writer }
+type CSVWriter struct{ w *bufio.Writer }
 
-func newCSVWriter(w io.Writer) *csvWriter { return &csvWriter{w: bufio.NewWriter(w)} }
+// NewCSVWriter writes CSV to w, buffered: Flush at the end.
+func NewCSVWriter(w io.Writer) *CSVWriter { return &CSVWriter{w: bufio.NewWriter(w)} }
 
-func (c *csvWriter) write(fields ...string) {
+// Write writes one record.
+func (c *CSVWriter) Write(fields ...string) {
 	for i, f := range fields {
 		if i > 0 {
 			c.w.WriteByte(',')
@@ -175,7 +178,8 @@ func (c *csvWriter) write(fields ...string) {
 	c.w.WriteByte('\n')
 }
 
-func (c *csvWriter) flush() error { return c.w.Flush() }
+// Flush writes what is buffered.
+func (c *CSVWriter) Flush() error { return c.w.Flush() }
 
 func csvNeedsQuotes(f string) bool {
 	if f == "" {
@@ -188,9 +192,23 @@ func csvNeedsQuotes(f string) bool {
 		return true
 	}
 	for i, r := range f {
-		if needsEscape(r) || (r == utf8.RuneError && !strings.HasPrefix(f[i:], "\uFFFD")) {
+		if NeedsEscape(r) || (r == utf8.RuneError && !strings.HasPrefix(f[i:], "\uFFFD")) {
 			return true
 		}
 	}
 	return false
+}
+
+// Raw returns the first byte or rune of s a terminal must not get raw, and
+// whether there is one.
+func Raw(s string) (string, bool) {
+	for i, r := range s {
+		if r == utf8.RuneError && !strings.HasPrefix(s[i:], "\uFFFD") {
+			return s[i : i+1], true
+		}
+		if NeedsEscape(r) {
+			return string(r), true
+		}
+	}
+	return "", false
 }
