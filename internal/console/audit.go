@@ -81,8 +81,8 @@ type seriesInput struct {
 
 // Series is decisions counted per bucket of time.
 type Series struct {
-	Bucket string `json:"bucket"`
-	Split  string `json:"split"`
+	Bucket string    `json:"bucket"`
+	Split  string    `json:"split"`
 	Since  time.Time `json:"since"`
 	Until  time.Time `json:"until"`
 	// Points hold only the buckets and keys with decisions: a missing one
@@ -201,7 +201,7 @@ func (c *Console) registerAudit(api huma.API) {
 	register(api, huma.Operation{
 		OperationID: "decision-series", Method: http.MethodGet, Path: APIPrefix + "/audit/series", Tags: tags,
 		Summary: "Decisions over time", Description: "Counted per minute, hour or day (UTC), apart by decision or by reason.",
-		Errors:  []int{http.StatusNotFound, http.StatusUnprocessableEntity, http.StatusServiceUnavailable},
+		Errors: []int{http.StatusNotFound, http.StatusUnprocessableEntity, http.StatusServiceUnavailable},
 	}, permReadAudit, func(ctx context.Context, p *principal, in *seriesInput) (*seriesOutput, error) {
 		f, err := c.filter(ctx, p, in.DecisionFilter)
 		if err != nil {
@@ -306,7 +306,7 @@ func (c *Console) registerAudit(api huma.API) {
 	register(api, huma.Operation{
 		OperationID: "user-history", Method: http.MethodGet, Path: APIPrefix + "/projects/{projectId}/users/{userId}/decisions", Tags: tags,
 		Summary: "A user's connection history", Description: "Every decision about the user on the project, newest first, a page at a time.",
-		Errors:  []int{http.StatusNotFound, http.StatusUnprocessableEntity, http.StatusServiceUnavailable},
+		Errors: []int{http.StatusNotFound, http.StatusUnprocessableEntity, http.StatusServiceUnavailable},
 	}, permReadAudit, func(ctx context.Context, p *principal, in *historyInput) (*decisionsOutput, error) {
 		if _, _, err := c.project(ctx, p, in.ProjectID); err != nil {
 			return nil, err

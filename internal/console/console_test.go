@@ -60,4 +60,3 @@ func TestSignInAndManageAProject(t *testing.T) {
 }
 
 func contains(b []byte, s string) bool { return len(s) > 0 && bytes.Contains(b, []byte(s)) }
-

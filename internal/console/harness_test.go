@@ -307,4 +307,6 @@ func (c *client) createProject(t testing.TB, name string, body map[string]any) (
 	return out.Project.ProjectID, out.SecretKey
 }
 
-func (r *resp) String() string { return fmt.Sprintf("%s %s → %d %s", r.method, r.path, r.status, r.body) }
+func (r *resp) String() string {
+	return fmt.Sprintf("%s %s → %d %s", r.method, r.path, r.status, r.body)
+}
