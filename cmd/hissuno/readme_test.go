@@ -57,6 +57,8 @@ const (
 	// README's examples use; the tests rewrite them to free ports.
 	readmeHTTPDefault = "127.0.0.1:8080"
 	readmeNATSDefault = "nats://127.0.0.1:4222"
+	// readmeConsoleDefault is the console's default address.
+	readmeConsoleDefault = "127.0.0.1:8090"
 	// readmeStartTimeout bounds how long dev (and its ClickHouse) may take
 	// to become ready; readmeBuildTimeout adds the compilation `go run` does.
 	readmeStartTimeout = 3 * time.Minute
@@ -142,11 +144,12 @@ func readmeEnv(extra ...string) []string {
 
 // readmeDev is a `hissuno dev` started for the examples.
 type readmeDev struct {
-	httpAddr   string
-	natsURL    string
-	stderrPath string
-	cmd        *exec.Cmd
-	done       chan struct{}
+	httpAddr    string
+	natsURL     string
+	consoleAddr string
+	stderrPath  string
+	cmd         *exec.Cmd
+	done        chan struct{}
 }
 
 func (d *readmeDev) exited() bool {
@@ -166,10 +169,11 @@ func readmeStartDev(t *testing.T, bin, dir string) *readmeDev {
 	t.Helper()
 	logs := t.TempDir()
 	d := &readmeDev{
-		httpAddr:   stacktest.FreeAddr(t),
-		natsURL:    "nats://" + stacktest.FreeAddr(t),
-		stderrPath: filepath.Join(logs, "dev.stderr"),
-		done:       make(chan struct{}),
+		httpAddr:    stacktest.FreeAddr(t),
+		natsURL:     "nats://" + stacktest.FreeAddr(t),
+		consoleAddr: stacktest.FreeAddr(t),
+		stderrPath:  filepath.Join(logs, "dev.stderr"),
+		done:        make(chan struct{}),
 	}
 	stdout, err := os.Create(filepath.Join(logs, "dev.stdout"))
 	if err != nil {
@@ -180,7 +184,7 @@ func readmeStartDev(t *testing.T, bin, dir string) *readmeDev {
 		t.Fatal(err)
 	}
 	d.cmd = exec.Command(bin, "dev", "--listen", d.httpAddr, "--nats-listen", strings.TrimPrefix(d.natsURL, "nats://"),
-		"--demo-listen", stacktest.FreeAddr(t))
+		"--demo-listen", stacktest.FreeAddr(t), "--console-listen", d.consoleAddr)
 	d.cmd.Dir = dir
 	d.cmd.Env = readmeEnv("PATH=" + filepath.Dir(bin) + string(os.PathListSeparator) + os.Getenv("PATH"))
 	d.cmd.Stdout, d.cmd.Stderr = stdout, stderr
@@ -276,12 +280,13 @@ func readmeWaitReady(t *testing.T, url string, timeout time.Duration, exited <-c
 // readmeRewrite points a block's default addresses at the test's dev.
 func readmeRewrite(text string, d *readmeDev) string {
 	text = strings.ReplaceAll(text, readmeNATSDefault, d.natsURL)
+	text = strings.ReplaceAll(text, readmeConsoleDefault, d.consoleAddr)
 	return strings.ReplaceAll(text, readmeHTTPDefault, d.httpAddr)
 }
 
 // readmeNeedsClickHouse reports whether an sh block queries the audit.
 func readmeNeedsClickHouse(text string) bool {
-	return strings.Contains(text, "hissuno audit ")
+	return strings.Contains(text, "hissuno audit ") || strings.Contains(text, "/api/v1/audit/")
 }
 
 // readmeMarker separates the blocks' output; it starts on a line of its
@@ -741,7 +746,9 @@ func TestReadmeComposeExample(t *testing.T) {
 				if _, err := os.Stat(filepath.Join("..", "..", fields[1])); err != nil {
 					t.Errorf("README line %d: %q copies %s, which does not exist", b.line, line, fields[1])
 				}
-			case len(fields) > 5 && strings.Join(fields[:5], " ") == "docker compose run --rm admin":
+			case len(fields) > 5 && strings.Join(fields[:4], " ") == "docker compose run --rm" && (fields[4] == "admin" || fields[4] == "console"):
+				// The admin service's entrypoint is hissuno; any other
+				// service's arguments replace its command.
 				args := append(readmeUnquote(fields[5:]), "--help")
 				out, err := exec.Command(bin, args...).CombinedOutput()
 				if err != nil {

@@ -19,7 +19,7 @@ import (
 	"github.com/hissuno/widgetauth/internal/console"
 )
 
-const consoleUsage = `hissuno console [--listen ADDR] [--clickhouse DSN] [--tls-cert FILE --tls-key FILE] [flags]
+const consoleUsage = `hissuno console [--listen ADDR] [--clickhouse DSN] [--tls-cert FILE --tls-key FILE | --tls-proxy] [flags]
        hissuno console add-user --email EMAIL --role owner|admin|security [--project ID]... [--password-stdin]`
 
 // runConsole runs the console role, or its add-user subcommand.
@@ -37,6 +37,7 @@ func runConsole(env Env, args []string) error {
 		}
 	}
 	var listen, dsn, cert, key *string
+	var tlsProxy *bool
 	var idle, absolute *time.Duration
 	return runRole(env, args, roleSpec{
 		name: "console",
@@ -45,12 +46,13 @@ func runConsole(env Env, args []string) error {
 			dsn = fs.String("clickhouse", audit.DefaultDSN, "ClickHouse DSN the audit is read from, clickhouse://[user:password@]host:9000/db [HISSUNO_CLICKHOUSE_DSN]")
 			cert = fs.String("tls-cert", "", "PEM certificate file: serve HTTPS (with --tls-key) [HISSUNO_TLS_CERT]")
 			key = fs.String("tls-key", "", "PEM private key file of --tls-cert [HISSUNO_TLS_KEY]")
+			tlsProxy = fs.Bool("tls-proxy", false, "a reverse proxy in front terminates HTTPS (it must pass the Host header on): Secure __Host- cookies and HSTS even on a loopback --listen [HISSUNO_CONSOLE_TLS_PROXY]")
 			idle = fs.Duration("session-idle", account.DefaultSessionIdle, "a session unused this long ends [HISSUNO_SESSION_IDLE]")
 			absolute = fs.Duration("session-max", account.DefaultSessionAbsolute, "a session ends this long after sign-in, used or not [HISSUNO_SESSION_MAX]")
 		},
 		build: func(r roleEnv) (func(context.Context) error, error) {
 			c, err := console.New(context.Background(), console.Config{
-				NATS: r.nc, ClickHouseDSN: *dsn, Listen: *listen, TLSCertFile: *cert, TLSKeyFile: *key, Instance: r.instance,
+				NATS: r.nc, ClickHouseDSN: *dsn, Listen: *listen, TLSCertFile: *cert, TLSKeyFile: *key, TLSProxy: *tlsProxy, Instance: r.instance,
 				Accounts: account.Config{SessionIdle: *idle, SessionAbsolute: *absolute}, Checks: r.checks,
 			}, r.log)
 			if err != nil {

@@ -61,6 +61,11 @@ type Config struct {
 	Listen string
 	// TLSCertFile and TLSKeyFile, both or neither, serve HTTPS.
 	TLSCertFile, TLSKeyFile string
+	// TLSProxy says a reverse proxy in front terminates HTTPS: the session
+	// cookie is Secure and __Host- prefixed, and answers carry HSTS, even
+	// on a loopback address. Without it, plain HTTP on loopback is taken
+	// for a developer's machine.
+	TLSProxy bool
 	// Instance names this console in logs; default: a random name.
 	Instance string
 	// Accounts configures sessions and sign-in throttling.
@@ -103,6 +108,8 @@ func (c Config) Validate() error {
 		return errors.New("console: no NATS connection")
 	case (c.TLSCertFile == "") != (c.TLSKeyFile == ""):
 		return errors.New("console: give both --tls-cert and --tls-key, or neither")
+	case c.TLSProxy && c.TLSCertFile != "":
+		return errors.New("console: --tls-proxy says a proxy in front terminates HTTPS; with --tls-cert the console does itself: give one of them")
 	case c.CommandTimeout < time.Second:
 		return errors.New("console: the command timeout must be at least 1s")
 	case !events.ValidToken(c.Instance):
@@ -162,7 +169,7 @@ func New(ctx context.Context, cfg Config, log zerolog.Logger) (*Console, error) 
 		projects:  project.NewStore(kv),
 		accounts:  accounts,
 		admin:     client,
-		secure:    cfg.TLSCertFile != "" || !loopback(cfg.Listen),
+		secure:    cfg.TLSCertFile != "" || cfg.TLSProxy || !loopback(cfg.Listen),
 		listening: make(chan struct{}),
 	}
 	mux := http.NewServeMux()
@@ -222,8 +229,8 @@ func (c *Console) Run(ctx context.Context) error {
 		ErrorLog:          nil,
 	}
 	if !c.secure {
-		c.log.Warn().Msg("serving plain HTTP on a loopback address: the session cookie is not Secure; put the console behind TLS (--tls-cert/--tls-key or a reverse proxy) before exposing it")
-	} else if c.cfg.TLSCertFile == "" {
+		c.log.Warn().Msg("serving plain HTTP on a loopback address: the session cookie is not Secure; put the console behind TLS (--tls-cert/--tls-key, or a reverse proxy and --tls-proxy) before exposing it")
+	} else if c.cfg.TLSCertFile == "" && !c.cfg.TLSProxy {
 		c.log.Info().Msg("plain HTTP on a non-loopback address: the session cookie is Secure, so browsers send it only through an HTTPS reverse proxy in front")
 	}
 	c.log.Info().Str("listen", c.addr).Str("url", scheme+"://"+c.addr+"/").Msg("console serving")

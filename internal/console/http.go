@@ -38,7 +38,7 @@ func (c *Console) protect(next http.Handler) http.Handler {
 		h.Set("Cross-Origin-Opener-Policy", "same-origin")
 		h.Set("Cross-Origin-Resource-Policy", "same-origin")
 		h.Set("Permissions-Policy", "camera=(), microphone=(), geolocation=(), payment=()")
-		if c.cfg.TLSCertFile != "" {
+		if c.cfg.TLSCertFile != "" || c.cfg.TLSProxy {
 			h.Set("Strict-Transport-Security", "max-age=31536000")
 		}
 		if strings.HasPrefix(r.URL.Path, APIPrefix+"/") {
