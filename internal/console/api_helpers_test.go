@@ -6,6 +6,7 @@ package console_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -52,6 +53,15 @@ type connectAnswer struct {
 // decision want (and, for a refusal, its reason).
 func (e *env) connect(t testing.TB, w widgetReq, want events.Outcome, reason events.Reason) connectAnswer {
 	t.Helper()
+	a, err := e.tryConnect(stacktest.Context(t, 30*time.Second), w, want, reason)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
+}
+
+// tryConnect is connect returning its failure, for goroutines.
+func (e *env) tryConnect(ctx context.Context, w widgetReq, want events.Outcome, reason events.Reason) (connectAnswer, error) {
 	body := map[string]any{"projectId": w.project}
 	if w.token != "" {
 		body["widgetToken"] = w.token
@@ -61,11 +71,11 @@ func (e *env) connect(t testing.TB, w widgetReq, want events.Outcome, reason eve
 	}
 	b, err := json.Marshal(body)
 	if err != nil {
-		t.Fatal(err)
+		return connectAnswer{}, err
 	}
-	req, err := http.NewRequestWithContext(stacktest.Context(t, 30*time.Second), http.MethodPost, "http://"+e.st.HTTPAddr+ingress.ConnectPath, bytes.NewReader(b))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+e.st.HTTPAddr+ingress.ConnectPath, bytes.NewReader(b))
 	if err != nil {
-		t.Fatal(err)
+		return connectAnswer{}, err
 	}
 	req.Header.Set("Content-Type", "application/json")
 	if w.origin != "" {
@@ -76,17 +86,17 @@ func (e *env) connect(t testing.TB, w widgetReq, want events.Outcome, reason eve
 	}
 	res, err := http.DefaultClient.Do(req)
 	if err != nil {
-		t.Fatalf("connect: %v", err)
+		return connectAnswer{}, fmt.Errorf("connect: %w", err)
 	}
 	defer res.Body.Close()
 	a := connectAnswer{status: res.StatusCode}
 	if err := json.NewDecoder(res.Body).Decode(&a); err != nil {
-		t.Fatalf("connect: status %d, answer not JSON: %v", res.StatusCode, err)
+		return connectAnswer{}, fmt.Errorf("connect: status %d, answer not JSON: %w", res.StatusCode, err)
 	}
 	if a.Decision != string(want) || a.Reason != string(reason) || a.DecisionID == "" {
-		t.Fatalf("connect %+v: answered %d %+v, want %s %s", w, res.StatusCode, a, want, reason)
+		return a, fmt.Errorf("connect %+v: answered %d %+v, want %s %s", w, res.StatusCode, a, want, reason)
 	}
-	return a
+	return a, nil
 }
 
 // waitDecisions waits until ClickHouse holds every decision of ids.
