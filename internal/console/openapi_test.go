@@ -73,17 +73,18 @@ func (c *opCoverage) missing() []string {
 }
 
 // TestMain runs the package's tests and then, on a whole run (no -run or
-// -skip), fails it when an operation of the OpenAPI document was never
-// exercised: a new endpoint needs its tests.
+// -skip) that served the document, fails it when an operation of the
+// OpenAPI document was never exercised, whatever else failed: a new
+// endpoint needs its tests.
 func TestMain(m *testing.M) {
 	code := m.Run()
 	c := coverage
 	c.mu.Lock()
 	declared := len(c.declared)
 	c.mu.Unlock()
-	if code == 0 && declared > 0 && flag.Lookup("test.run").Value.String() == "" && flag.Lookup("test.skip").Value.String() == "" {
+	if declared > 0 && flag.Lookup("test.run").Value.String() == "" && flag.Lookup("test.skip").Value.String() == "" {
 		if missing := c.missing(); len(missing) > 0 {
-			fmt.Fprintf(os.Stderr, "FAIL: the tests leave %d things of the OpenAPI document unexercised:\n\t%s\n", len(missing), strings.Join(missing, "\n\t"))
+			fmt.Fprintf(os.Stderr, "FAIL: what the tests leave of the OpenAPI document unexercised:\n\t%s\n", strings.Join(missing, "\n\t"))
 			code = 1
 		}
 	}
