@@ -26,9 +26,9 @@ import (
 )
 
 // stream sends a GET and hands its body to read as it arrives, for the
-// exports: the status is checked against the OpenAPI document (their CSV
-// and JSON lines have no schema), and the trailers are returned once the
-// body is read.
+// exports: the status and content type are checked against the OpenAPI
+// document (their CSV and JSON lines have no schema), and the trailers are
+// returned once the body is read.
 func (c *client) stream(t testing.TB, path string, read func(io.Reader) error) (*resp, http.Header) {
 	t.Helper()
 	req, err := http.NewRequestWithContext(stacktest.Context(t, 5*time.Minute), http.MethodGet, c.e.base+path, nil)
@@ -54,6 +54,12 @@ func (c *client) stream(t testing.TB, path string, read func(io.Reader) error) (
 		return r, nil
 	}
 	c.e.conform(t, r)
+	if _, op := c.e.operation(http.MethodGet, strings.SplitN(path, "?", 2)[0]); op != nil {
+		ct := strings.TrimSpace(strings.SplitN(res.Header.Get("Content-Type"), ";", 2)[0])
+		if op.Responses["200"] == nil || op.Responses["200"].Content[ct] == nil {
+			t.Errorf("GET %s answered %s, which its OpenAPI operation does not declare", path, ct)
+		}
+	}
 	if err := read(res.Body); err != nil {
 		t.Fatalf("GET %s: %v", path, err)
 	}
