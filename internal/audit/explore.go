@@ -317,8 +317,8 @@ type User struct {
 	ProjectID string `json:"projectId"`
 	UserID    string `json:"userId"`
 	// Metadata is the userMetadata of the user's latest accepted
-	// connection.
-	Metadata  map[string]string `json:"metadata"`
+	// connection; null when it had none.
+	Metadata  map[string]string `json:"metadata" nullable:"true"`
 	FirstSeen time.Time         `json:"firstSeen"`
 	LastSeen  time.Time         `json:"lastSeen"`
 	// Connections counts the user's accepted connections.

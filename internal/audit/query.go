@@ -139,7 +139,9 @@ func dateTimeSeconds(t time.Time) int64 {
 }
 
 // Record is one decision as security teams see it. The JSON field names are
-// the public contract of `hissuno audit query --format json`.
+// the public contract of `hissuno audit query --format json`; userMetadata
+// is null when the decision recorded none (nullable in the console's
+// OpenAPI document).
 type Record struct {
 	DecisionID       string            `json:"decisionId"`
 	AttemptID        string            `json:"attemptId"`
@@ -151,7 +153,7 @@ type Record struct {
 	Session          string            `json:"session"`
 	UserID           string            `json:"userId"`
 	UserVerified     bool              `json:"userVerified"`
-	UserMetadata     map[string]string `json:"userMetadata"`
+	UserMetadata     map[string]string `json:"userMetadata" nullable:"true"`
 	ClaimedUserID    string            `json:"claimedUserId"`
 	Origin           string            `json:"origin"`
 	TokenFingerprint string            `json:"tokenFingerprint"`

@@ -179,7 +179,8 @@ func appendMissing(codes []int, code int) []int {
 // authenticate resolves who is asking (an API token in Authorization, else
 // the session cookie), refuses with 401 when an operation needs someone and
 // nobody valid asks, and with 403, recorded as an admin event, when the
-// role does not allow the operation.
+// role does not allow the operation or an API token asks for what only an
+// account may do.
 func (c *Console) authenticate(api huma.API) func(huma.Context, func(huma.Context)) {
 	return func(ctx huma.Context, next func(huma.Context)) {
 		r, _ := humago.Unwrap(ctx)
@@ -202,6 +203,7 @@ func (c *Console) authenticate(api huma.API) func(huma.Context, func(huma.Contex
 			return
 		}
 		if perm == permAccount && p.token {
+			c.denied(ctx.Context(), p, ctx.Method()+" "+ctx.Operation().Path+": API tokens cannot do this, only a signed-in account")
 			_ = huma.WriteErr(api, ctx, http.StatusForbidden, "API tokens cannot do this: sign in with an account")
 			return
 		}

@@ -96,7 +96,7 @@ type seriesOutput struct {
 
 type topInput struct {
 	DecisionFilter
-	By string `query:"by" enum:"origin,reason,user,decision" doc:"What to count by; default origin."`
+	By string `query:"by" enum:"origin,reason,user" doc:"What to count by; default origin. (Decisions by outcome: the series, split by decision.)"`
 	N  int    `query:"n" minimum:"1" maximum:"100" doc:"How many; default 10."`
 }
 
@@ -190,6 +190,7 @@ func (c *Console) registerAudit(api huma.API) {
 		}
 		rec, err := audit.Decision(ctx, conn, in.ID, p.scope())
 		if errors.Is(err, audit.ErrNotFound) {
+			c.deniedDecision(ctx, conn, p, in.ID)
 			return nil, huma.Error404NotFound("no decision " + in.ID)
 		}
 		if err != nil {
@@ -352,6 +353,18 @@ func (c *Console) registerAudit(api huma.API) {
 			c.export(ctx, hctx, conn, f, format, max)
 		}}, nil
 	})
+}
+
+// deniedDecision records a denial when a principal limited to some
+// projects asked for a decision of another project: it answers 404 as an
+// unknown decision, and the audit shows the attempt, as for a project.
+func (c *Console) deniedDecision(ctx context.Context, conn driver.Conn, p *principal, id string) {
+	if p.projects == nil {
+		return
+	}
+	if other, err := audit.Decision(ctx, conn, id, nil); err == nil {
+		c.denied(ctx, p, "decision "+id+" of project "+other.ProjectID+" is outside the account's projects")
+	}
 }
 
 // export streams the decisions of f: each row written as it is read, the

@@ -206,6 +206,7 @@ func (e *env) conform(t testing.TB, r *resp) {
 	e.mu.Lock()
 	e.seen[r.method+" "+tmpl+" "+strconv.Itoa(r.status)] = true
 	e.mu.Unlock()
+	coverage.add(op.OperationID, r.status)
 	res := op.Responses[strconv.Itoa(r.status)]
 	if res == nil {
 		res = op.Responses["default"]
