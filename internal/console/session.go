@@ -23,7 +23,9 @@ func (c *Console) cookieName() string {
 }
 
 // sessionCookie is the Set-Cookie of a new session: HttpOnly,
-// SameSite=Strict, Secure unless on loopback HTTP, no Domain, path /.
+// SameSite=Strict, Secure unless on loopback HTTP, no Domain, path /, kept
+// until the session's end by the console's clock (the one its sessions
+// follow).
 func (c *Console) sessionCookie(secret string, expires time.Time) string {
 	ck := &http.Cookie{
 		Name:     c.cookieName(),
@@ -32,7 +34,7 @@ func (c *Console) sessionCookie(secret string, expires time.Time) string {
 		HttpOnly: true,
 		Secure:   c.secure,
 		SameSite: http.SameSiteStrictMode,
-		MaxAge:   max(int(time.Until(expires).Seconds()), 1),
+		MaxAge:   max(int(expires.Sub(c.cfg.Clock()).Seconds()), 1),
 	}
 	return ck.String()
 }
