@@ -147,7 +147,7 @@ func (s *Store) SignIn(ctx context.Context, email, password, clientIP, userAgent
 	if err := s.clearCounter(ctx, emailKey); err != nil {
 		return Session{}, "", fmt.Errorf("sign in: %w", err)
 	}
-	if err := s.forgive(ctx, now, addrKey, t.addressLimit()); err != nil {
+	if err := s.forgive(ctx, now, addrKey, t.addressLimit(), addressLock); err != nil {
 		return Session{}, "", fmt.Errorf("sign in: %w", err)
 	}
 	if weakHash(r.PasswordHash) {
