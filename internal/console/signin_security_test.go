@@ -256,3 +256,49 @@ func TestSignInAnswersAlike(t *testing.T) {
 		}
 	}
 }
+
+// TestPasswordChangeThrottled guesses the current password from a
+// signed-in session (a stolen cookie): the guesses count against the
+// email as failed sign-ins do, each is recorded, the third locks the email
+// (recorded as a lockout), and further changes, and sign-ins, get 429 with
+// Retry-After, not an internal error. The session itself goes on.
+func TestPasswordChangeThrottled(t *testing.T) {
+	t.Parallel()
+	clock := newManualClock(time.Now())
+	e := newEnv(t, withClock(clock.Now), withAccounts(account.Config{Throttle: throttleForTests}), withPromptAudit())
+	a := e.signIn(t, "ada@example.com", account.RoleAdmin)
+	change := func(current string, status int, retryAfter string) {
+		t.Helper()
+		r := a.do(t, http.MethodPut, "/api/v1/session/password", map[string]string{"currentPassword": current, "newPassword": "the thief's new password"}).want(t, status)
+		if got := r.header.Get("Retry-After"); got != retryAfter {
+			t.Fatalf("Retry-After %q, want %q", got, retryAfter)
+		}
+	}
+	for i := range 3 {
+		change(fmt.Sprintf("guess number %d", i), http.StatusUnprocessableEntity, "")
+	}
+	change("guess number 3", http.StatusTooManyRequests, "60")
+	change(a.password, http.StatusTooManyRequests, "60")
+	e.browser(t).do(t, http.MethodPost, "/api/v1/session", map[string]string{"email": "ada@example.com", "password": a.password}).want(t, http.StatusTooManyRequests)
+	a.do(t, http.MethodGet, "/api/v1/session", nil).want(t, http.StatusOK)
+
+	evs := eventsOf(e.storedEvents(t, 4, events.AdminSignInFailed, events.AdminLocked), "ada@example.com")
+	var kinds []string
+	for _, ev := range evs {
+		kinds = append(kinds, ev.Kind)
+		if ev.Actor != "console:ada@example.com" || ev.ClientIP != "127.0.0.1" || !strings.Contains(ev.Reason, "password change") {
+			t.Errorf("a guess of the current password recorded as %+v", ev)
+		}
+	}
+	slices.Sort(kinds)
+	want := []string{string(events.AdminLocked), string(events.AdminSignInFailed), string(events.AdminSignInFailed), string(events.AdminSignInFailed)}
+	if !slices.Equal(kinds, want) {
+		t.Errorf("recorded %v, want %v", kinds, want)
+	}
+
+	clock.Advance(61 * time.Second)
+	r := a.do(t, http.MethodPut, "/api/v1/session/password", map[string]string{"currentPassword": a.password, "newPassword": "ada's own new password"}).want(t, http.StatusOK)
+	if _, ck := r.setCookie(t, e.cookieName()); ck == nil {
+		t.Fatal("the change started no session")
+	}
+}
