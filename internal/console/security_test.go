@@ -13,123 +13,22 @@ import (
 	"github.com/hissuno/widgetauth/internal/console"
 )
 
-// TestSecurityHeaders sends every kind of request (the API signed in and
-// not, its errors, unknown paths, a cross-origin refusal, a body too large,
-// the health endpoints and the OpenAPI document) to the console on plain
-// HTTP and over TLS: every answer carries a CSP without inline script that
-// forbids framing, nosniff and no-referrer, the API's answers are not
-// cached, and HSTS is sent only over TLS.
-func TestSecurityHeaders(t *testing.T) {
-	t.Parallel()
-	for _, tc := range []struct {
-		name string
-		tls  bool
-	}{
-		{name: "loopback http"},
-		{name: "tls", tls: true},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			t.Parallel()
-			var opts []envOption
-			if tc.tls {
-				opts = append(opts, withTLS(t))
-			}
-			e := newEnv(t, opts...)
-			owner := e.signIn(t, "ada@example.com", account.RoleOwner)
-			anon := e.browser(t)
-			huge := append(append([]byte(`{"email":"ada@example.com","password":"`), bytes.Repeat([]byte("x"), console.MaxBodyBytes+1)...), `"}`...)
-			for _, rq := range []struct {
-				name         string
-				c            *client
-				method, path string
-				body         []byte
-				header       []string
-				status       int
-			}{
-				{name: "healthz", c: anon, method: http.MethodGet, path: "/healthz", status: http.StatusOK},
-				{name: "readyz", c: anon, method: http.MethodGet, path: "/readyz"},
-				{name: "metrics", c: anon, method: http.MethodGet, path: "/metrics", status: http.StatusOK},
-				{name: "openapi document", c: anon, method: http.MethodGet, path: "/api/v1/openapi.json", status: http.StatusOK},
-				{name: "api signed in", c: owner, method: http.MethodGet, path: "/api/v1/projects", status: http.StatusOK},
-				{name: "api not signed in", c: anon, method: http.MethodGet, path: "/api/v1/projects", status: http.StatusUnauthorized},
-				{name: "api unknown path", c: owner, method: http.MethodGet, path: "/api/v1/nothing-here", status: http.StatusNotFound},
-				{name: "unknown path", c: anon, method: http.MethodGet, path: "/nothing-here", status: http.StatusNotFound},
-				{name: "unknown project", c: owner, method: http.MethodGet, path: "/api/v1/projects/proj_none", status: http.StatusNotFound},
-				{name: "method not allowed", c: owner, method: http.MethodPut, path: "/api/v1/projects", body: []byte(`{}`), status: http.StatusMethodNotAllowed},
-				{name: "malformed body", c: anon, method: http.MethodPost, path: "/api/v1/session", body: []byte(`{"email":`), status: http.StatusBadRequest},
-				{name: "wrong password", c: anon, method: http.MethodPost, path: "/api/v1/session", body: []byte(`{"email":"ada@example.com","password":"wrong password!"}`), status: http.StatusUnauthorized},
-				{name: "body too large", c: anon, method: http.MethodPost, path: "/api/v1/session", body: huge, status: http.StatusRequestEntityTooLarge},
-				{name: "cross-origin refusal", c: owner, method: http.MethodPost, path: "/api/v1/projects", body: []byte(`{"name":"x"}`),
-					header: []string{"Sec-Fetch-Site", "cross-site"}, status: http.StatusForbidden},
-			} {
-				r := rq.c.fetch(t, rq.method, rq.path, rq.body, rq.header...)
-				if rq.status != 0 && r.status != rq.status {
-					t.Errorf("%s: %s %s answered %d, want %d: %.200s", rq.name, rq.method, rq.path, r.status, rq.status, r.body)
-				}
-				h := r.header
-				csp := h.Get("Content-Security-Policy")
-				directives := map[string]string{}
-				for _, d := range strings.Split(csp, ";") {
-					name, value, _ := strings.Cut(strings.TrimSpace(d), " ")
-					directives[name] = value
-				}
-				switch {
-				case csp == "":
-					t.Errorf("%s: no Content-Security-Policy", rq.name)
-				case strings.Contains(csp, "'unsafe-inline'") || strings.Contains(csp, "'unsafe-eval'"):
-					t.Errorf("%s: the CSP allows inline script: %s", rq.name, csp)
-				case directives["frame-ancestors"] != "'none'":
-					t.Errorf("%s: the CSP does not forbid framing: %s", rq.name, csp)
-				case directives["script-src"] != "'self'" || directives["default-src"] != "'self'" || directives["object-src"] != "'none'":
-					t.Errorf("%s: the CSP allows scripts or plug-ins from elsewhere: %s", rq.name, csp)
-				}
-				for k, want := range map[string]string{"X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer", "X-Frame-Options": "DENY"} {
-					if got := h.Get(k); got != want {
-						t.Errorf("%s: %s is %q, want %q", rq.name, k, got, want)
-					}
-				}
-				if strings.HasPrefix(rq.path, console.APIPrefix+"/") && h.Get("Cache-Control") != "no-store" {
-					t.Errorf("%s: Cache-Control %q on an API answer, want no-store", rq.name, h.Get("Cache-Control"))
-				}
-				hsts := h.Get("Strict-Transport-Security")
-				if !tc.tls && hsts != "" {
-					t.Errorf("%s: HSTS %q on plain HTTP", rq.name, hsts)
-				}
-				if tc.tls {
-					age, err := strconv.Atoi(strings.TrimPrefix(hsts, "max-age="))
-					if err != nil || age < 365*24*3600 {
-						t.Errorf("%s: HSTS %q over TLS, want max-age of a year at least", rq.name, hsts)
-					}
-				}
-			}
-		})
-	}
-}
-
-// TestSessionCookie signs in on loopback HTTP and over TLS: the session
-// cookie is HttpOnly, SameSite=Strict, path /, without Domain, and lives as
-// long as the session at most by the server's clock; on loopback HTTP it is
-// hissuno_session and not Secure (browsers would drop it), over TLS it is
-// __Host-hissuno_session and Secure. Its value is a fresh 256-bit secret
-// per sign-in; signing out clears it with the same flags. Over TLS the
-// console reads the __Host- cookie only: a hissuno_session cookie set
-// around the prefix's rules (by a sibling host, over plain HTTP) signs no
-// one in.
-func TestSessionCookie(t *testing.T) {
+// TestHeadersAndSessionCookie runs the console on loopback HTTP and over
+// TLS (with a server clock a year behind the machine's: what lasts follows
+// the console's clock) and checks what protects the browser on each.
+func TestHeadersAndSessionCookie(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
 		name       string
 		tls        bool
-		wantName   string
+		cookie     string
 		wantSecure bool
 	}{
-		{name: "loopback http", wantName: "hissuno_session"},
-		{name: "tls", tls: true, wantName: "__Host-hissuno_session", wantSecure: true},
+		{name: "loopback http", cookie: "hissuno_session"},
+		{name: "tls", tls: true, cookie: "__Host-hissuno_session", wantSecure: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			// A server clock a year behind the machine's: the cookie's
-			// lifetime follows the console's clock, as its sessions do.
 			clock := newManualClock(time.Now().Add(-365 * 24 * time.Hour))
 			opts := []envOption{withClock(clock.Now)}
 			if tc.tls {
@@ -139,52 +38,142 @@ func TestSessionCookie(t *testing.T) {
 			if got := e.st.Console.SecureCookies(); got != tc.wantSecure {
 				t.Fatalf("SecureCookies() = %v, want %v", got, tc.wantSecure)
 			}
-			if got := e.doc.Components.SecuritySchemes["session"].Name; got != tc.wantName {
-				t.Errorf("the OpenAPI document names the cookie %q, want %q", got, tc.wantName)
-			}
-			pw := e.account(t, "ada@example.com", account.RoleOwner)
-			var values []string
-			for range 2 {
-				c := e.browser(t)
-				r := c.do(t, http.MethodPost, "/api/v1/session", map[string]string{"email": "ada@example.com", "password": pw}).want(t, http.StatusOK)
-				line, ck := r.setCookie(t, tc.wantName)
-				if ck == nil {
-					t.Fatalf("sign-in sets no %s cookie: %v", tc.wantName, r.header.Values("Set-Cookie"))
-				}
-				checkCookieFlags(t, line, ck, tc.wantSecure)
-				if want := int(account.DefaultSessionAbsolute / time.Second); ck.MaxAge != want {
-					t.Errorf("Max-Age=%d, want the session's lifetime by the server's clock, %d: %s", ck.MaxAge, want, line)
-				}
-				if len(ck.Value) < 43 { // 256 bits in base64url
-					t.Errorf("the session id has %d characters: fewer than 256 bits", len(ck.Value))
-				}
-				if c.session(t) != ck.Value {
-					t.Error("the browser did not keep the cookie")
-				}
-				values = append(values, ck.Value)
-				c.do(t, http.MethodGet, "/api/v1/session", nil).want(t, http.StatusOK)
-
-				r = c.do(t, http.MethodDelete, "/api/v1/session", nil).want(t, http.StatusNoContent)
-				line, ck = r.setCookie(t, tc.wantName)
-				if ck == nil || ck.Value != "" || ck.MaxAge >= 0 {
-					t.Fatalf("sign-out does not clear the cookie: %q", line)
-				}
-				checkCookieFlags(t, line, ck, tc.wantSecure)
-				if c.session(t) != "" {
-					t.Error("the browser still holds the cookie after signing out")
-				}
-			}
-			if values[0] == values[1] {
-				t.Error("two sign-ins got the same session id")
-			}
-
-			if tc.tls {
-				c := e.browser(t)
-				c.do(t, http.MethodPost, "/api/v1/session", map[string]string{"email": "ada@example.com", "password": pw}).want(t, http.StatusOK)
-				e.withCookie("hissuno_session", c.session(t)).do(t, http.MethodGet, "/api/v1/session", nil).want(t, http.StatusUnauthorized)
-				e.withCookie(tc.wantName, c.session(t)).do(t, http.MethodGet, "/api/v1/session", nil).want(t, http.StatusOK)
-			}
+			t.Run("headers", func(t *testing.T) { t.Parallel(); checkSecurityHeaders(t, e, tc.tls) })
+			t.Run("session cookie", func(t *testing.T) { t.Parallel(); checkSessionCookie(t, e, tc.cookie, tc.wantSecure) })
 		})
+	}
+}
+
+// checkSecurityHeaders sends every kind of request (the API signed in and
+// not, its errors, unknown paths, a cross-origin refusal, a body too large,
+// the health endpoints and the OpenAPI document): every answer carries a
+// CSP without inline script that forbids framing, nosniff and
+// no-referrer, the API's answers are not cached, and HSTS is sent only
+// over TLS.
+func checkSecurityHeaders(t *testing.T, e *env, secure bool) {
+	owner := e.signIn(t, "headers@example.com", account.RoleOwner)
+	anon := e.browser(t)
+	huge := append(append([]byte(`{"email":"headers@example.com","password":"`), bytes.Repeat([]byte("x"), console.MaxBodyBytes+1)...), `"}`...)
+	for _, rq := range []struct {
+		name         string
+		c            *client
+		method, path string
+		body         []byte
+		header       []string
+		status       int
+	}{
+		{name: "healthz", c: anon, method: http.MethodGet, path: "/healthz", status: http.StatusOK},
+		{name: "readyz", c: anon, method: http.MethodGet, path: "/readyz"},
+		{name: "metrics", c: anon, method: http.MethodGet, path: "/metrics", status: http.StatusOK},
+		{name: "openapi document", c: anon, method: http.MethodGet, path: "/api/v1/openapi.json", status: http.StatusOK},
+		{name: "api signed in", c: owner, method: http.MethodGet, path: "/api/v1/projects", status: http.StatusOK},
+		{name: "api not signed in", c: anon, method: http.MethodGet, path: "/api/v1/projects", status: http.StatusUnauthorized},
+		{name: "api unknown path", c: owner, method: http.MethodGet, path: "/api/v1/nothing-here", status: http.StatusNotFound},
+		{name: "unknown path", c: anon, method: http.MethodGet, path: "/nothing-here", status: http.StatusNotFound},
+		{name: "unknown project", c: owner, method: http.MethodGet, path: "/api/v1/projects/proj_none", status: http.StatusNotFound},
+		{name: "method not allowed", c: owner, method: http.MethodPut, path: "/api/v1/projects", body: []byte(`{}`), status: http.StatusMethodNotAllowed},
+		{name: "malformed body", c: anon, method: http.MethodPost, path: "/api/v1/session", body: []byte(`{"email":`), status: http.StatusBadRequest},
+		{name: "wrong password", c: anon, method: http.MethodPost, path: "/api/v1/session", body: []byte(`{"email":"headers@example.com","password":"wrong password!"}`), status: http.StatusUnauthorized},
+		{name: "body too large", c: anon, method: http.MethodPost, path: "/api/v1/session", body: huge, status: http.StatusRequestEntityTooLarge},
+		{name: "cross-origin refusal", c: owner, method: http.MethodPost, path: "/api/v1/projects", body: []byte(`{"name":"x"}`),
+			header: []string{"Sec-Fetch-Site", "cross-site"}, status: http.StatusForbidden},
+	} {
+		r := rq.c.fetch(t, rq.method, rq.path, rq.body, rq.header...)
+		if rq.status != 0 && r.status != rq.status {
+			t.Errorf("%s: %s %s answered %d, want %d: %.200s", rq.name, rq.method, rq.path, r.status, rq.status, r.body)
+		}
+		h := r.header
+		csp := h.Get("Content-Security-Policy")
+		directives := map[string]string{}
+		for _, d := range strings.Split(csp, ";") {
+			name, value, _ := strings.Cut(strings.TrimSpace(d), " ")
+			directives[name] = value
+		}
+		switch {
+		case csp == "":
+			t.Errorf("%s: no Content-Security-Policy", rq.name)
+		case strings.Contains(csp, "'unsafe-inline'") || strings.Contains(csp, "'unsafe-eval'"):
+			t.Errorf("%s: the CSP allows inline script: %s", rq.name, csp)
+		case directives["frame-ancestors"] != "'none'":
+			t.Errorf("%s: the CSP does not forbid framing: %s", rq.name, csp)
+		case directives["script-src"] != "'self'" || directives["default-src"] != "'self'" || directives["object-src"] != "'none'":
+			t.Errorf("%s: the CSP allows scripts or plug-ins from elsewhere: %s", rq.name, csp)
+		}
+		for k, want := range map[string]string{"X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer", "X-Frame-Options": "DENY"} {
+			if got := h.Get(k); got != want {
+				t.Errorf("%s: %s is %q, want %q", rq.name, k, got, want)
+			}
+		}
+		if strings.HasPrefix(rq.path, console.APIPrefix+"/") && h.Get("Cache-Control") != "no-store" {
+			t.Errorf("%s: Cache-Control %q on an API answer, want no-store", rq.name, h.Get("Cache-Control"))
+		}
+		hsts := h.Get("Strict-Transport-Security")
+		if !secure && hsts != "" {
+			t.Errorf("%s: HSTS %q on plain HTTP", rq.name, hsts)
+		}
+		if secure {
+			age, err := strconv.Atoi(strings.TrimPrefix(hsts, "max-age="))
+			if err != nil || age < 365*24*3600 {
+				t.Errorf("%s: HSTS %q over TLS, want max-age of a year at least", rq.name, hsts)
+			}
+		}
+	}
+}
+
+// checkSessionCookie signs in and out: the session cookie is HttpOnly,
+// SameSite=Strict, path /, without Domain, and lives as long as the
+// session by the server's clock; on loopback HTTP it is hissuno_session and
+// not Secure (browsers would drop it), over TLS it is
+// __Host-hissuno_session and Secure. Its value is a fresh 256-bit secret
+// per sign-in; signing out clears it with the same flags. Over TLS the
+// console reads the __Host- cookie only: a hissuno_session cookie set
+// around the prefix's rules (by a sibling host, over plain HTTP) signs no
+// one in.
+func checkSessionCookie(t *testing.T, e *env, name string, secure bool) {
+	if got := e.doc.Components.SecuritySchemes["session"].Name; got != name {
+		t.Errorf("the OpenAPI document names the cookie %q, want %q", got, name)
+	}
+	pw := e.account(t, "ada@example.com", account.RoleOwner)
+	var values []string
+	for range 2 {
+		c := e.browser(t)
+		r := c.do(t, http.MethodPost, "/api/v1/session", map[string]string{"email": "ada@example.com", "password": pw}).want(t, http.StatusOK)
+		line, ck := r.setCookie(t, name)
+		if ck == nil {
+			t.Fatalf("sign-in sets no %s cookie: %v", name, r.header.Values("Set-Cookie"))
+		}
+		checkCookieFlags(t, line, ck, secure)
+		if want := int(account.DefaultSessionAbsolute / time.Second); ck.MaxAge != want {
+			t.Errorf("Max-Age=%d, want the session's lifetime by the server's clock, %d: %s", ck.MaxAge, want, line)
+		}
+		if len(ck.Value) < 43 { // 256 bits in base64url
+			t.Errorf("the session id has %d characters: fewer than 256 bits", len(ck.Value))
+		}
+		if c.session(t) != ck.Value {
+			t.Error("the browser did not keep the cookie")
+		}
+		values = append(values, ck.Value)
+		c.do(t, http.MethodGet, "/api/v1/session", nil).want(t, http.StatusOK)
+
+		r = c.do(t, http.MethodDelete, "/api/v1/session", nil).want(t, http.StatusNoContent)
+		line, ck = r.setCookie(t, name)
+		if ck == nil || ck.Value != "" || ck.MaxAge >= 0 {
+			t.Fatalf("sign-out does not clear the cookie: %q", line)
+		}
+		checkCookieFlags(t, line, ck, secure)
+		if c.session(t) != "" {
+			t.Error("the browser still holds the cookie after signing out")
+		}
+	}
+	if values[0] == values[1] {
+		t.Error("two sign-ins got the same session id")
+	}
+
+	if secure {
+		c := e.browser(t)
+		c.do(t, http.MethodPost, "/api/v1/session", map[string]string{"email": "ada@example.com", "password": pw}).want(t, http.StatusOK)
+		e.withCookie("hissuno_session", c.session(t)).do(t, http.MethodGet, "/api/v1/session", nil).want(t, http.StatusUnauthorized)
+		e.withCookie(name, c.session(t)).do(t, http.MethodGet, "/api/v1/session", nil).want(t, http.StatusOK)
 	}
 }
 
