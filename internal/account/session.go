@@ -32,7 +32,8 @@ type Session struct {
 	// ExpiresAt is when the session ends however much it is used
 	// (Config.SessionAbsolute after its sign-in); unused, it ends sooner.
 	ExpiresAt time.Time `json:"expiresAt"`
-	// ClientIP and UserAgent are the sign-in's, as the console saw them.
+	// ClientIP and UserAgent are the sign-in's, as the console saw them
+	// (the user agent scrubbed of secrets: redact.String).
 	ClientIP  string `json:"clientIp"`
 	UserAgent string `json:"userAgent"`
 }
@@ -147,7 +148,7 @@ func (s *Store) SignIn(ctx context.Context, email, password, clientIP, userAgent
 	if err := s.clearCounter(ctx, emailKey); err != nil {
 		return Session{}, "", fmt.Errorf("sign in: %w", err)
 	}
-	if err := s.forgive(ctx, now, addrKey, t.addressLimit()); err != nil {
+	if err := s.forgive(ctx, now, addrKey, t.addressLimit(), addressLock); err != nil {
 		return Session{}, "", fmt.Errorf("sign in: %w", err)
 	}
 	if weakHash(r.PasswordHash) {
@@ -186,7 +187,7 @@ func (s *Store) startSession(ctx context.Context, r accountRecord, now time.Time
 		CreatedAt:  now,
 		LastSeenAt: now,
 		ClientIP:   bound(strings.TrimSpace(clientIP), maxClientIPBytes),
-		UserAgent:  bound(userAgent, events.MaxUserAgentBytes),
+		UserAgent:  bound(redact.String(userAgent), events.MaxUserAgentBytes),
 		Epoch:      r.SessionEpoch,
 	}
 	b, err := json.Marshal(rec)

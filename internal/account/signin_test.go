@@ -249,6 +249,25 @@ func TestThrottleAddress(t *testing.T) {
 		}
 	})
 
+	t.Run("success after a lock locks nothing anew", func(t *testing.T) {
+		e := newEnv(t, account.Config{Throttle: account.Throttle{AddressFailures: 2}})
+		e.mustAccount(t, "insider@example.com", account.RoleAdmin)
+		ip := "192.0.2.70"
+		e.attempt(t, "a@example.com", "bad", ip)
+		e.attempt(t, "b@example.com", "bad", ip) // locks the address for 1 min
+		e.clock.Advance(time.Minute)
+		for i := range 2 {
+			if got := e.attempt(t, "insider@example.com", goodPassword, ip); got != success {
+				t.Fatalf("sign-in %d after the lock: %+v, want success", i+1, got)
+			}
+		}
+		want := badCreds
+		want.AddrLocked, want.LockedFor = true, 2*time.Minute
+		if got := e.attempt(t, "c@example.com", "bad", ip); got != want {
+			t.Fatalf("the next failure: %+v, want the address locked again, for longer", got)
+		}
+	})
+
 	t.Run("an IPv6 /64 counts as one address", func(t *testing.T) {
 		e := newEnv(t, account.Config{Throttle: account.Throttle{AddressFailures: 2}})
 		e.attempt(t, "a@example.com", "bad", "2001:db8:1:2::1")

@@ -63,14 +63,18 @@ func (l limit) fail(c counter, now time.Time) (counter, time.Duration) {
 	return c, lock
 }
 
-// forgive takes back one failure counted in advance for an attempt that
-// succeeded, and the lock when the count falls below the limit again.
-func (l limit) forgive(c counter, now time.Time) counter {
+// forgive takes back one failure counted in advance at now for an attempt
+// that succeeded, and lock, the lock that failure started (zero for
+// none), unless a later failure has locked the counter since; any lock
+// goes once the count falls below the limit again. Without the second
+// rule a success from an address past its limit, once its lock was over,
+// would lock it anew for everyone behind it.
+func (l limit) forgive(c counter, now time.Time, lock time.Duration) counter {
 	c = l.current(c, now)
 	if c.Failures > 0 {
 		c.Failures--
 	}
-	if c.Failures < l.failures {
+	if c.Failures < l.failures || lock > 0 && c.LockedUntil.Equal(now.Add(lock)) {
 		c.LockedUntil = time.Time{}
 	}
 	return c
@@ -161,13 +165,13 @@ func (s *Store) reserve(ctx context.Context, now time.Time, key string, l limit)
 }
 
 // forgive takes back the failure reserve counted at key for an attempt
-// that succeeded.
-func (s *Store) forgive(ctx context.Context, now time.Time, key string, l limit) error {
+// that succeeded, and the lock it started.
+func (s *Store) forgive(ctx context.Context, now time.Time, key string, l limit, lock time.Duration) error {
 	_, err := modify(ctx, s.throttle, key, throttleRetries, func(c *counter, found bool) error {
 		if !found {
 			return errUnchanged
 		}
-		*c = l.forgive(*c, now)
+		*c = l.forgive(*c, now, lock)
 		return nil
 	})
 	if err != nil {

@@ -94,7 +94,8 @@ type tokenRecord struct {
 // TokenSpec is what CreateToken makes.
 type TokenSpec struct {
 	// Name says what the token is for: 1 to MaxTokenNameBytes bytes of text
-	// without control characters; required.
+	// without control characters; required. It is stored scrubbed of
+	// secrets (redact.String): a key pasted into it is not kept.
 	Name string
 	// Role is the token's; required.
 	Role Role
@@ -111,7 +112,7 @@ type TokenSpec struct {
 // which no one can get again; ErrInvalid when the spec is not acceptable.
 func (s *Store) CreateToken(ctx context.Context, spec TokenSpec) (Token, string, error) {
 	now := s.now()
-	name := strings.TrimSpace(spec.Name)
+	name := redact.String(strings.TrimSpace(spec.Name))
 	if err := checkText("token name", name, MaxTokenNameBytes); err != nil {
 		return Token{}, "", err
 	}

@@ -144,6 +144,17 @@ func register[I, O any](api huma.API, op huma.Operation, perm permission, h func
 		op.Metadata = map[string]any{}
 	}
 	op.Metadata["permission"] = perm
+	if op.MaxBodyBytes == 0 {
+		// huma answers 413 past its own bound; past protect's
+		// http.MaxBytesReader alone it would answer 500.
+		op.MaxBodyBytes = MaxBodyBytes
+	}
+	switch op.Method {
+	case http.MethodGet, http.MethodHead, http.MethodOptions:
+	default:
+		// protect's cross-origin refusal, which can answer any change.
+		op.Errors = appendMissing(op.Errors, http.StatusForbidden)
+	}
 	if perm != permPublic {
 		op.Security = []map[string][]string{{schemeSession: {}}, {schemeBearer: {}}}
 		if perm == permAccount {

@@ -35,6 +35,9 @@ type env struct {
 	ch   driver.Conn
 	logs *stacktest.SyncBuffer
 	doc  *huma.OpenAPI
+	// rt is the clients' transport: nil (the default) on plain HTTP, one
+	// trusting the console's certificate when it serves TLS.
+	rt http.RoundTripper
 
 	mu sync.Mutex
 	// seen are the operations and statuses the tests met, for the
@@ -76,7 +79,11 @@ func newEnv(t testing.TB, opts ...envOption) *env {
 		t.Fatalf("start stack: %v", err)
 	}
 	t.Cleanup(st.Stop)
-	return &env{t: t, st: st, base: "http://" + st.ConsoleAddr, dsn: dsn, ch: ch, logs: logs, doc: st.Console.OpenAPI(), seen: map[string]bool{}}
+	e := &env{t: t, st: st, base: "http://" + st.ConsoleAddr, dsn: dsn, ch: ch, logs: logs, doc: st.Console.OpenAPI(), seen: map[string]bool{}}
+	if cfg.Console.TLSCertFile != "" {
+		e.base, e.rt = "https://"+st.ConsoleAddr, trusting(t, cfg.Console.TLSCertFile)
+	}
+	return e
 }
 
 // account creates a console account and returns its password.
@@ -110,13 +117,13 @@ func (e *env) browser(t testing.TB) *client {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &client{e: e, hc: &http.Client{Jar: jar, Timeout: 60 * time.Second}, headers: http.Header{"Sec-Fetch-Site": {"same-origin"}}}
+	return &client{e: e, hc: &http.Client{Jar: jar, Timeout: 60 * time.Second, Transport: e.rt}, headers: http.Header{"Sec-Fetch-Site": {"same-origin"}}}
 }
 
 // bearer is a client sending an API token, as automation does (no
 // Sec-Fetch-Site, no cookies).
 func (e *env) bearer(token string) *client {
-	return &client{e: e, hc: &http.Client{Timeout: 60 * time.Second}, headers: http.Header{"Authorization": {"Bearer " + token}}}
+	return &client{e: e, hc: &http.Client{Timeout: 60 * time.Second, Transport: e.rt}, headers: http.Header{"Authorization": {"Bearer " + token}}}
 }
 
 // client talks to the console's API.

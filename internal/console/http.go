@@ -5,6 +5,8 @@ import (
 	"net"
 	"net/http"
 	"strings"
+
+	"github.com/hissuno/widgetauth/internal/redact"
 )
 
 // MaxBodyBytes bounds a request body; a larger one is refused.
@@ -24,8 +26,9 @@ const contentSecurityPolicy = "default-src 'self'; script-src 'self'; style-src 
 func (c *Console) protect(next http.Handler) http.Handler {
 	cop := http.NewCrossOriginProtection()
 	cop.SetDenyHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		c.log.Warn().Str("method", r.Method).Str("path", r.URL.Path).Str("origin", r.Header.Get("Origin")).
-			Str("sec_fetch_site", r.Header.Get("Sec-Fetch-Site")).Str("client_ip", clientIP(r)).Msg("cross-origin request refused")
+		// The path and Origin are the forged page's to choose: scrubbed.
+		c.log.Warn().Str("method", r.Method).Str("path", redact.String(r.URL.Path)).Str("origin", redact.String(r.Header.Get("Origin"))).
+			Str("sec_fetch_site", redact.String(r.Header.Get("Sec-Fetch-Site"))).Str("client_ip", clientIP(r)).Msg("cross-origin request refused")
 		writeProblem(w, http.StatusForbidden, "cross-origin request refused: the console accepts changes from its own pages only")
 	}))
 	guarded := cop.Handler(next)

@@ -16,6 +16,7 @@ import (
 	"github.com/hissuno/widgetauth/internal/authz"
 	"github.com/hissuno/widgetauth/internal/origin"
 	"github.com/hissuno/widgetauth/internal/project"
+	"github.com/hissuno/widgetauth/internal/redact"
 )
 
 // Project is a project's settings and keys as admins see them: fingerprints
@@ -389,9 +390,12 @@ func (c *Console) project(ctx context.Context, p *principal, id string) (project
 }
 
 // submit sends a command as the console, naming the principal, and maps
-// the rotator's refusals to answers.
+// the rotator's refusals to answers. The reason and the user agent are
+// scrubbed before they reach the admin stream, where commands are kept
+// (the rotator scrubs the events it records too).
 func (c *Console) submit(ctx context.Context, p *principal, cmd events.Command) (admin.Result, error) {
-	cmd.Actor, cmd.ClientIP, cmd.UserAgent = p.actor, p.ip, p.userAgent
+	cmd.Actor, cmd.ClientIP, cmd.UserAgent = p.actor, p.ip, redact.String(p.userAgent)
+	cmd.Reason = redact.String(cmd.Reason)
 	res, err := c.admin.Submit(ctx, cmd, c.cfg.CommandTimeout)
 	switch {
 	case err == nil:

@@ -23,7 +23,9 @@ func (c *Console) cookieName() string {
 }
 
 // sessionCookie is the Set-Cookie of a new session: HttpOnly,
-// SameSite=Strict, Secure unless on loopback HTTP, no Domain, path /.
+// SameSite=Strict, Secure unless on loopback HTTP, no Domain, path /, kept
+// until the session's end by the console's clock (the one its sessions
+// follow).
 func (c *Console) sessionCookie(secret string, expires time.Time) string {
 	ck := &http.Cookie{
 		Name:     c.cookieName(),
@@ -32,7 +34,7 @@ func (c *Console) sessionCookie(secret string, expires time.Time) string {
 		HttpOnly: true,
 		Secure:   c.secure,
 		SameSite: http.SameSiteStrictMode,
-		MaxAge:   max(int(time.Until(expires).Seconds()), 1),
+		MaxAge:   max(int(expires.Sub(c.cfg.Clock()).Seconds()), 1),
 	}
 	return ck.String()
 }
@@ -157,12 +159,26 @@ func (c *Console) registerSession(api huma.API) {
 
 	register(api, huma.Operation{
 		OperationID: "change-password", Method: http.MethodPut, Path: APIPrefix + "/session/password", Tags: []string{"Session"},
-		Summary:     "Change your password",
-		Description: "Checks the current password, sets the new one and ends every session of the account, this one included; the answer starts a new one.",
-		Errors:      []int{http.StatusUnprocessableEntity},
+		Summary: "Change your password",
+		Description: "Checks the current password, sets the new one and ends every session of the account, this one included; the answer starts a new one. " +
+			"A wrong current password counts as a failed sign-in of the account: repeated, it locks the account's sign-ins and changes (429 with Retry-After).",
+		Errors: []int{http.StatusUnprocessableEntity, http.StatusTooManyRequests},
 	}, permAccount, func(ctx context.Context, p *principal, in *changePasswordInput) (*meOutput, error) {
 		_, err := c.accounts.ChangePassword(ctx, p.account, in.Body.Current, in.Body.New)
+		var throttled *account.ThrottledError
+		var failed *account.SignInError
 		switch {
+		case errors.As(err, &throttled):
+			return nil, tooMany(throttled.RetryAfter)
+		case errors.As(err, &failed):
+			// A guess of the password from a signed-in session (a stolen
+			// cookie, an unlocked screen) is a failed sign-in.
+			_ = c.record(ctx, accountEvent{kind: events.AdminSignInFailed, actor: p.actor, account: p.account, reason: "wrong current password on a password change", client: p.client})
+			if failed.AccountLocked {
+				_ = c.record(ctx, accountEvent{kind: events.AdminLocked, actor: p.actor, account: p.account,
+					reason: "too many wrong current passwords on a password change; locked for " + failed.LockedFor.Round(time.Second).String(), client: p.client})
+			}
+			return nil, huma.Error422UnprocessableEntity("the current password is wrong")
 		case errors.Is(err, account.ErrBadCredentials):
 			return nil, huma.Error422UnprocessableEntity("the current password is wrong")
 		case errors.Is(err, account.ErrInvalid):
