@@ -245,7 +245,11 @@ func (c *Console) principal(ctx context.Context, r *http.Request, cl client) (*p
 		if err != nil {
 			return nil, err
 		}
-		return &principal{actor: events.ActorToken + tok.ID, account: tok.ID, role: tok.Role, projects: nilIfAll(tok.Projects), token: true, client: cl}, nil
+		role, projects, err := c.tokenPower(ctx, tok)
+		if err != nil {
+			return nil, err
+		}
+		return &principal{actor: events.ActorToken + tok.ID, account: tok.ID, role: role, projects: projects, token: true, client: cl}, nil
 	}
 	ck, err := r.Cookie(c.cookieName())
 	if err != nil || ck.Value == "" {
@@ -259,6 +263,73 @@ func (c *Console) principal(ctx context.Context, r *http.Request, cl client) (*p
 		return nil, err
 	}
 	return &principal{actor: events.ActorConsole + acc.Email, account: acc.Email, role: acc.Role, projects: nilIfAll(acc.Projects), session: ck.Value, client: cl}, nil
+}
+
+// tokenPower is what an API token may do now: at most what its maker may
+// do now, the account that made it or, for a token made with a token, that
+// token's power in turn. A token whose maker was disabled, removed, revoked
+// or expired since works no more (errUnauthenticated); one whose maker lost
+// a role or projects loses them too: no token outlives its maker's power.
+func (c *Console) tokenPower(ctx context.Context, tok account.Token) (account.Role, []string, error) {
+	role, projects := tok.Role, nilIfAll(tok.Projects)
+	for range maxTokenChain {
+		if email, ok := strings.CutPrefix(tok.CreatedBy, events.ActorConsole); ok {
+			maker, err := c.accounts.Account(ctx, email)
+			switch {
+			case errors.Is(err, account.ErrNotFound):
+				return "", nil, errUnauthenticated
+			case err != nil:
+				return "", nil, err
+			case maker.Disabled:
+				return "", nil, errUnauthenticated
+			}
+			return lesser(role, maker.Role), narrowest(projects, nilIfAll(maker.Projects)), nil
+		}
+		id, ok := strings.CutPrefix(tok.CreatedBy, events.ActorToken)
+		if !ok {
+			return "", nil, errUnauthenticated
+		}
+		maker, err := c.accounts.Token(ctx, id)
+		switch {
+		case errors.Is(err, account.ErrNotFound):
+			return "", nil, errUnauthenticated
+		case err != nil:
+			return "", nil, err
+		case !maker.RevokedAt.IsZero(), !maker.ExpiresAt.IsZero() && !c.cfg.Clock().Before(maker.ExpiresAt):
+			return "", nil, errUnauthenticated
+		}
+		role, projects, tok = lesser(role, maker.Role), narrowest(projects, nilIfAll(maker.Projects)), maker
+	}
+	return "", nil, errUnauthenticated
+}
+
+// maxTokenChain bounds how many tokens made with tokens tokenPower follows
+// to an account.
+const maxTokenChain = 16
+
+// lesser is the role of the two that may do less.
+func lesser(a, b account.Role) account.Role {
+	if a.AtMost(b) {
+		return a
+	}
+	return b
+}
+
+// narrowest is the projects both lists allow (nil allows every project).
+func narrowest(a, b []string) []string {
+	switch {
+	case a == nil:
+		return b
+	case b == nil:
+		return a
+	}
+	both := []string{}
+	for _, p := range a {
+		if slices.Contains(b, p) {
+			both = append(both, p)
+		}
+	}
+	return both
 }
 
 // nilIfAll turns an empty project list (every project) into nil.

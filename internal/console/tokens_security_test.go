@@ -265,3 +265,50 @@ func TestTokenLimits(t *testing.T) {
 		}
 	})
 }
+
+// TestTokenNeverOutlivesItsMaker: an API token may do at most what the
+// account (or the token) that made it may do now. Its maker demoted, it loses the role;
+// limited to projects, it sees only those; disabled, it works no more; and
+// enabled again, it works again within what its maker may.
+func TestTokenNeverOutlivesItsMaker(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	first := e.signIn(t, "first@example.com", account.RoleOwner)
+	a, _ := first.createProject(t, "Shop A", nil)
+	b, _ := first.createProject(t, "Shop B", nil)
+	maker := e.signIn(t, "maker@example.com", account.RoleOwner)
+	_, secret := maker.newToken(t, map[string]any{"name": "automation", "role": "owner"})
+	tok := e.bearer(secret)
+	tok.do(t, http.MethodGet, "/api/v1/accounts", nil).want(t, http.StatusOK)
+
+	// A token made with a token ends with the one that made it.
+	parentID, parentSecret := maker.newToken(t, map[string]any{"name": "parent", "role": "owner"})
+	_, childSecret := e.bearer(parentSecret).newToken(t, map[string]any{"name": "child", "role": "admin"})
+	child := e.bearer(childSecret)
+	child.do(t, http.MethodGet, "/api/v1/projects/"+a, nil).want(t, http.StatusOK)
+	maker.do(t, http.MethodDelete, "/api/v1/tokens/"+parentID, nil).want(t, http.StatusOK)
+	child.do(t, http.MethodGet, "/api/v1/projects/"+a, nil).want(t, http.StatusUnauthorized)
+
+	change := func(body map[string]any) {
+		t.Helper()
+		first.do(t, http.MethodPatch, "/api/v1/accounts/maker@example.com", body).want(t, http.StatusOK)
+	}
+	change(map[string]any{"role": "admin"})
+	tok.do(t, http.MethodGet, "/api/v1/accounts", nil).want(t, http.StatusForbidden)
+	tok.do(t, http.MethodPatch, "/api/v1/projects/"+b, map[string]any{"requireToken": true}).want(t, http.StatusOK)
+
+	change(map[string]any{"projects": []string{a}})
+	tok.do(t, http.MethodGet, "/api/v1/projects/"+a, nil).want(t, http.StatusOK)
+	tok.do(t, http.MethodGet, "/api/v1/projects/"+b, nil).want(t, http.StatusNotFound)
+	var list struct{ Projects []struct{ ProjectID string } }
+	tok.do(t, http.MethodGet, "/api/v1/projects", nil).want(t, http.StatusOK).decode(t, &list)
+	if len(list.Projects) != 1 || list.Projects[0].ProjectID != a {
+		t.Errorf("a token of a maker limited to %s lists %+v", a, list.Projects)
+	}
+
+	change(map[string]any{"disabled": true})
+	tok.do(t, http.MethodGet, "/api/v1/projects/"+a, nil).want(t, http.StatusUnauthorized)
+	change(map[string]any{"disabled": false, "role": "security"})
+	tok.do(t, http.MethodGet, "/api/v1/projects/"+a, nil).want(t, http.StatusOK)
+	tok.do(t, http.MethodPatch, "/api/v1/projects/"+a, map[string]any{"requireToken": true}).want(t, http.StatusForbidden)
+}
