@@ -166,15 +166,10 @@ type Record struct {
 	UserAgent        string            `json:"userAgent"`
 }
 
-// Decisions returns decisions matching f, newest first, each once.
+// Decisions returns decisions matching f, each once, newest first by
+// (time, time_us, decision_id) descending, as DecisionsPage orders them.
 func Decisions(ctx context.Context, conn driver.Conn, f Filter) ([]Record, error) {
-	c := f.decisions()
-	q := "SELECT " + DecisionColumns + " FROM hissuno_decisions FINAL" + c.String() + " ORDER BY time DESC, time_us DESC, decision_id LIMIT ?"
-	rows, err := conn.Query(ctx, q, append(c.args, limit(f.Limit))...)
-	if err != nil {
-		return nil, queryError(err)
-	}
-	return collect(rows, "decisions", scanRecord)
+	return decisionPages.newest(ctx, conn, f.decisions(), limit(f.Limit))
 }
 
 // scanRecord reads a row of DecisionColumns.
