@@ -96,7 +96,7 @@ type seriesOutput struct {
 
 type topInput struct {
 	DecisionFilter
-	By string `query:"by" enum:"origin,reason,user,decision" doc:"What to count by; default origin."`
+	By string `query:"by" enum:"origin,reason,user" doc:"What to count by; default origin. (Counts by decision: GET /audit/series?split=decision.)"`
 	N  int    `query:"n" minimum:"1" maximum:"100" doc:"How many; default 10."`
 }
 
