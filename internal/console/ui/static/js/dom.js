@@ -112,7 +112,7 @@ export function notice(kind, ...children) {
 //   rows: the records; caption: the table's caption (visually hidden
 //   when hideCaption); rowAttrs(row) → attributes of the <tr>.
 export function table({ caption, hideCaption = true, columns, rows, rowAttrs, testid }) {
-  const head = h('thead', {}, h('tr', {}, columns.map((c) => h('th', { scope: 'col', class: c.num ? 'num' : null }, c.label))));
+  const head = h('thead', {}, h('tr', {}, columns.map((c) => h('th', { scope: 'col', class: c.num ? 'num' : null }, c.label || h('span', { class: 'visually-hidden' }, 'Actions')))));
   const body = h('tbody', {}, rows.map((r) => row(columns, r, rowAttrs)));
   const t = h('table', { class: 'data responsive', testid }, caption ? h('caption', { class: hideCaption ? 'visually-hidden' : null }, caption) : null, head, body);
   return h('div', { class: 'table-wrap' }, t);

@@ -3,7 +3,7 @@
 // lets do it, so that a security account never meets a button that fails.
 // Hiding is not the protection (the API refuses), only courtesy.
 
-import { api } from './api.js';
+import { api, toSignIn } from './api.js';
 import { byId, failure, notice } from './dom.js';
 import { zone } from './format.js';
 
@@ -36,13 +36,25 @@ export function can(perm) {
 export async function start() {
   const tz = document.getElementById('time-zone');
   if (tz) tz.textContent = zone;
+  // The page's first states are the template's "Loading…": say so again
+  // if the console is slow to answer who is signed in.
+  const slow = setTimeout(() => {
+    for (const el of document.querySelectorAll('main .state-loading')) {
+      el.append(' This is taking longer than usual; the console is still waiting for an answer.');
+    }
+  }, 4000);
   try {
-    current = await api('/session');
+    current = await api('/session', { signedOut: true });
   } catch (e) {
-    if (e.status === 401) return null;
+    clearTimeout(slow);
+    if (e.status === 401) {
+      toSignIn();
+      return null;
+    }
     failure(byId('main'), e, () => location.reload());
     return null;
   }
+  clearTimeout(slow);
   const name = document.getElementById('whoami-name');
   if (name) name.textContent = current.email || current.tokenId || current.actor;
   const role = document.getElementById('whoami-role');

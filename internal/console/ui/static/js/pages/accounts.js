@@ -60,7 +60,7 @@ function accountActions(a) {
   return h('span', { class: 'actions' },
     h('button', { type: 'button', class: 'button button-small', 'aria-label': `Edit ${a.email}`, testid: 'account-edit', onclick: () => editAccount(a) }, 'Edit'),
     self ? null : h('button', { type: 'button', class: 'button button-small', 'aria-label': `${a.disabled ? 'Enable' : 'Disable'} ${a.email}`, testid: a.disabled ? 'account-enable' : 'account-disable', onclick: () => toggleDisabled(a) }, a.disabled ? 'Enable' : 'Disable'),
-    h('button', { type: 'button', class: 'button button-small', 'aria-label': `Reset the password of ${a.email}`, testid: 'account-reset-password', onclick: () => resetPassword(a) }, 'Reset password'));
+    h('button', { type: 'button', class: 'button button-small', 'aria-label': `Reset password of ${a.email}`, testid: 'account-reset-password', onclick: () => resetPassword(a) }, 'Reset password'));
 }
 
 // projectPicker is checkboxes of the projects, none checked meaning every

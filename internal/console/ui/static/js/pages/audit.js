@@ -29,6 +29,8 @@ let chart = null;
 let liveTimer = null;
 let seen = new Set();
 let generation = 0;
+// freshCount is how many decisions the live view's last check brought.
+let freshCount = 0;
 
 const me = await start();
 if (me) {
@@ -211,7 +213,9 @@ async function refresh({ quiet = false } = {}) {
   ]);
   if (gen === generation && s.detail) openDetail(s.detail);
   if (gen === generation && liveButton.getAttribute('aria-pressed') === 'true') {
-    byId('live-status').textContent = `Live: updated at ${clockTime(new Date())}; next check in ${POLL_MS / 1000} s.`;
+    // Only news is announced (a live region); the time of the check is not.
+    if (quiet && freshCount) byId('live-status').textContent = `${num(freshCount)} new decision${freshCount === 1 ? '' : 's'}.`;
+    byId('live-checked').textContent = `Live: checked at ${clockTime(new Date())}; next check in ${POLL_MS / 1000} s.`;
     schedule(POLL_MS);
   }
 }
@@ -356,7 +360,7 @@ function showDecisions(gen, f, s, quiet) {
       s.cursor ? h('button', { type: 'button', class: 'button', testid: 'page-newest', onclick: () => go({ cursor: '' }) }, '← Newest') : null,
       page.next ? h('button', { type: 'button', class: 'button', testid: 'page-older', onclick: () => go({ cursor: page.next, live: '' }) }, 'Older decisions →') : null,
     );
-    if (quiet && fresh) byId('live-status').textContent = `Live: ${num(fresh)} new decision${fresh === 1 ? '' : 's'} at ${clockTime(new Date())}.`;
+    freshCount = fresh;
   });
 }
 
@@ -401,6 +405,7 @@ function setLive(on, announce) {
   if (!on) {
     clearTimeout(liveTimer);
     liveTimer = null;
+    byId('live-checked').textContent = '';
     if (announce) byId('live-status').textContent = 'Live view off.';
   } else if (announce) {
     byId('live-status').textContent = `Live: checking for new decisions every ${POLL_MS / 1000} s.`;

@@ -50,9 +50,10 @@ function render(data) {
       {
         label: 'Last 24 h',
         cell: (p) => {
+          if (!p.last24h) return h('span', { class: 'subtle', title: 'The audit is not reachable' }, 'not available');
           const box = h('span', { class: 'sparkline', 'aria-hidden': 'true' });
-          sparks.push([p, box]);
-          return h('span', { class: 'spark-cell' }, box, p.last24h ? h('span', { testid: 'decisions-24h' }, `${num(p.last24h.decisions)} decisions`) : h('span', { class: 'subtle' }, 'audit away'));
+          if (p.last24h.decisions > 0) sparks.push([p, box]);
+          return h('span', { class: 'spark-cell' }, p.last24h.decisions > 0 ? box : null, h('span', { testid: 'decisions-24h' }, `${num(p.last24h.decisions)} decision${p.last24h.decisions === 1 ? '' : 's'}`));
         },
       },
       {
@@ -68,7 +69,7 @@ function render(data) {
       },
     ],
   }));
-  drawSparklines(sparks.filter(([p]) => p.last24h && p.last24h.decisions > 0));
+  drawSparklines(sparks);
 }
 
 // drawSparklines fetches each project's series, four at a time.
