@@ -129,28 +129,36 @@ function detail(e) {
   modal({
     title: e.kind,
     testid: 'event-dialog',
-    body: [kv([
-      ['Time', h('span', {}, time(e.time), ' ', h('span', { class: 'subtle' }, `(${utc(e.time)})`))],
-      ['Kind', kindBadge(e.kind)],
-      ['Actor', h('code', {}, e.actor)],
-      ['Reason', e.reason],
-      ['Project', e.projectId ? h('code', {}, e.projectId) : ''],
-      ['Name', e.name],
-      ['Require widget token', e.kind.startsWith('project.') ? (e.requireToken ? 'on' : 'off') : ''],
-      ['Origins', e.origins && e.origins.length ? h('ul', { class: 'meta' }, e.origins.map((o) => h('li', {}, h('code', {}, o)))) : ''],
-      ['Key version', e.keyVersion ? `v${e.keyVersion}` : ''],
-      ['Previous key version', e.previousKeyVersion ? `v${e.previousKeyVersion}` : ''],
-      ['Key fingerprint', e.keyFingerprint ? h('code', {}, e.keyFingerprint) : ''],
-      ['Grace', e.kind === 'key.rotated' ? (e.graceSeconds ? duration(e.graceSeconds) : 'none: the previous key stopped at once') : ''],
-      ['Grace until', e.graceUntil ? time(e.graceUntil) : ''],
-      ['User id', e.userId],
-      ['Revoked before', e.revokedBefore ? time(e.revokedBefore) : ''],
-      ['Account', e.account],
-      ['Client IP', e.clientIp],
-      ['User agent', e.userAgent],
-      ['Revision', e.revision ? num(e.revision) : ''],
-      ['Event id', h('code', {}, e.eventId)],
-      ['Command id', e.commandId ? h('code', {}, e.commandId) : ''],
-    ], 'event-fields')],
+    body: [kv(eventFields(e).filter(([k, v]) => ALWAYS.has(k) || (v !== '' && v !== undefined && v !== null)), 'event-fields')],
   });
+}
+
+// ALWAYS are the fields an event's detail shows even when empty; the
+// others show only when the kind of event fills them.
+const ALWAYS = new Set(['Time', 'Kind', 'Actor', 'Reason', 'Event id']);
+
+function eventFields(e) {
+  return [
+    ['Time', h('span', {}, time(e.time), ' ', h('span', { class: 'subtle' }, `(${utc(e.time)})`))],
+    ['Kind', kindBadge(e.kind)],
+    ['Actor', h('code', {}, e.actor)],
+    ['Reason', e.reason],
+    ['Project', e.projectId ? h('code', {}, e.projectId) : ''],
+    ['Name', e.name],
+    ['Require widget token', e.kind.startsWith('project.') ? (e.requireToken ? 'on' : 'off') : ''],
+    ['Origins', e.origins && e.origins.length ? h('ul', { class: 'meta' }, e.origins.map((o) => h('li', {}, h('code', {}, o)))) : ''],
+    ['Key version', e.keyVersion ? `v${e.keyVersion}` : ''],
+    ['Previous key version', e.previousKeyVersion ? `v${e.previousKeyVersion}` : ''],
+    ['Key fingerprint', e.keyFingerprint ? h('code', {}, e.keyFingerprint) : ''],
+    ['Grace', e.kind === 'key.rotated' ? (e.graceSeconds ? duration(e.graceSeconds) : 'none: the previous key stopped at once') : ''],
+    ['Grace until', e.graceUntil ? time(e.graceUntil) : ''],
+    ['User id', e.userId],
+    ['Revoked before', e.revokedBefore ? time(e.revokedBefore) : ''],
+    ['Account', e.account],
+    ['Client IP', e.clientIp],
+    ['User agent', e.userAgent],
+    ['Revision', e.revision ? num(e.revision) : ''],
+    ['Event id', h('code', {}, e.eventId)],
+    ['Command id', e.commandId ? h('code', {}, e.commandId) : ''],
+  ];
 }

@@ -59,7 +59,10 @@ function render(data) {
       {
         label: 'Refusal rate',
         num: true,
-        cell: (p) => (p.last24h ? h('span', { title: `${num(p.last24h.refused)} refused of ${num(p.last24h.decisions)}`, testid: 'refusal-rate' }, pct(p.last24h.refusalRate)) : '—'),
+        cell: (p) => {
+          if (!p.last24h || !p.last24h.decisions) return h('span', { class: 'subtle', testid: 'refusal-rate', title: 'No decisions in the last 24 hours' }, '—');
+          return h('span', { title: `${num(p.last24h.refused)} refused of ${num(p.last24h.decisions)}`, testid: 'refusal-rate' }, pct(p.last24h.refusalRate));
+        },
       },
       {
         label: 'More',

@@ -70,9 +70,12 @@ function showRequireToken() {
     sw.setAttribute('aria-checked', String(on));
     byId('require-token-label').textContent = on ? 'On' : 'Off';
   }
+  // The switch says On or Off itself; without it (a read-only role) a
+  // badge does.
+  const state = sw ? null : badge(on ? 'On' : 'Off', on ? 'ok' : 'warn');
   fill(byId('require-token-status'), on
-    ? h('span', {}, badge('On', 'ok'), ' Widgets without a valid token are refused with 401 token_required.')
-    : h('span', {}, badge('Off', 'warn'), ' Widgets without a token connect as anonymous visitors; their userId is whatever the browser claims.'));
+    ? h('span', {}, state, state ? ' ' : null, 'Widgets without a valid token are refused with 401 token_required.')
+    : h('span', {}, state, state ? ' ' : null, 'Widgets without a token connect as anonymous visitors; their userId is whatever the browser claims.'));
   const stats = byId('require-token-stats');
   if (on) {
     load(stats, 'Counting refusals…', () => api('/audit/top', { query: { project: id, by: 'reason', reason: 'token_required', n: 1 } }), (t) => {
