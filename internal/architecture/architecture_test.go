@@ -32,6 +32,10 @@ var roles = []string{
 // else lives under internal/.
 var public = []string{module + "/cmd/", module + "/events", module + "/schemas", module + "/deploy"}
 
+// pages is the console's pages: a browser's, with no back door into the
+// data the API guards.
+const pages = module + "/internal/console/ui"
+
 // edgeForbids are what the HTTP edge must never link: token verification
 // and the key sealing stay with the verifiers.
 var edgeForbids = []string{"github.com/golang-jwt/jwt/v5", module + "/internal/project", module + "/internal/authz"}
@@ -57,6 +61,13 @@ func rules(deps map[string][]string) []string {
 			for _, dep := range d {
 				if dep != pkg && slices.Contains(roles, dep) {
 					out = append(out, fmt.Sprintf("role %s imports role %s: roles meet through events/ and shared packages only", short(pkg), short(dep)))
+				}
+			}
+		}
+		if pkg == pages {
+			for _, dep := range d {
+				if strings.HasPrefix(dep, module+"/") {
+					out = append(out, fmt.Sprintf("the console's pages import %s: they reach data only through the admin API", short(dep)))
 				}
 			}
 		}
@@ -97,6 +108,7 @@ func TestRulesCatchViolations(t *testing.T) {
 		module + "/internal/ingress":  {module + "/events", module + "/internal/bus"},
 		module + "/internal/verifier": {module + "/events", module + "/internal/authz", "github.com/golang-jwt/jwt/v5"},
 		module + "/cmd/hissuno":       {module + "/internal/cli"},
+		pages:                         {"embed", "html/template"},
 	}
 	if v := rules(ok); len(v) != 0 {
 		t.Fatalf("a layout that keeps the rules: %v", v)
@@ -113,6 +125,7 @@ func TestRulesCatchViolations(t *testing.T) {
 		{"the edge links golang-jwt", module + "/internal/ingress", "github.com/golang-jwt/jwt/v5", "the ingress links github.com/golang-jwt/jwt/v5"},
 		{"the edge links the sealing", module + "/internal/ingress", module + "/internal/project", "the ingress links"},
 		{"a package outside internal/", module + "/verifier", "time", "nor under internal/"},
+		{"the pages read the audit", pages, module + "/internal/audit", "the console's pages import internal/audit"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -34,6 +34,7 @@ import (
 	"github.com/hissuno/widgetauth/internal/admin"
 	"github.com/hissuno/widgetauth/internal/audit"
 	"github.com/hissuno/widgetauth/internal/bus"
+	"github.com/hissuno/widgetauth/internal/console/ui"
 	"github.com/hissuno/widgetauth/internal/health"
 	"github.com/hissuno/widgetauth/internal/project"
 )
@@ -175,14 +176,16 @@ func New(ctx context.Context, cfg Config, log zerolog.Logger) (*Console, error) 
 	mux := http.NewServeMux()
 	health.Mount(mux, cfg.Checks, nil)
 	c.api = c.newAPI(mux)
+	ui.Mount(mux, APIPrefix)
 	c.handler = c.protect(mux)
 	cfg.Checks.Add("nats", health.NATSConnected(cfg.NATS))
 	cfg.Checks.Add("streams", func(ctx context.Context) error { return bus.Check(ctx, js) })
 	return c, nil
 }
 
-// Handler is the console's whole HTTP handler: the API, /healthz, /readyz
-// and /metrics, behind the security headers and cross-origin protection.
+// Handler is the console's whole HTTP handler: the pages (internal/console/ui),
+// the API, /healthz, /readyz and /metrics, behind the security headers and
+// cross-origin protection.
 func (c *Console) Handler() http.Handler { return c.handler }
 
 // OpenAPI is the API's OpenAPI document.
