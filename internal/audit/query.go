@@ -11,6 +11,7 @@ import (
 
 	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+	"github.com/hissuno/widgetauth/events"
 )
 
 // Filter selects audit records. Zero fields do not filter. Decision
@@ -27,7 +28,8 @@ type Filter struct {
 	// excluded; a zero Until is a minute from now.
 	Since time.Time
 	Until time.Time
-	// Decision is an outcome (events.Outcome*).
+	// Decision is an outcome (events.Outcome*), or DecisionRefused for
+	// every outcome but accept.
 	Decision string
 	// Reason is a refusal reason (events.Reason*).
 	Reason string
@@ -109,10 +111,18 @@ func (f Filter) span() (since, until int64) {
 	return dateTimeSeconds(f.Since), dateTimeSeconds(u)
 }
 
+// DecisionRefused as Filter.Decision selects every refusal: unauthorized
+// and origin_blocked.
+const DecisionRefused = "refused"
+
 // decisions is the clause selecting decisions.
 func (f Filter) decisions() *conds {
 	c := f.common()
-	c.eq("decision", f.Decision)
+	if f.Decision == DecisionRefused {
+		c.add("decision != ?", string(events.OutcomeAccept))
+	} else {
+		c.eq("decision", f.Decision)
+	}
 	c.eq("reason", f.Reason)
 	c.eq("user_id", f.UserID)
 	c.eq("origin", f.Origin)

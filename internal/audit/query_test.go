@@ -105,7 +105,8 @@ func matching(ds []events.Decision, f audit.Filter) []string {
 		if sec.Before(f.Since.Truncate(time.Second)) || !sec.Before(until.Truncate(time.Second)) {
 			continue
 		}
-		if (f.ProjectID != "" && d.ProjectID != f.ProjectID) || (f.Decision != "" && string(d.Decision) != f.Decision) ||
+		if (f.ProjectID != "" && d.ProjectID != f.ProjectID) || (f.Decision == audit.DecisionRefused && d.Decision == events.OutcomeAccept) ||
+			(f.Decision != "" && f.Decision != audit.DecisionRefused && string(d.Decision) != f.Decision) ||
 			(f.Reason != "" && string(d.Reason) != f.Reason) || (f.UserID != "" && d.UserID != f.UserID) ||
 			(f.Origin != "" && d.Origin != f.Origin) || (f.Session != "" && string(d.Session) != f.Session) ||
 			(f.Projects != nil && !slices.Contains(f.Projects, d.ProjectID)) {
@@ -202,6 +203,7 @@ func TestQueryDecisions(t *testing.T) {
 		{name: "since in the past, until far in the future", filter: audit.Filter{Since: base.Add(-time.Hour), Until: time.Date(2110, 1, 1, 0, 0, 0, 0, time.UTC)}, want: len(ds)},
 		{name: "decision", filter: audit.Filter{Decision: "unauthorized"}, want: 5},
 		{name: "decision accept", filter: audit.Filter{Decision: "accept"}, want: 6},
+		{name: "every refusal", filter: audit.Filter{Decision: audit.DecisionRefused}, want: len(ds) - 6},
 		{name: "reason", filter: audit.Filter{Reason: "token_bad_signature"}, want: 3},
 		{name: "user", filter: audit.Filter{UserID: "u1"}, want: 3},
 		{name: "anonymous user", filter: audit.Filter{UserID: "v9"}, want: 1},

@@ -26,7 +26,7 @@ type DecisionFilter struct {
 	Project  string    `query:"project" maxLength:"64" doc:"Only this project id."`
 	Since    time.Time `query:"since" doc:"From this time (RFC 3339); default 24 hours ago."`
 	Until    time.Time `query:"until" doc:"Up to this time (RFC 3339), excluded; default now."`
-	Decision string    `query:"decision" enum:"accept,unauthorized,origin_blocked" doc:"Only this outcome."`
+	Decision string    `query:"decision" enum:"accept,unauthorized,origin_blocked,refused" doc:"Only this outcome; refused: unauthorized and origin_blocked."`
 	Reason   string    `query:"reason" maxLength:"64" doc:"Only this reason code, e.g. origin_not_allowed."`
 	User     string    `query:"user" maxLength:"256" doc:"Only this userId."`
 	Origin   string    `query:"origin" maxLength:"2048" doc:"Only this Origin, e.g. https://shop.example."`

@@ -309,20 +309,15 @@ function showTopReasons(gen, f, quiet) {
 }
 
 // showTopOrigins counts the origins of refusals: the decision filter's
-// when it is a refusal, else both kinds of refusal added up.
+// when it is a refusal, else every refusal.
 function showTopOrigins(gen, f, s, quiet) {
   const el = byId('top-origins');
   if (s.decision === 'accept') {
     empty(el, 'The filter shows accepts only.', 'Clear the decision filter to see the origins of refusals.');
     return Promise.resolve();
   }
-  const fetchTop = async () => {
-    if (s.decision) return (await api('/audit/top', { query: { ...f, by: 'origin', n: 10 } })).items;
-    const [a, b] = await Promise.all(['unauthorized', 'origin_blocked'].map((d) => api('/audit/top', { query: { ...f, decision: d, by: 'origin', n: 100 } })));
-    const sum = new Map();
-    for (const it of [...a.items, ...b.items]) sum.set(it.key, (sum.get(it.key) || 0) + it.count);
-    return [...sum].map(([key, count]) => ({ key, count })).sort((x, y) => y.count - x.count || x.key.localeCompare(y.key)).slice(0, 10);
-  };
+  // Without a decision filter, every refusal (decision=refused), exactly.
+  const fetchTop = async () => (await api('/audit/top', { query: { ...f, decision: s.decision || 'refused', by: 'origin', n: 10 } })).items;
   return fetchInto(el, 'Counting origins…', quiet, gen, fetchTop, (items) => {
     fill(el, bars(items, { filterKey: 'origin', testid: 'top-origins-list', emptyTitle: 'No refusals in this range.', emptyHint: 'Every connection matching the filters was accepted.' }));
   });
