@@ -481,6 +481,21 @@ func TestConsoleInABrowser(t *testing.T) {
 
 	step(t, "audit explorer", func(t *testing.T) {
 		p := owner.in(t)
+		// The projects list's last 24 hours, as the CLI counts them.
+		p.goTo("/projects")
+		day := auditStats(t, e, "--project", projectID, "--since", "24h")
+		var dayTotal uint64
+		for _, n := range day {
+			dayTotal += n
+		}
+		row := `[data-project-id="` + projectID + `"] `
+		if n := shownCount(t, p.text(row+tid("decisions-24h"))); n != dayTotal {
+			t.Errorf("the projects list shows %d decisions in 24 h; hissuno audit stats --since 24h: %d", n, dayTotal)
+		}
+		wantRate := fmt.Sprintf("%d refused of %d", dayTotal-day[string(events.OutcomeAccept)], dayTotal)
+		if title := p.attr(row+tid("refusal-rate"), "title"); title != wantRate || !strings.HasSuffix(p.text(row+tid("refusal-rate")), "%") {
+			t.Errorf("the refusal rate says %q (%q); hissuno audit stats: %s", p.text(row+tid("refusal-rate")), title, wantRate)
+		}
 		// A custom range in the browser's zone, whole seconds.
 		since := began.Add(-2 * time.Minute).Truncate(time.Second)
 		until := time.Now().Add(2 * time.Minute).Truncate(time.Second)
