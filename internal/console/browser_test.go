@@ -508,6 +508,7 @@ func TestConsoleInABrowser(t *testing.T) {
 		p.click(tid("filter-apply"))
 		p.waitURL(`project=` + projectID)
 		p.settle()
+		checkRangeReadable(t, p)
 		u, err := url.Parse(p.url())
 		if err != nil {
 			t.Fatal(err)
@@ -876,6 +877,36 @@ func (tb *tab) visibleNow(sel string) bool {
 	return v
 }
 
+// checkRangeReadable checks that the custom range's date and time
+// inputs are wide enough to show what they hold: their value as the
+// locale writes it (with seconds), in their font, plus their padding and
+// the calendar button.
+func checkRangeReadable(t *testing.T, p *tab) {
+	t.Helper()
+	var fields []struct {
+		ID     string  `json:"id"`
+		Width  float64 `json:"width"`
+		Needed float64 `json:"needed"`
+		Text   string  `json:"text"`
+	}
+	p.eval(`[...document.querySelectorAll('[data-custom-range] input')].map((i) => {
+		const cs = getComputedStyle(i);
+		const ctx = document.createElement('canvas').getContext('2d');
+		ctx.font = cs.font;
+		const text = new Date(i.value).toLocaleString(undefined, {year: 'numeric', month: '2-digit', day: '2-digit', hour: 'numeric', minute: '2-digit', second: '2-digit'});
+		const needed = ctx.measureText(text).width + parseFloat(cs.paddingLeft) + parseFloat(cs.paddingRight) + 2 * parseFloat(cs.borderLeftWidth) + 32;
+		return {id: i.id, width: i.getBoundingClientRect().width, needed, text};
+	})`, &fields)
+	if len(fields) != 2 {
+		t.Fatalf("custom range inputs: %+v", fields)
+	}
+	for _, f := range fields {
+		if f.Width < f.Needed {
+			t.Errorf("at %d px #%s is %.0f px wide, too narrow to show %q (%.0f px)", p.width, f.ID, f.Width, f.Text, f.Needed)
+		}
+	}
+}
+
 // checkConfirmed checks that the confirmation inside sel names every
 // verifier of the stack and none unconfirmed.
 func checkConfirmed(t *testing.T, e *env, p *tab, sel string) {
@@ -905,6 +936,8 @@ func tour(t *testing.T, p *tab, art, projectID string) {
 		{name: "users", path: "/projects/" + projectID + "/users"},
 		{name: "user", path: "/projects/" + projectID + "/users/u-7"},
 		{name: "audit", path: "/audit?project=" + projectID, ready: func() { p.waitFor(tid("chart") + " canvas") }},
+		{name: "audit-custom-range", path: "/audit?project=" + projectID + "&since=" + url.QueryEscape(rfc3339(time.Now().Add(-time.Hour))) + "&until=" + url.QueryEscape(rfc3339(time.Now())),
+			ready: func() { p.waitFor(tid("chart") + " canvas"); checkRangeReadable(t, p) }},
 		{name: "admin-events", path: "/admin-events"},
 		{name: "accounts", path: "/accounts"},
 		{name: "account", path: "/account"},
