@@ -464,6 +464,16 @@ func TestConsoleInABrowser(t *testing.T) {
 		if a := p.text(tid("anonymous-count")); !strings.Contains(a, "2 anonymous connections from about 2 visitors") {
 			t.Errorf("anonymous-count %q", a)
 		}
+		// A refusal records no user, so a per-user count of refusals would
+		// read 0 beside u-7, whose revoked token was just refused.
+		if n := p.count(`[data-testid="user-row"] td[data-label="Refused"]`); n != 0 {
+			t.Errorf("the users list has a Refused column, always 0 (%d cells)", n)
+		}
+		var lines float64
+		p.eval(`(() => { const r = document.createRange(); r.selectNodeContents(document.querySelector('label[for="users-range"]')); return new Set([...r.getClientRects()].map((c) => Math.round(c.top))).size; })()`, &lines)
+		if lines != 1 {
+			t.Errorf("the range's label \"Seen in\" takes %.0f lines", lines)
+		}
 		if m := p.text(`[data-user-id="u-1"]`); !strings.Contains(m, "Ada") {
 			t.Errorf("u-1's row lacks its metadata: %q", m)
 		}
