@@ -82,7 +82,6 @@ function show() {
           { label: 'First seen', cell: (r) => time(r.firstSeen) },
           { label: 'Last seen', cell: (r) => time(r.lastSeen) },
           { label: 'Connections', num: true, cell: (r) => num(r.connections) },
-          { label: 'Refused', num: true, cell: (r) => num(r.refused) },
         ],
       }));
     }
