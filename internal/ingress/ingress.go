@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/netip"
 	"strconv"
 	"sync"
 	"time"
@@ -24,6 +25,7 @@ import (
 
 	"github.com/hissuno/widgetauth/events"
 	"github.com/hissuno/widgetauth/internal/bus"
+	"github.com/hissuno/widgetauth/internal/clientip"
 	"github.com/hissuno/widgetauth/internal/health"
 	"github.com/hissuno/widgetauth/internal/metrics"
 	"github.com/hissuno/widgetauth/internal/widget"
@@ -69,6 +71,11 @@ type Config struct {
 	Mux *http.ServeMux
 	// Clock is the server clock; default time.Now.
 	Clock func() time.Time
+	// TrustedProxies are the prefixes of the load balancers in front: only
+	// from a TCP peer inside one are Forwarded and X-Forwarded-For read
+	// for the client's address (internal/clientip); default none, the
+	// client is the TCP peer.
+	TrustedProxies []netip.Prefix
 }
 
 func (c *Config) setDefaults() {
@@ -119,6 +126,7 @@ type Ingress struct {
 	cfg Config
 	log zerolog.Logger
 	js  jetstream.JetStream
+	ips *clientip.Resolver
 
 	name        string // in attempts: events.IngressName(source, instance)
 	subject     string // attempts are published on it
@@ -145,6 +153,7 @@ func New(cfg Config, log zerolog.Logger) (*Ingress, error) {
 		cfg:         cfg,
 		log:         log.With().Str("component", "ingress").Str("instance", cfg.Instance).Logger(),
 		js:          js,
+		ips:         clientip.New(cfg.TrustedProxies),
 		name:        events.IngressName(cfg.Source, cfg.Instance),
 		subject:     events.AttemptSubject(events.IngressName(cfg.Source, cfg.Instance)),
 		replyPrefix: events.ReplySubject(events.IngressName(cfg.Source, cfg.Instance), ""),

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"strings"
 	"time"
@@ -56,7 +55,7 @@ func (in *Ingress) parse(r *http.Request) (*events.Attempt, error) {
 		ReceivedAt:    received.UTC(),
 		Deadline:      now.Add(in.cfg.Deadline).UTC(),
 		Ingress:       in.name,
-		ClientIP:      clientIP(r),
+		ClientIP:      in.clientIP(r),
 		UserAgent:     clip(r.UserAgent(), 512),
 	}
 	a.ReplyTo = in.replyPrefix + a.AttemptID
@@ -169,12 +168,14 @@ func BearerToken(header string) (token string, ok bool) {
 	return header[len(bearerPrefix):], true
 }
 
-func clientIP(r *http.Request) string {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
+// clientIP is the request's client address (clientip), or its RemoteAddr
+// as it is when that is no address.
+func (in *Ingress) clientIP(r *http.Request) string {
+	a, ok := in.ips.ClientIP(r.RemoteAddr, r.Header)
+	if !ok {
 		return r.RemoteAddr
 	}
-	return host
+	return a.String()
 }
 
 func clip(s string, n int) string {
