@@ -76,6 +76,9 @@ type Config struct {
 	// for the client's address (internal/clientip); default none, the
 	// client is the TCP peer.
 	TrustedProxies []netip.Prefix
+	// Limits are the rate limits checked before anything is published;
+	// zero fields get defaults (DefaultIPLimit, …), NoLimits turns them off.
+	Limits Limits
 }
 
 func (c *Config) setDefaults() {
@@ -100,6 +103,7 @@ func (c *Config) setDefaults() {
 	if c.Clock == nil {
 		c.Clock = time.Now
 	}
+	c.Limits.setDefaults()
 }
 
 // Validate checks the configuration.
@@ -118,15 +122,16 @@ func (c Config) Validate() error {
 	case !events.ValidToken(c.Source):
 		return fmt.Errorf("ingress: source %q must be one NATS subject token: its NATS user's name", c.Source)
 	}
-	return nil
+	return c.Limits.validate()
 }
 
 // Ingress is the ingress role.
 type Ingress struct {
-	cfg Config
-	log zerolog.Logger
-	js  jetstream.JetStream
-	ips *clientip.Resolver
+	cfg    Config
+	log    zerolog.Logger
+	js     jetstream.JetStream
+	ips    *clientip.Resolver
+	limits *limiter
 
 	name        string // in attempts: events.IngressName(source, instance)
 	subject     string // attempts are published on it
@@ -154,6 +159,7 @@ func New(cfg Config, log zerolog.Logger) (*Ingress, error) {
 		log:         log.With().Str("component", "ingress").Str("instance", cfg.Instance).Logger(),
 		js:          js,
 		ips:         clientip.New(cfg.TrustedProxies),
+		limits:      newLimiter(cfg.Limits),
 		name:        events.IngressName(cfg.Source, cfg.Instance),
 		subject:     events.AttemptSubject(events.IngressName(cfg.Source, cfg.Instance)),
 		replyPrefix: events.ReplySubject(events.IngressName(cfg.Source, cfg.Instance), ""),
@@ -267,9 +273,20 @@ func (in *Ingress) serveConnect(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusMethodNotAllowed, ErrorResponse{Error: "use POST " + ConnectPath})
 		return
 	}
-	a, err := in.parse(r)
+	// The limits come before anything is published: the address's before
+	// the body is read, the project's once it is.
+	ip, ipOK := in.ips.ClientIP(r.RemoteAddr, r.Header)
+	if ok, after := in.limits.allowIP(ip, ipOK, in.cfg.Clock()); !ok {
+		writeThrottled(w, events.ThrottleIP, after)
+		return
+	}
+	a, err := in.parse(r, ip, ipOK)
 	if err != nil {
 		writeJSON(w, http.StatusBadRequest, ErrorResponse{Error: err.Error()})
+		return
+	}
+	if ok, after, why := in.limits.allowProject(a.ProjectID, in.cfg.Clock()); !ok {
+		writeThrottled(w, why, after)
 		return
 	}
 	body, status, err := in.roundTrip(r.Context(), a)
@@ -277,5 +294,5 @@ func (in *Ingress) serveConnect(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, status, ErrorResponse{Error: err.Error()})
 		return
 	}
-	in.answer(w, a.AttemptID, body)
+	in.answer(w, a, body)
 }

@@ -93,6 +93,7 @@ type Stack struct {
 	log       zerolog.Logger
 	sealer    *project.Sealer
 	creds     map[string]Credentials
+	connsMu   sync.Mutex // ConnectAs may be called concurrently (parallel tests)
 	conns     []*nats.Conn
 	ingress   *ingress.Ingress
 	verifiers []*verifier.Verifier
@@ -318,7 +319,9 @@ func (s *Stack) ConnectAs(user, name string) (*nats.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
+	s.connsMu.Lock()
 	s.conns = append(s.conns, nc)
+	s.connsMu.Unlock()
 	return nc, nil
 }
 
@@ -403,7 +406,10 @@ func (s *Stack) Stop() {
 		s.rolesStop()
 		s.rolesWG.Wait()
 	}
-	for _, nc := range s.conns {
+	s.connsMu.Lock()
+	conns := s.conns
+	s.connsMu.Unlock()
+	for _, nc := range conns {
 		_ = nc.Drain()
 	}
 	if s.Server != nil {
