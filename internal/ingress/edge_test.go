@@ -6,8 +6,10 @@ package ingress_test
 import (
 	"net/http"
 	"net/netip"
+	"slices"
 	"strconv"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
@@ -229,4 +231,34 @@ func TestRateLimitsDefaults(t *testing.T) {
 			t.Fatalf("request %d: %v", i, err)
 		}
 	}
+}
+
+// TestFloodThrottled: a flood from one address over its rate is answered
+// 429 and publishes nothing, however long it lasts. The line FLOOD of -v
+// gives the 429s' latency next to a decision's (a figure, not a check).
+func TestFloodThrottled(t *testing.T) {
+	t.Parallel()
+	st := stacktest.Start(t, stack.Config{Ingress: ingress.Config{Limits: ingress.Limits{IP: slow(1)}}})
+	js := jetStream(t, st)
+	start := time.Now()
+	if err := wantStatus(unknownReq(t, st, "proj_nobody", ""), 401); err != nil {
+		t.Fatal(err)
+	}
+	decided := time.Since(start)
+	seq := lastSeq(t, js, events.StreamAttempts)
+	const n = 2000
+	lat := make([]time.Duration, 0, n)
+	for range n {
+		start := time.Now()
+		a := unknownReq(t, st, "proj_nobody", "")
+		lat = append(lat, time.Since(start))
+		if a.Status != http.StatusTooManyRequests {
+			t.Fatalf("flood request answered %s", a)
+		}
+	}
+	if got := lastSeq(t, js, events.StreamAttempts); got != seq {
+		t.Errorf("the flood published attempts #%d → #%d", seq, got)
+	}
+	slices.Sort(lat)
+	t.Logf("FLOOD %d requests over the rate: 429 p50 %s p99 %s max %s; the first (cold) decision %s", n, lat[n/2], lat[n*99/100], lat[n-1], decided)
 }
