@@ -300,9 +300,10 @@ type siteClient struct {
 
 // siteResult is one of the site's requests.
 type siteResult struct {
-	status  int // 0: no HTTP answer
-	err     string
-	latency time.Duration
+	status     int // 0: no HTTP answer
+	err        string
+	latency    time.Duration
+	decisionID string
 }
 
 func (c *siteClient) send() siteResult {
@@ -317,6 +318,12 @@ func (c *siteClient) send() siteResult {
 	r := siteResult{status: resp.StatusCode, latency: time.Since(start)}
 	if r.status != http.StatusOK {
 		r.err = strings.TrimSpace(string(b))
+	}
+	var d struct {
+		DecisionID string `json:"decisionId"`
+	}
+	if json.Unmarshal(b, &d) == nil {
+		r.decisionID = d.DecisionID
 	}
 	return r
 }
@@ -353,6 +360,13 @@ func (c *siteClient) run(ctx context.Context, every time.Duration) *siteLoad {
 		}
 	}()
 	return l
+}
+
+// snapshot is the results so far.
+func (l *siteLoad) snapshot() []siteResult {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return slices.Clone(l.results)
 }
 
 func (l *siteLoad) wait() []siteResult {
