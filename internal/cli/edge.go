@@ -20,11 +20,11 @@ type edgeFlags struct {
 func (e *edgeFlags) register(fs *flag.FlagSet) {
 	fs.Var(&e.trusted, "trusted-proxies", "CIDRs (or addresses) of the load balancers in front, comma-separated: only from them are Forwarded and X-Forwarded-For read for the client's IP; empty: the client is the TCP peer [HISSUNO_TRUSTED_PROXIES]")
 	l := &e.limits
-	fs.Float64Var(&l.IP.Rate, "rate-ip", ingress.DefaultIPLimit.Rate, "requests a second per client IP (per /64 for IPv6) at this ingress, then 429; negative: no limit [HISSUNO_RATE_IP]")
+	fs.Float64Var(&l.IP.Rate, "rate-ip", ingress.DefaultIPLimit.Rate, "requests a second per client IP (per /64 for IPv6) at this ingress, then 429; 0 or negative: no limit [HISSUNO_RATE_IP]")
 	fs.IntVar(&l.IP.Burst, "burst-ip", ingress.DefaultIPLimit.Burst, "requests a client IP may send at once above --rate-ip [HISSUNO_BURST_IP]")
-	fs.Float64Var(&l.Project.Rate, "rate-project", ingress.DefaultProjectLimit.Rate, "requests a second per project at this ingress, then 429; negative: no limit [HISSUNO_RATE_PROJECT]")
+	fs.Float64Var(&l.Project.Rate, "rate-project", ingress.DefaultProjectLimit.Rate, "requests a second per project at this ingress, then 429; 0 or negative: no limit [HISSUNO_RATE_PROJECT]")
 	fs.IntVar(&l.Project.Burst, "burst-project", ingress.DefaultProjectLimit.Burst, "requests a project may get at once above --rate-project [HISSUNO_BURST_PROJECT]")
-	fs.Float64Var(&l.Unseen.Rate, "rate-unseen-project", ingress.DefaultUnseenLimit.Rate, "requests a second, all together, for projectIds no verifier has known at this ingress yet (unknown ones, and a project's first), then 429; negative: no limit [HISSUNO_RATE_UNSEEN_PROJECT]")
+	fs.Float64Var(&l.Unseen.Rate, "rate-unseen-project", ingress.DefaultUnseenLimit.Rate, "requests a second, all together, for projectIds no verifier has known at this ingress yet (unknown ones, and a project's first), then 429; 0 or negative: no limit [HISSUNO_RATE_UNSEEN_PROJECT]")
 	fs.IntVar(&l.Unseen.Burst, "burst-unseen-project", ingress.DefaultUnseenLimit.Burst, "requests for unseen projectIds at once above --rate-unseen-project [HISSUNO_BURST_UNSEEN_PROJECT]")
 	c := &e.conns
 	fs.IntVar(&c.MaxConns, "max-conns", ingress.DefaultMaxConns, "connections open at once; one more is closed at once; negative: no cap [HISSUNO_MAX_CONNS]")

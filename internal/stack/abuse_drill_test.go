@@ -116,11 +116,10 @@ func TestAbuseDrill(t *testing.T) {
 		}},
 	}
 	type phaseResult struct {
-		counts   map[int]int
-		decided  uint64
-		site     int
-		elapsed  time.Duration
-		attempts uint64
+		counts  map[int]int
+		decided uint64
+		site    int
+		elapsed time.Duration
 	}
 	var results []phaseResult
 	for _, p := range phases {
