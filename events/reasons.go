@@ -82,3 +82,28 @@ func (r Reason) Outcome() Outcome {
 		return OutcomeUnauthorized
 	}
 }
+
+// Throttle says why the ingress refused a request before publishing it (429,
+// or a connection closed at once): the "reason" of its JSON answer and the
+// reason label of hissuno_ingress_throttled_total.
+type Throttle string
+
+// The throttle reasons.
+const (
+	// ThrottleIP: the client address (its /64 for IPv6) is over its rate.
+	ThrottleIP Throttle = "ip_rate"
+	// ThrottleProject: the project is over its rate at this ingress.
+	ThrottleProject Throttle = "project_rate"
+	// ThrottleUnseenProject: the projectId is one no verifier has yet
+	// known at this ingress, and such projectIds together are over their
+	// rate.
+	ThrottleUnseenProject Throttle = "unseen_project_rate"
+	// ThrottleIPConnections: the client address holds its most open
+	// connections; a new one is closed at once.
+	ThrottleIPConnections Throttle = "ip_connections"
+	// ThrottleConnections: the ingress holds its most open connections.
+	ThrottleConnections Throttle = "connections"
+)
+
+// Throttles lists every throttle reason.
+var Throttles = []Throttle{ThrottleIP, ThrottleProject, ThrottleUnseenProject, ThrottleIPConnections, ThrottleConnections}

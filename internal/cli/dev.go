@@ -41,6 +41,8 @@ func runDev(env Env, args []string) error {
 	verifiers := fs.Int("verifiers", 1, "how many verifiers to run")
 	dsn := fs.String("clickhouse", "", "ClickHouse DSN for the audit; default: start clickhouse-server from PATH with its data under --data [HISSUNO_CLICKHOUSE_DSN]")
 	demoListen := fs.String("demo-listen", "127.0.0.1:8081", "HTTP address of the demo customer site; empty disables it [HISSUNO_DEMO_LISTEN]")
+	var edge edgeFlags
+	edge.register(fs)
 	consoleListen := fs.String("console-listen", console.DefaultListen, "HTTP address of the admin console and its API; empty disables it [HISSUNO_CONSOLE_LISTEN]")
 	pos, err := parse(fs, args)
 	if err != nil {
@@ -64,7 +66,10 @@ func runDev(env Env, args []string) error {
 		return err
 	}
 	defer stopCH()
+	var icfg ingress.Config
+	edge.apply(&icfg)
 	st, err := stack.Start(env.Ctx, stack.Config{
+		Ingress:       icfg,
 		ClickHouseDSN: audit,
 		DataDir:       *data,
 		NATSListen:    *natsListen,

@@ -218,15 +218,19 @@ func serveHealth(ctx context.Context, addr string, checks *health.Checks, log ze
 func runIngress(env Env, args []string) error {
 	var listen *string
 	var deadline *time.Duration
+	var edge edgeFlags
 	return runRole(env, args, roleSpec{
 		name: "ingress",
 		flags: func(fs *flag.FlagSet) {
 			listen = fs.String("listen", ingress.DefaultListen, "HTTP address of the widget API, /healthz, /readyz and /metrics [HISSUNO_LISTEN]")
 			deadline = fs.Duration("deadline", ingress.DefaultDeadline, "how long a request waits for a verifier before it gets 503 [HISSUNO_DEADLINE]")
+			edge.register(fs)
 		},
 		build: func(r roleEnv) (func(context.Context) error, error) {
-			in, err := ingress.New(ingress.Config{NATS: r.nc, Listen: *listen, Instance: r.instance, Source: r.nc.Opts.User,
-				Deadline: *deadline, Checks: r.checks}, r.log)
+			cfg := ingress.Config{NATS: r.nc, Listen: *listen, Instance: r.instance, Source: r.nc.Opts.User,
+				Deadline: *deadline, Checks: r.checks}
+			edge.apply(&cfg)
+			in, err := ingress.New(cfg, r.log)
 			if err != nil {
 				return nil, err
 			}

@@ -25,18 +25,24 @@ type Response struct {
 	DecisionID    string            `json:"decisionId"`
 }
 
-// ErrorResponse is the body of a 400, 405 or 503.
+// ErrorResponse is the body of a 400, 405, 429 or 503; a 429 names its
+// Reason (events.Throttle).
 type ErrorResponse struct {
-	Error string `json:"error"`
+	Error  string `json:"error"`
+	Reason string `json:"reason,omitempty"`
 }
 
-// answer writes the HTTP answer to the verifier's reply to an attempt.
-func (in *Ingress) answer(w http.ResponseWriter, attemptID string, body []byte) {
+// answer writes the HTTP answer to the verifier's reply to an attempt; a
+// decision other than unknown_project tells the limits the project exists.
+func (in *Ingress) answer(w http.ResponseWriter, a *events.Attempt, body []byte) {
 	var d reply
 	if err := json.Unmarshal(body, &d); err != nil {
-		in.log.Error().Err(err).Str("attempt", attemptID).Msg("verifier reply not understood")
+		in.log.Error().Err(err).Str("attempt", a.AttemptID).Msg("verifier reply not understood")
 		writeJSON(w, http.StatusBadGateway, ErrorResponse{Error: "the verifier's reply was not understood; retry"})
 		return
+	}
+	if d.Reason != events.ReasonUnknownProject {
+		in.limits.learn(a.ProjectID, in.cfg.Clock())
 	}
 	writeJSON(w, d.Decision.HTTPStatus(), responseFor(&d))
 }
@@ -86,6 +92,8 @@ func setCORS(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h.Set("Access-Control-Allow-Origin", origin)
+	// The widget backs off a 429 for at least its Retry-After.
+	h.Set("Access-Control-Expose-Headers", "Retry-After")
 	if r.Method == http.MethodOptions {
 		h.Set("Access-Control-Allow-Methods", "POST, OPTIONS")
 		h.Set("Access-Control-Allow-Headers", "Content-Type, Authorization")

@@ -74,11 +74,12 @@ func TestAnswer(t *testing.T) {
 		{"not JSON", []byte(`{"decision":`), 502,
 			`{"error":"the verifier's reply was not understood; retry"}`},
 	}
-	in := &Ingress{log: zerolog.Nop()}
+	in := &Ingress{log: zerolog.Nop(), cfg: Config{Clock: time.Now}, limits: newLimiter(NoLimits)}
+	att := &events.Attempt{AttemptID: "att_1", ProjectID: "proj_shop"}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			w := httptest.NewRecorder()
-			in.answer(w, "att_1", tt.reply)
+			in.answer(w, att, tt.reply)
 			if w.Code != tt.status {
 				t.Errorf("status %d, want %d", w.Code, tt.status)
 			}
@@ -106,13 +107,14 @@ func (d *discard) WriteHeader(int)             {}
 // and write the HTTP answer.
 func BenchmarkAnswer(b *testing.B) {
 	replies := decisionReplies(b)
-	in := &Ingress{log: zerolog.Nop()}
+	in := &Ingress{log: zerolog.Nop(), cfg: Config{Clock: time.Now}, limits: newLimiter(NoLimits)}
+	att := &events.Attempt{AttemptID: "att_1", ProjectID: "proj_shop"}
 	for _, name := range []string{"authenticated", "anonymous", "expired"} {
 		b.Run(name, func(b *testing.B) {
 			reply := replies[name]
 			b.ReportAllocs()
 			for b.Loop() {
-				in.answer(&discard{h: http.Header{}}, "att_1", reply)
+				in.answer(&discard{h: http.Header{}}, att, reply)
 			}
 		})
 	}

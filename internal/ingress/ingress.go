@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/netip"
 	"strconv"
 	"sync"
 	"time"
@@ -24,6 +25,7 @@ import (
 
 	"github.com/hissuno/widgetauth/events"
 	"github.com/hissuno/widgetauth/internal/bus"
+	"github.com/hissuno/widgetauth/internal/clientip"
 	"github.com/hissuno/widgetauth/internal/health"
 	"github.com/hissuno/widgetauth/internal/metrics"
 	"github.com/hissuno/widgetauth/internal/widget"
@@ -41,6 +43,17 @@ const (
 const (
 	DefaultListen   = "127.0.0.1:8080"
 	DefaultDeadline = 3 * time.Second
+	// DefaultMaxConns caps the connections open at once.
+	DefaultMaxConns = 10_000
+	// DefaultMaxConnsPerIP caps the connections one client address (its
+	// /64 for IPv6) holds open; a browser opens at most 6 to a host.
+	DefaultMaxConnsPerIP = 256
+	// DefaultReadHeaderTimeout bounds reading a request's headers.
+	DefaultReadHeaderTimeout = 5 * time.Second
+	// DefaultReadTimeout bounds reading a whole request, body included.
+	DefaultReadTimeout = 10 * time.Second
+	// DefaultIdleTimeout closes a keep-alive connection idle that long.
+	DefaultIdleTimeout = 2 * time.Minute
 )
 
 // Config configures an ingress.
@@ -69,6 +82,26 @@ type Config struct {
 	Mux *http.ServeMux
 	// Clock is the server clock; default time.Now.
 	Clock func() time.Time
+	// TrustedProxies are the prefixes of the load balancers in front: only
+	// from a TCP peer inside one are Forwarded and X-Forwarded-For read
+	// for the client's address (internal/clientip); default none, the
+	// client is the TCP peer.
+	TrustedProxies []netip.Prefix
+	// MaxConns caps the connections open at once; a connection over it is
+	// closed as soon as it is accepted. Default DefaultMaxConns; negative:
+	// no cap.
+	MaxConns int
+	// MaxConnsPerIP caps the connections one client address (/64 for
+	// IPv6; the TCP peer, a trusted proxy exempt) holds open. Default
+	// DefaultMaxConnsPerIP; negative: no cap.
+	MaxConnsPerIP int
+	// ReadHeaderTimeout, ReadTimeout and IdleTimeout bound reading a
+	// request's headers, the whole request, and a keep-alive connection's
+	// idle time (http.Server's); defaults DefaultReadHeaderTimeout, ….
+	ReadHeaderTimeout, ReadTimeout, IdleTimeout time.Duration
+	// Limits are the rate limits checked before anything is published;
+	// zero fields get defaults (DefaultIPLimit, …), NoLimits turns them off.
+	Limits Limits
 }
 
 func (c *Config) setDefaults() {
@@ -93,6 +126,23 @@ func (c *Config) setDefaults() {
 	if c.Clock == nil {
 		c.Clock = time.Now
 	}
+	c.Limits.setDefaults()
+	for _, d := range []struct {
+		v   *int
+		def int
+	}{{&c.MaxConns, DefaultMaxConns}, {&c.MaxConnsPerIP, DefaultMaxConnsPerIP}} {
+		if *d.v == 0 {
+			*d.v = d.def
+		}
+	}
+	for _, d := range []struct {
+		v   *time.Duration
+		def time.Duration
+	}{{&c.ReadHeaderTimeout, DefaultReadHeaderTimeout}, {&c.ReadTimeout, DefaultReadTimeout}, {&c.IdleTimeout, DefaultIdleTimeout}} {
+		if *d.v == 0 {
+			*d.v = d.def
+		}
+	}
 }
 
 // Validate checks the configuration.
@@ -110,15 +160,21 @@ func (c Config) Validate() error {
 		return fmt.Errorf("ingress: instance name %q must be one NATS subject token: 1 to 64 letters, digits, '-' or '_'", c.Instance)
 	case !events.ValidToken(c.Source):
 		return fmt.Errorf("ingress: source %q must be one NATS subject token: its NATS user's name", c.Source)
+	case c.ReadHeaderTimeout < 0 || c.ReadTimeout < 0 || c.IdleTimeout < 0:
+		return errors.New("ingress: the read and idle timeouts must be positive")
+	case c.ReadTimeout < c.ReadHeaderTimeout:
+		return errors.New("ingress: the read timeout bounds the whole request, headers included: it must be at least the header timeout")
 	}
-	return nil
+	return c.Limits.validate()
 }
 
 // Ingress is the ingress role.
 type Ingress struct {
-	cfg Config
-	log zerolog.Logger
-	js  jetstream.JetStream
+	cfg    Config
+	log    zerolog.Logger
+	js     jetstream.JetStream
+	ips    *clientip.Resolver
+	limits *limiter
 
 	name        string // in attempts: events.IngressName(source, instance)
 	subject     string // attempts are published on it
@@ -145,6 +201,8 @@ func New(cfg Config, log zerolog.Logger) (*Ingress, error) {
 		cfg:         cfg,
 		log:         log.With().Str("component", "ingress").Str("instance", cfg.Instance).Logger(),
 		js:          js,
+		ips:         clientip.New(cfg.TrustedProxies),
+		limits:      newLimiter(cfg.Limits),
 		name:        events.IngressName(cfg.Source, cfg.Instance),
 		subject:     events.AttemptSubject(events.IngressName(cfg.Source, cfg.Instance)),
 		replyPrefix: events.ReplySubject(events.IngressName(cfg.Source, cfg.Instance), ""),
@@ -213,13 +271,14 @@ func (in *Ingress) Run(ctx context.Context) error {
 	}
 	srv := &http.Server{
 		Handler:           in.cfg.Mux,
-		ReadHeaderTimeout: 5 * time.Second,
-		ReadTimeout:       10 * time.Second,
-		WriteTimeout:      in.cfg.Deadline + 10*time.Second,
-		IdleTimeout:       2 * time.Minute,
+		ReadHeaderTimeout: in.cfg.ReadHeaderTimeout,
+		ReadTimeout:       in.cfg.ReadTimeout,
+		WriteTimeout:      in.cfg.ReadTimeout + in.cfg.Deadline + 10*time.Second,
+		IdleTimeout:       in.cfg.IdleTimeout,
 		MaxHeaderBytes:    32 << 10,
 	}
 	in.addr = ln.Addr().String()
+	ln = newConnLimiter(ln, in.cfg.MaxConns, in.cfg.MaxConnsPerIP, in.ips)
 	close(in.listening)
 	errc := make(chan error, 1)
 	wg.Go(func() { errc <- srv.Serve(ln) })
@@ -258,9 +317,20 @@ func (in *Ingress) serveConnect(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusMethodNotAllowed, ErrorResponse{Error: "use POST " + ConnectPath})
 		return
 	}
-	a, err := in.parse(r)
+	// The limits come before anything is published: the address's before
+	// the body is read, the project's once it is.
+	ip, ipOK := in.ips.ClientIP(r.RemoteAddr, r.Header)
+	if ok, after := in.limits.allowIP(ip, ipOK, in.cfg.Clock()); !ok {
+		writeThrottled(w, events.ThrottleIP, after)
+		return
+	}
+	a, err := in.parse(r, ip, ipOK)
 	if err != nil {
 		writeJSON(w, http.StatusBadRequest, ErrorResponse{Error: err.Error()})
+		return
+	}
+	if ok, after, why := in.limits.allowProject(a.ProjectID, in.cfg.Clock()); !ok {
+		writeThrottled(w, why, after)
 		return
 	}
 	body, status, err := in.roundTrip(r.Context(), a)
@@ -268,5 +338,5 @@ func (in *Ingress) serveConnect(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, status, ErrorResponse{Error: err.Error()})
 		return
 	}
-	in.answer(w, a.AttemptID, body)
+	in.answer(w, a, body)
 }

@@ -6,8 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
+	"net/netip"
 	"strings"
 	"time"
 
@@ -25,8 +25,10 @@ type connectRequest struct {
 	UserMetadata map[string]*string `json:"userMetadata"`
 }
 
-// parse validates a connect request into an attempt; its errors are 400s.
-func (in *Ingress) parse(r *http.Request) (*events.Attempt, error) {
+// parse validates a connect request from the client address ip (ok: it is
+// one; else RemoteAddr is kept as it is) into an attempt; its errors are
+// 400s.
+func (in *Ingress) parse(r *http.Request, ip netip.Addr, ipOK bool) (*events.Attempt, error) {
 	raw, err := io.ReadAll(http.MaxBytesReader(nil, r.Body, MaxBodyBytes))
 	if err != nil {
 		var tooBig *http.MaxBytesError
@@ -56,8 +58,11 @@ func (in *Ingress) parse(r *http.Request) (*events.Attempt, error) {
 		ReceivedAt:    received.UTC(),
 		Deadline:      now.Add(in.cfg.Deadline).UTC(),
 		Ingress:       in.name,
-		ClientIP:      clientIP(r),
+		ClientIP:      r.RemoteAddr,
 		UserAgent:     clip(r.UserAgent(), 512),
+	}
+	if ipOK {
+		a.ClientIP = ip.String()
 	}
 	a.ReplyTo = in.replyPrefix + a.AttemptID
 	if req.WidgetToken != nil {
@@ -167,14 +172,6 @@ func BearerToken(header string) (token string, ok bool) {
 		return "", false
 	}
 	return header[len(bearerPrefix):], true
-}
-
-func clientIP(r *http.Request) string {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		return r.RemoteAddr
-	}
-	return host
 }
 
 func clip(s string, n int) string {

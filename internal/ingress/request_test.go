@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"testing"
 	"time"
 )
@@ -20,7 +21,7 @@ func BenchmarkParse(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		r.Body = io.NopCloser(bytes.NewReader(body))
-		if _, err := in.parse(r); err != nil {
+		if _, err := in.parse(r, netip.MustParseAddr("192.0.2.1"), true); err != nil {
 			b.Fatal(err)
 		}
 	}

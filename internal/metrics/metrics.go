@@ -77,6 +77,13 @@ var (
 		Name: "hissuno_decisions_stream_fill_ratio",
 		Help: "How full HISSUNO_DECISIONS is (0 to 1, by bytes or messages): decisions not yet stored in ClickHouse; at 1 new decisions are refused (503).",
 	})
+	// IngressThrottled counts requests the ingress refused before
+	// publishing anything (429) and connections it closed at once, by
+	// reason (events.Throttle).
+	IngressThrottled = promauto.NewCounterVec(prometheus.CounterOpts{
+		Name: "hissuno_ingress_throttled_total",
+		Help: "Requests answered 429 and connections closed at once by the ingress, by reason (ip_rate, project_rate, unseen_project_rate, ip_connections, connections).",
+	}, []string{"reason"})
 	// Rotations counts key rotations by result (confirmed: every live
 	// verifier confirmed; unconfirmed: some did not in time).
 	Rotations = promauto.NewCounterVec(prometheus.CounterOpts{

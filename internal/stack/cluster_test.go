@@ -201,7 +201,7 @@ func startPipeline(t *testing.T) *pipeline {
 	}
 	p.run(t, "rotator", rot.Run)
 	p.connect(t, "ingress")
-	in, err := ingress.New(ingress.Config{NATS: p.conns["ingress"], Listen: "127.0.0.1:0", Instance: "ingress"}, log)
+	in, err := ingress.New(ingress.Config{NATS: p.conns["ingress"], Listen: "127.0.0.1:0", Instance: "ingress", Limits: ingress.NoLimits}, log)
 	if err != nil {
 		t.Fatal(err)
 	}

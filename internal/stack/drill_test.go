@@ -50,6 +50,7 @@ import (
 	"github.com/hissuno/widgetauth/internal/auditor"
 	"github.com/hissuno/widgetauth/internal/bus"
 	"github.com/hissuno/widgetauth/internal/cli"
+	"github.com/hissuno/widgetauth/internal/ingress"
 	"github.com/hissuno/widgetauth/internal/stack"
 	"github.com/hissuno/widgetauth/internal/stack/stacktest"
 )
@@ -94,6 +95,9 @@ func TestFloodDrill(t *testing.T) {
 		ClickHouseDSN: dsn,
 		Topology:      bus.Topology{DecisionsMaxBytes: drillStreamBytes},
 		Auditor:       auditor.Config{BatchWait: drillBatchWait, BatchSize: drillBatchSize},
+		// The flood and the site share 127.0.0.1, and the drill is about
+		// the decisions stream under a flood that gets through: no limits.
+		Ingress: ingress.Config{Limits: ingress.NoLimits},
 	})
 	nc := stacktest.ConnectAs(t, st, stacktest.Superuser)
 	js, err := jetstream.New(nc)
@@ -296,9 +300,10 @@ type siteClient struct {
 
 // siteResult is one of the site's requests.
 type siteResult struct {
-	status  int // 0: no HTTP answer
-	err     string
-	latency time.Duration
+	status     int // 0: no HTTP answer
+	err        string
+	latency    time.Duration
+	decisionID string
 }
 
 func (c *siteClient) send() siteResult {
@@ -313,6 +318,12 @@ func (c *siteClient) send() siteResult {
 	r := siteResult{status: resp.StatusCode, latency: time.Since(start)}
 	if r.status != http.StatusOK {
 		r.err = strings.TrimSpace(string(b))
+	}
+	var d struct {
+		DecisionID string `json:"decisionId"`
+	}
+	if json.Unmarshal(b, &d) == nil {
+		r.decisionID = d.DecisionID
 	}
 	return r
 }
@@ -349,6 +360,13 @@ func (c *siteClient) run(ctx context.Context, every time.Duration) *siteLoad {
 		}
 	}()
 	return l
+}
+
+// snapshot is the results so far.
+func (l *siteLoad) snapshot() []siteResult {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return slices.Clone(l.results)
 }
 
 func (l *siteLoad) wait() []siteResult {

@@ -17,6 +17,7 @@ import (
 	"github.com/hissuno/widgetauth/events"
 	"github.com/hissuno/widgetauth/internal/bus"
 	"github.com/hissuno/widgetauth/internal/health"
+	"github.com/hissuno/widgetauth/internal/ingress"
 	"github.com/hissuno/widgetauth/internal/stack"
 	"github.com/hissuno/widgetauth/internal/stack/stacktest"
 )
@@ -28,7 +29,9 @@ import (
 // made, and /metrics shows the fill.
 func TestReadinessWarnsBeforeTheDecisionsStreamIsFull(t *testing.T) {
 	t.Parallel()
-	st := stacktest.Start(t, stack.Config{Topology: bus.Topology{DecisionsMaxBytes: 1 << 20}})
+	// It fills the stream with unknown projectIds from one address, which
+	// the rate limits exist to stop: off.
+	st := stacktest.Start(t, stack.Config{Topology: bus.Topology{DecisionsMaxBytes: 1 << 20}, Ingress: ingress.Config{Limits: ingress.NoLimits}})
 	nc := stacktest.ConnectAs(t, st, stacktest.Superuser)
 	js, err := jetstream.New(nc)
 	if err != nil {

@@ -48,6 +48,9 @@ type Config struct {
 	Verifiers int
 	// IngressDeadline is the ingress's wait for a verifier; default 3 s.
 	IngressDeadline time.Duration
+	// Ingress tunes the ingress: its trusted proxies and limits (its NATS,
+	// address, checks, mux and deadline are set by the stack).
+	Ingress ingress.Config
 	// Topology sizes the streams; zero fields get defaults.
 	Topology bus.Topology
 	// Mux receives the ingress's routes; other parts (the widget loader)
@@ -90,6 +93,7 @@ type Stack struct {
 	log       zerolog.Logger
 	sealer    *project.Sealer
 	creds     map[string]Credentials
+	connsMu   sync.Mutex // ConnectAs may be called concurrently (parallel tests)
 	conns     []*nats.Conn
 	ingress   *ingress.Ingress
 	verifiers []*verifier.Verifier
@@ -249,7 +253,9 @@ func Start(ctx context.Context, cfg Config, log zerolog.Logger) (s *Stack, err e
 	if err != nil {
 		return nil, err
 	}
-	s.ingress, err = ingress.New(ingress.Config{NATS: nc, Listen: cfg.HTTPListen, Deadline: cfg.IngressDeadline, Checks: s.Checks, Mux: cfg.Mux}, log)
+	icfg := cfg.Ingress
+	icfg.NATS, icfg.Listen, icfg.Deadline, icfg.Checks, icfg.Mux = nc, cfg.HTTPListen, cfg.IngressDeadline, s.Checks, cfg.Mux
+	s.ingress, err = ingress.New(icfg, log)
 	if err != nil {
 		return nil, err
 	}
@@ -313,7 +319,9 @@ func (s *Stack) ConnectAs(user, name string) (*nats.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
+	s.connsMu.Lock()
 	s.conns = append(s.conns, nc)
+	s.connsMu.Unlock()
 	return nc, nil
 }
 
@@ -398,7 +406,10 @@ func (s *Stack) Stop() {
 		s.rolesStop()
 		s.rolesWG.Wait()
 	}
-	for _, nc := range s.conns {
+	s.connsMu.Lock()
+	conns := s.conns
+	s.connsMu.Unlock()
+	for _, nc := range conns {
 		_ = nc.Drain()
 	}
 	if s.Server != nil {

@@ -43,6 +43,8 @@
   var ELEMENT_ID = "hissuno-widget";
   // Back-off between retries, in seconds; the last one repeats.
   var RETRY_DELAYS = [2, 5, 10, 30];
+  // MAX_RETRY_AFTER_SECONDS caps the wait a Retry-After may ask for.
+  var MAX_RETRY_AFTER_SECONDS = 300;
   // A token is refreshed this long before its exp, or at 80 % of its
   // remaining lifetime when that is earlier.
   var REFRESH_MARGIN_SECONDS = 60;
@@ -350,10 +352,10 @@
       function (res) {
         return res.json().then(
           function (b) {
-            return { status: res.status, body: b || {} };
+            return { status: res.status, body: b || {}, retryAfter: retryAfter(res) };
           },
           function () {
-            return { status: res.status, body: {} };
+            return { status: res.status, body: {}, retryAfter: retryAfter(res) };
           }
         );
       },
@@ -418,15 +420,23 @@
       warn("Hissuno widget not shown: the ingress refused the request: " + (b.error || "HTTP 400"));
       return;
     }
-    // 503, 5xx, 429, no answer: the service is busy or unreachable.
-    this.retry(gen, quiet, res.status ? "the ingress answered HTTP " + res.status + (b.error ? ": " + b.error : "") : "the ingress could not be reached");
+    // 503, 5xx, 429, no answer: the service is busy or unreachable. A 429
+    // (rate limited) backs off like a 503, and at least its Retry-After.
+    this.retry(gen, quiet, res.status ? "the ingress answered HTTP " + res.status + (b.error ? ": " + b.error : "") : "the ingress could not be reached", undefined, res.retryAfter);
   };
+
+  // retryAfter is a response's Retry-After in seconds (0 when none), at
+  // most MAX_RETRY_AFTER_SECONDS: the ingress exposes it to CORS.
+  function retryAfter(res) {
+    var v = res.headers && res.headers.get ? Number(res.headers.get("Retry-After")) : 0;
+    return v > 0 && isFinite(v) ? Math.min(v, MAX_RETRY_AFTER_SECONDS) : 0;
+  }
 
   // retry schedules the next cycle with back-off, fetching a fresh token
   // first when there is a tokenUrl. A quiet retry keeps a shown widget shown.
-  Widget.prototype.retry = function (gen, quiet, why, decision) {
+  Widget.prototype.retry = function (gen, quiet, why, decision, minSecs) {
     var w = this;
-    var secs = RETRY_DELAYS[Math.min(w.retries, RETRY_DELAYS.length - 1)];
+    var secs = Math.max(RETRY_DELAYS[Math.min(w.retries, RETRY_DELAYS.length - 1)], minSecs || 0);
     w.retries++;
     var ms = Math.round(secs * 1000 * (1 + Math.random() * 0.2));
     if (!(quiet && api.state === "ready")) {

@@ -27,6 +27,7 @@ import (
 
 	"github.com/hissuno/widgetauth/internal/audit"
 	"github.com/hissuno/widgetauth/internal/devtools/localclickhouse"
+	"github.com/hissuno/widgetauth/internal/ingress"
 	"github.com/hissuno/widgetauth/internal/stack"
 )
 
@@ -233,6 +234,9 @@ func Run(ctx context.Context, cfg Config, log zerolog.Logger) (Result, error) {
 		Verifiers:     cfg.Verifiers,
 		ClickHouseDSN: dsn,
 		Superuser:     benchUser,
+		// The load comes from one address at full speed, up to 10,000
+		// connections: it measures the pipeline, not the limits.
+		Ingress: ingress.Config{Limits: ingress.NoLimits, MaxConnsPerIP: -1, MaxConns: -1},
 	}, log)
 	if err != nil {
 		return Result{}, err
