@@ -347,10 +347,13 @@ func (e *e2e) eventually(timeout time.Duration, what string, cond func() error) 
 }
 
 // startIngress starts an ingress and waits until its /readyz answers 200.
+// Its rate and connection limits are off: these tests load it from one
+// address on purpose (internal/ingress tests the limits).
 func (e *e2e) startIngress(name string, args ...string) *proc {
 	e.t.Helper()
 	addr := stacktest.FreeAddr(e.t)
-	p := e.start(name, "ingress", append([]string{"--listen", addr}, args...)...)
+	unlimited := []string{"--rate-ip", "0", "--rate-project", "0", "--rate-unseen-project", "0", "--max-conns", "-1", "--max-conns-per-ip", "-1"}
+	p := e.start(name, "ingress", append(append([]string{"--listen", addr}, unlimited...), args...)...)
 	p.addr = addr
 	e.eventually(30*time.Second, name+" /readyz answers 200", func() error {
 		resp, err := e.http.Get("http://" + addr + "/readyz")
