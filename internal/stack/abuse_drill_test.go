@@ -180,13 +180,17 @@ func TestAbuseDrill(t *testing.T) {
 	}
 	// Phases 1 and 2 come from one address: its bucket bounds their
 	// decisions (burst + rate × time), the site's aside.
+	// edge is what can be in flight as a phase starts or ends and so
+	// counted in a phase it was not timed in: a site request (counted by
+	// the site when it answers) and each flood worker's last request.
+	edge := float64(drillFloodWorkers + 2)
 	ipL := ingress.DefaultIPLimit
 	oneIP := results[0].decided + results[1].decided - uint64(results[0].site+results[1].site)
-	if bound := float64(ipL.Burst) + ipL.Rate*(results[0].elapsed+results[1].elapsed).Seconds() + 1; float64(oneIP) > bound {
+	if bound := float64(ipL.Burst) + ipL.Rate*(results[0].elapsed+results[1].elapsed).Seconds() + 2*edge; float64(oneIP) > bound {
 		t.Errorf("one address caused %d decisions in phases 1 and 2, over its bucket's %.0f", oneIP, bound)
 	}
 	pL := ingress.DefaultProjectLimit
-	if spoofed, bound := results[2].decided-uint64(results[2].site), float64(pL.Burst)+pL.Rate*results[2].elapsed.Seconds()+1; float64(spoofed) > bound {
+	if spoofed, bound := results[2].decided-uint64(results[2].site), float64(pL.Burst)+pL.Rate*results[2].elapsed.Seconds()+edge; float64(spoofed) > bound {
 		t.Errorf("1,000 addresses caused %d decisions of one project, over its bucket's %.0f", spoofed, bound)
 	}
 	for i, r := range results[:2] {
