@@ -337,55 +337,50 @@ func projectRotate(env Env, args []string) error {
 }
 
 func projectRevokeUser(env Env, args []string) error {
-	var a adminFlags
-	fs := newFlags("project revoke-user", "hissuno project revoke-user ID --user USER_ID", env.Stderr)
-	a.register(fs, true)
-	userID := fs.String("user", "", "the userId whose tokens issued before now are refused (required)")
-	pos, err := parse(fs, args)
-	if err != nil {
-		return err
-	}
-	id, err := oneID(pos, "revoke-user")
-	if err != nil {
-		return err
-	}
-	if *userID == "" {
-		return errors.New("whose tokens? add --user USER_ID")
-	}
-	cmd, err := a.command(env.Stderr, events.CommandRevokeUser, id)
-	if err != nil {
-		return err
-	}
-	cmd.UserID = *userID
-	res, err := a.submit(env.Ctx, cmd)
-	if err != nil {
-		return explainNotFound(res, err, id)
-	}
-	if a.json {
-		return printJSON(env.Stdout, res.Project)
-	}
-	fmt.Fprintf(env.Stdout, "Tokens of user %q on project %s issued before now (or without iat) are refused with token_revoked; tokens minted from now on work.\n", *userID, id)
-	warnUnconfirmed(env.Stderr, res)
-	return nil
+	return projectUserCommand(env, args, userCommand{
+		name: "revoke-user", kind: events.CommandRevokeUser,
+		userHelp: "the userId whose tokens issued before now are refused (required)",
+		missing:  "whose tokens? add --user USER_ID",
+		done:     "Tokens of user %q on project %s issued before now (or without iat) are refused with token_revoked; tokens minted from now on work.\n",
+	})
 }
 
 func projectUnrevokeUser(env Env, args []string) error {
+	return projectUserCommand(env, args, userCommand{
+		name: "unrevoke-user", kind: events.CommandUnrevokeUser,
+		userHelp: "the userId whose revocation is lifted (required)",
+		missing:  "whose revocation? add --user USER_ID",
+		done:     "The revocation of user %q on project %s is lifted: tokens of theirs that are otherwise valid work again.\n",
+	})
+}
+
+// userCommand is a project subcommand about one user's tokens.
+type userCommand struct {
+	name     string // the subcommand
+	kind     events.CommandKind
+	userHelp string // --user's help
+	missing  string // the error without --user
+	done     string // printed once applied, of the user and the project id
+}
+
+// projectUserCommand runs `hissuno project <uc.name> ID --user USER_ID`.
+func projectUserCommand(env Env, args []string, uc userCommand) error {
 	var a adminFlags
-	fs := newFlags("project unrevoke-user", "hissuno project unrevoke-user ID --user USER_ID", env.Stderr)
+	fs := newFlags("project "+uc.name, "hissuno project "+uc.name+" ID --user USER_ID", env.Stderr)
 	a.register(fs, true)
-	userID := fs.String("user", "", "the userId whose revocation is lifted (required)")
+	userID := fs.String("user", "", uc.userHelp)
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
 	}
-	id, err := oneID(pos, "unrevoke-user")
+	id, err := oneID(pos, uc.name)
 	if err != nil {
 		return err
 	}
 	if *userID == "" {
-		return errors.New("whose revocation? add --user USER_ID")
+		return errors.New(uc.missing)
 	}
-	cmd, err := a.command(env.Stderr, events.CommandUnrevokeUser, id)
+	cmd, err := a.command(env.Stderr, uc.kind, id)
 	if err != nil {
 		return err
 	}
@@ -397,7 +392,7 @@ func projectUnrevokeUser(env Env, args []string) error {
 	if a.json {
 		return printJSON(env.Stdout, res.Project)
 	}
-	fmt.Fprintf(env.Stdout, "The revocation of user %q on project %s is lifted: tokens of theirs that are otherwise valid work again.\n", *userID, id)
+	fmt.Fprintf(env.Stdout, uc.done, *userID, id)
 	warnUnconfirmed(env.Stderr, res)
 	return nil
 }
