@@ -5,6 +5,7 @@
 // Every statement runs on ClickHouse 18.16 as on current releases (no
 // DateTime64, TTL, LowCardinality, Map or JSON type, no WITH FILL, no
 // window function), binds every value it is given instead of splicing it
-// into the SQL, and never shows a decision stored twice. No secret key and
+// into the SQL, and reads without FINAL: the auditor stores each row once
+// (Stored), so counts are plain; listings also drop any copy they meet. No secret key and
 // no raw token is ever stored: tokens appear as fingerprints.
 package audit

@@ -538,7 +538,7 @@ func TestSeries(t *testing.T) {
 	base := fixtureBase()
 	ds := fixture(base)
 	insertDecisions(t, conn, ds)
-	insertDecisions(t, conn, ds) // stored twice, counted once
+	redeliverDecisions(t, conn, ds) // delivered again: stored and counted once
 	ctx := stacktest.Context(t, 30*time.Second)
 	ranges := []struct {
 		name   string
@@ -791,7 +791,7 @@ func TestUsers(t *testing.T) {
 	base := fixtureBase()
 	ds := usersFixture(base)
 	insertDecisions(t, conn, ds)
-	insertDecisions(t, conn, ds[:8]) // stored twice, counted once
+	redeliverDecisions(t, conn, ds[:8]) // delivered again: stored and counted once
 
 	tests := []struct {
 		name   string
@@ -856,7 +856,7 @@ func TestAnonymous(t *testing.T) {
 	stacktest.Exec(t, conn, "SYSTEM STOP MERGES hissuno_decisions")
 	ds := usersFixture(fixtureBase())
 	insertDecisions(t, conn, ds)
-	insertDecisions(t, conn, ds) // stored twice, counted once
+	redeliverDecisions(t, conn, ds) // delivered again: stored and counted once
 	ctx := stacktest.Context(t, 30*time.Second)
 	tests := []struct {
 		name   string
@@ -890,7 +890,7 @@ func TestProjectCounts(t *testing.T) {
 	base := fixtureBase()
 	ds := fixture(base)
 	insertDecisions(t, conn, ds)
-	insertDecisions(t, conn, ds) // stored twice, counted once
+	redeliverDecisions(t, conn, ds) // delivered again: stored and counted once
 	ctx := stacktest.Context(t, 30*time.Second)
 	expect := func(since time.Time, projects []string) map[string]audit.Counts {
 		out := map[string]audit.Counts{}

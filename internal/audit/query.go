@@ -262,7 +262,7 @@ func Stats(ctx context.Context, conn driver.Conn, f Filter, by Group) ([]Stat, e
 		order = "k"
 	}
 	c := f.decisions()
-	q := "SELECT " + expr + " AS k, count() AS n FROM hissuno_decisions FINAL" + c.String() + " GROUP BY k ORDER BY " + order
+	q := "SELECT " + expr + " AS k, count() AS n FROM hissuno_decisions" + c.String() + " GROUP BY k ORDER BY " + order
 	args := c.args
 	if f.Limit > 0 {
 		q += " LIMIT ?"
@@ -324,7 +324,7 @@ type AdminRecord struct {
 // kind, actor), newest first, each once.
 func AdminEvents(ctx context.Context, conn driver.Conn, f Filter) ([]AdminRecord, error) {
 	c := f.admin()
-	q := "SELECT " + AdminColumns + " FROM hissuno_admin_events FINAL" + c.String() + " ORDER BY time DESC, time_us DESC, event_id LIMIT ?"
+	q := "SELECT " + AdminColumns + " FROM hissuno_admin_events" + c.String() + " ORDER BY time DESC, time_us DESC, event_id LIMIT 1 BY event_id LIMIT ?"
 	rows, err := conn.Query(ctx, q, append(c.args, limit(f.Limit))...)
 	if err != nil {
 		return nil, queryError(err)

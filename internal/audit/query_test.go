@@ -72,8 +72,8 @@ func fixture(base time.Time) []events.Decision {
 	return out
 }
 
-// insertDecisions stores decisions as the auditor does, in one batch.
-func insertDecisions(t testing.TB, conn driver.Conn, ds []events.Decision) {
+// decisionRows are ds as the auditor makes them into rows.
+func decisionRows(t testing.TB, ds []events.Decision) [][]any {
 	t.Helper()
 	var rows [][]any
 	for _, d := range ds {
@@ -87,8 +87,30 @@ func insertDecisions(t testing.TB, conn driver.Conn, ds []events.Decision) {
 		}
 		rows = append(rows, row)
 	}
-	if err := audit.Insert(stacktest.Context(t, 30*time.Second), conn, audit.DecisionsTable, rows); err != nil {
+	return rows
+}
+
+// insertDecisions stores decisions in one batch, as the auditor does a
+// batch delivered for the first time; twice, it stores copies, as
+// auditors before migration 0005 did a batch delivered again.
+func insertDecisions(t testing.TB, conn driver.Conn, ds []events.Decision) {
+	t.Helper()
+	if err := audit.Insert(stacktest.Context(t, 30*time.Second), conn, audit.DecisionsTable, decisionRows(t, ds)); err != nil {
 		t.Fatalf("insert: %v", err)
+	}
+}
+
+// redeliverDecisions stores decisions stored already as the auditor does
+// a batch JetStream delivered again (audit.InsertMissing), and checks that
+// it left every one out.
+func redeliverDecisions(t testing.TB, conn driver.Conn, ds []events.Decision) {
+	t.Helper()
+	skipped, err := audit.InsertMissing(stacktest.Context(t, 30*time.Second), conn, audit.DecisionsTable, decisionRows(t, ds))
+	if err != nil {
+		t.Fatalf("insert a redelivered batch: %v", err)
+	}
+	if skipped != len(ds) {
+		t.Fatalf("a redelivered batch of %d stored decisions: %d left out as stored, want all", len(ds), skipped)
 	}
 }
 
@@ -363,14 +385,90 @@ func TestQueryStats(t *testing.T) {
 	})
 }
 
-func TestQueryNeverShowsDuplicates(t *testing.T) {
+// selected are the decisions of ds f selects (f.Limit aside).
+func selected(ds []events.Decision, f audit.Filter) []events.Decision {
+	f.Limit = len(ds) + 1
+	want := matching(ds, f)
+	return slices.DeleteFunc(slices.Clone(ds), func(d events.Decision) bool { return !slices.Contains(want, d.DecisionID) })
+}
+
+// TestRedeliveredBatchesCountedOnce stores a batch, then the batch again
+// and part of it a third time as the auditor stores a batch JetStream
+// delivered again: the table holds each decision once, and every question
+// (read without FINAL) shows and counts each once.
+func TestRedeliveredBatchesCountedOnce(t *testing.T) {
+	t.Parallel()
+	_, conn := stacktest.MigratedClickHouse(t)
+	stacktest.Exec(t, conn, "SYSTEM STOP MERGES hissuno_decisions")
+	stacktest.Exec(t, conn, "SYSTEM STOP MERGES hissuno_admin_events")
+	base := fixtureBase()
+	ds := fixture(base)
+	insertDecisions(t, conn, ds)
+	redeliverDecisions(t, conn, ds)
+	redeliverDecisions(t, conn, ds[3:9])
+	if n := stacktest.Count(t, conn, "SELECT count() FROM hissuno_decisions"); n != uint64(len(ds)) {
+		t.Fatalf("%d rows stored, want %d: a redelivered batch stored copies", n, len(ds))
+	}
+	ctx := stacktest.Context(t, 30*time.Second)
+	filters := []audit.Filter{
+		{}, {ProjectID: "p_a"}, {Projects: []string{"p_a", "p_nope"}}, {Decision: "unauthorized"}, {Decision: audit.DecisionRefused},
+		{Reason: "token_bad_signature"}, {UserID: "u1"}, {Origin: "https://a.example"}, {Session: "authenticated"},
+		{Since: base.Add(40 * time.Minute)}, {Since: base.Add(-time.Hour), Until: base.Add(time.Hour)}, {Limit: 2},
+	}
+	for _, f := range filters {
+		recs, err := audit.Decisions(ctx, conn, f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, want := ids(recs), matching(ds, f); !slices.Equal(got, want) {
+			t.Errorf("Decisions(%+v)\n got %v\nwant %v", f, got, want)
+		}
+		n := 0
+		if _, err := audit.ExportDecisions(ctx, conn, f, 1000, func(audit.Record) error { n++; return nil }); err != nil {
+			t.Fatal(err)
+		}
+		if want := len(selected(ds, f)); n != want {
+			t.Errorf("ExportDecisions(%+v) exported %d, want %d", f, n, want)
+		}
+		if f.Limit != 0 {
+			continue
+		}
+		for _, by := range audit.Groups {
+			got, err := audit.Stats(ctx, conn, f, by)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if want := expectedStats(selected(ds, f), by); !slices.Equal(got, want) {
+				t.Errorf("Stats(%+v) by %s\n got %v\nwant %v", f, by, got, want)
+			}
+		}
+	}
+
+	adm := adminFixture(base)
+	insertAdmin(t, conn, adm)
+	redeliverAdmin(t, conn, adm)
+	redeliverAdmin(t, conn, adm[1:3])
+	if n := stacktest.Count(t, conn, "SELECT count() FROM hissuno_admin_events"); n != uint64(len(adm)) {
+		t.Fatalf("%d admin events stored, want %d: a redelivered batch stored copies", n, len(adm))
+	}
+	recs, err := audit.AdminEvents(ctx, conn, audit.Filter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(recs) != len(adm) {
+		t.Errorf("AdminEvents shows %d events, want %d (each once)", len(recs), len(adm))
+	}
+}
+
+// TestListingsDropCopies stores batches twice as auditors before
+// migration 0005 did (copies the merges had not removed yet): a listing
+// still shows each decision and admin event once.
+func TestListingsDropCopies(t *testing.T) {
 	t.Parallel()
 	_, conn := stacktest.MigratedClickHouse(t)
 	stacktest.Exec(t, conn, "SYSTEM STOP MERGES hissuno_decisions")
 	stacktest.Exec(t, conn, "SYSTEM STOP MERGES hissuno_admin_events")
 	ds := fixture(fixtureBase())
-	// A batch inserted, then redelivered and inserted again, then part of
-	// it a third time.
 	insertDecisions(t, conn, ds)
 	insertDecisions(t, conn, ds)
 	insertDecisions(t, conn, ds[3:9])
@@ -384,16 +482,15 @@ func TestQueryNeverShowsDuplicates(t *testing.T) {
 			t.Fatal(err)
 		}
 		if got, want := ids(recs), matching(ds, f); !slices.Equal(got, want) {
-			t.Errorf("Decisions(%+v) with duplicates\n got %v\nwant %v", f, got, want)
+			t.Errorf("Decisions(%+v) with copies stored\n got %v\nwant %v", f, got, want)
 		}
-	}
-	for _, by := range audit.Groups {
-		got, err := audit.Stats(ctx, conn, audit.Filter{}, by)
-		if err != nil {
+		var exported []string
+		if _, err := audit.ExportDecisions(ctx, conn, f, 1000, func(r audit.Record) error { exported = append(exported, r.DecisionID); return nil }); err != nil {
 			t.Fatal(err)
 		}
-		if want := expectedStats(ds, by); !slices.Equal(got, want) {
-			t.Errorf("Stats by %s with duplicates\n got %v\nwant %v", by, got, want)
+		f.Limit = 1000
+		if want := matching(ds, f); !slices.Equal(exported, want) {
+			t.Errorf("ExportDecisions(%+v) with copies stored\n got %v\nwant %v", f, exported, want)
 		}
 	}
 
@@ -405,7 +502,7 @@ func TestQueryNeverShowsDuplicates(t *testing.T) {
 		t.Fatal(err)
 	}
 	if len(recs) != len(adm) {
-		t.Errorf("AdminEvents shows %d events, want %d (each once)", len(recs), len(adm))
+		t.Errorf("AdminEvents with copies stored shows %d events, want %d (each once)", len(recs), len(adm))
 	}
 }
 
@@ -429,7 +526,8 @@ func adminFixture(base time.Time) []events.AdminEvent {
 	}
 }
 
-func insertAdmin(t testing.TB, conn driver.Conn, es []events.AdminEvent) {
+// adminRows are es as the auditor makes them into rows.
+func adminRows(t testing.TB, es []events.AdminEvent) [][]any {
 	t.Helper()
 	var rows [][]any
 	for _, e := range es {
@@ -443,8 +541,26 @@ func insertAdmin(t testing.TB, conn driver.Conn, es []events.AdminEvent) {
 		}
 		rows = append(rows, row)
 	}
-	if err := audit.Insert(stacktest.Context(t, 30*time.Second), conn, audit.AdminTable, rows); err != nil {
+	return rows
+}
+
+// insertAdmin is insertDecisions for admin events.
+func insertAdmin(t testing.TB, conn driver.Conn, es []events.AdminEvent) {
+	t.Helper()
+	if err := audit.Insert(stacktest.Context(t, 30*time.Second), conn, audit.AdminTable, adminRows(t, es)); err != nil {
 		t.Fatalf("insert admin events: %v", err)
+	}
+}
+
+// redeliverAdmin is redeliverDecisions for admin events.
+func redeliverAdmin(t testing.TB, conn driver.Conn, es []events.AdminEvent) {
+	t.Helper()
+	skipped, err := audit.InsertMissing(stacktest.Context(t, 30*time.Second), conn, audit.AdminTable, adminRows(t, es))
+	if err != nil {
+		t.Fatalf("insert a redelivered batch of admin events: %v", err)
+	}
+	if skipped != len(es) {
+		t.Fatalf("a redelivered batch of %d stored admin events: %d left out as stored, want all", len(es), skipped)
 	}
 }
 

@@ -138,6 +138,10 @@ const AdminColumns = "event_id, command_id, kind, actor, time, time_us, project_
 type Table struct {
 	name   string
 	insert string
+	// id is the column naming a row (decision_id, event_id); key are the
+	// positions in a row of project_id, time and id, the table's ORDER BY.
+	id  string
+	key [3]int
 	// row decodes one event, stored on subject, into the row's values, in
 	// column order; an error means the event can never be inserted.
 	row func(subject string, data []byte) ([]any, error)
@@ -152,6 +156,8 @@ var migrationsTable = Table{
 var DecisionsTable = Table{
 	name:   "hissuno_decisions",
 	insert: "INSERT INTO hissuno_decisions (" + DecisionColumns + ")",
+	id:     "decision_id",
+	key:    [3]int{5, 2, 0},
 	row:    decisionRow,
 }
 
@@ -159,6 +165,8 @@ var DecisionsTable = Table{
 var AdminTable = Table{
 	name:   "hissuno_admin_events",
 	insert: "INSERT INTO hissuno_admin_events (" + AdminColumns + ")",
+	id:     "event_id",
+	key:    [3]int{6, 4, 0},
 	row:    adminRow,
 }
 
@@ -232,6 +240,98 @@ func (t Table) Name() string { return t.name }
 // Row decodes one event, stored on subject, into the table's row, in column
 // order; an error means the event can never be inserted.
 func (t Table) Row(subject string, data []byte) ([]any, error) { return t.row(subject, data) }
+
+// Key is what identifies a row of an audit table: its project, its time to
+// the second and its id, the table's ORDER BY (project_id, time, id).
+type Key struct {
+	Project string
+	Time    int64
+	ID      string
+}
+
+// Key is the key of row, made by t.Row.
+func (t Table) Key(row []any) Key {
+	tm, _ := row[t.key[1]].(time.Time)
+	p, _ := row[t.key[0]].(string)
+	id, _ := row[t.key[2]].(string)
+	return Key{Project: p, Time: tm.Unix(), ID: id}
+}
+
+// storedChunk bounds the keys one lookup of Stored names, so that its
+// query stays well within ClickHouse's max_query_size (256 KiB).
+const storedChunk = 1000
+
+// Stored reports which of keys the table holds already: stored[k] for each
+// one that is there. It reads through the primary index (the projects, the
+// range of seconds and the ids of the keys), a point lookup that costs
+// milliseconds however large the table, and compares whole keys. The
+// auditor asks it before inserting a batch JetStream delivered again, or
+// after an insert whose outcome is unknown, and inserts only the rows
+// missing, so that no row is ever stored twice by a live auditor.
+func Stored(ctx context.Context, conn driver.Conn, t Table, keys []Key) (map[Key]bool, error) {
+	stored := map[Key]bool{}
+	for lo := 0; lo < len(keys); lo += storedChunk {
+		chunk := keys[lo:min(lo+storedChunk, len(keys))]
+		projects := map[string]bool{}
+		ids := make([]string, 0, len(chunk))
+		first, last := chunk[0].Time, chunk[0].Time
+		var ps []string
+		for _, k := range chunk {
+			if !projects[k.Project] {
+				projects[k.Project] = true
+				ps = append(ps, k.Project)
+			}
+			ids = append(ids, k.ID)
+			first, last = min(first, k.Time), max(last, k.Time)
+		}
+		c := &conds{}
+		c.in("project_id", ps)
+		c.add("time >= toDateTime(?) AND time <= toDateTime(?)", dateTimeSeconds(time.Unix(first, 0)), dateTimeSeconds(time.Unix(last, 0)))
+		c.in(t.id, ids)
+		rows, err := conn.Query(ctx, "SELECT project_id, toUInt32(time), "+t.id+" FROM "+t.name+c.String(), c.args...)
+		if err != nil {
+			return nil, fmt.Errorf("look up rows stored in %s: %w", t.name, err)
+		}
+		found, err := collect(rows, "rows stored in "+t.name, func(rows driver.Rows) (Key, error) {
+			var k Key
+			var sec uint32
+			err := rows.Scan(&k.Project, &sec, &k.ID)
+			k.Time = int64(sec)
+			return k, err
+		})
+		if err != nil {
+			return nil, err
+		}
+		for _, k := range found {
+			stored[k] = true
+		}
+	}
+	return stored, nil
+}
+
+// InsertMissing inserts, in one batch, those of rows (made by t.Row) the
+// table does not hold yet, as the auditor stores a batch JetStream
+// delivered again, and returns how many it left out as stored already.
+func InsertMissing(ctx context.Context, conn driver.Conn, t Table, rows [][]any) (int, error) {
+	keys := make([]Key, len(rows))
+	for i, r := range rows {
+		keys[i] = t.Key(r)
+	}
+	stored, err := Stored(ctx, conn, t, keys)
+	if err != nil {
+		return 0, err
+	}
+	missing := make([][]any, 0, len(rows))
+	for i, r := range rows {
+		if !stored[keys[i]] {
+			missing = append(missing, r)
+		}
+	}
+	if len(missing) == 0 {
+		return len(rows), nil
+	}
+	return len(rows) - len(missing), Insert(ctx, conn, t, missing)
+}
 
 // Insert writes rows (made by t.Row) in one batch, naming the columns.
 func Insert(ctx context.Context, conn driver.Conn, t Table, rows [][]any) error {

@@ -7,8 +7,13 @@
 // ClickHouse outage leaves the backlog in JetStream (logged and exposed as
 // metrics) and the auditor catches up when ClickHouse returns. A message that
 // can never be inserted goes to the dead-letter stream with its error and
-// never blocks the rest. Rows are de-duplicated by id (ReplacingMergeTree,
-// read with FINAL), so a redelivered batch never shows a decision twice.
+// never blocks the rest. A redelivered batch stores no row twice: before
+// inserting events JetStream delivered again, or after an insert whose
+// outcome is unknown, the auditor asks ClickHouse which rows it holds and
+// inserts only the others; a batch is kept in progress while it is stored,
+// and its insert given up well before AckWait. So the audit queries count
+// with plain SQL, without FINAL (DESIGN.md says the one case left to the
+// ReplacingMergeTree's merges).
 package auditor
 
 import (
@@ -81,6 +86,10 @@ type Config struct {
 	// crashAfterInsert, in tests, is asked after each successful insert;
 	// true makes the auditor stop as if killed before its ack.
 	crashAfterInsert func() bool
+	// loseInsertAnswer, in tests, is asked after each successful insert;
+	// true makes the auditor take it for failed, as when the connection
+	// breaks after the rows were sent: its outcome unknown.
+	loseInsertAnswer func() bool
 }
 
 func (c *Config) setDefaults() {
@@ -131,8 +140,8 @@ func (c Config) Validate() error {
 	return nil
 }
 
-// insertTimeout bounds one insert: a ClickHouse that hangs is treated as
-// away.
+// insertTimeout bounds one insert at most: a ClickHouse that hangs is
+// treated as away (insertDeadline bounds it below AckWait too).
 const insertTimeout = 30 * time.Second
 
 // source is one stream the auditor copies into one table, through the
@@ -293,35 +302,81 @@ func (a *Auditor) reachClickHouse(ctx context.Context) {
 }
 
 // storeBatch is the batch handler of one source: it decodes every event
-// (one that cannot be decoded is dead-lettered) and inserts the rows in one
-// batch (store).
+// (one that cannot be decoded is dead-lettered), keeps one row per key (an
+// event published twice under two sequences is acked twice and stored
+// once), and inserts the rows in one batch (store). When JetStream delivers
+// one of the events again (an auditor stopped or cut off before its ack),
+// store first leaves out the rows ClickHouse holds already. Every message
+// of the batch is kept in progress while it is stored, so that JetStream
+// does not hand it to another auditor meanwhile.
 func (a *Auditor) storeBatch(src source) worker.BatchHandler {
 	return func(ctx context.Context, msgs []jetstream.Msg) []error {
 		results := make([]error, len(msgs))
 		b := batch{msgs: msgs, results: results}
+		seen := make(map[audit.Key]bool, len(msgs))
 		for i, m := range msgs {
 			row, err := src.table.Row(m.Subject(), m.Data())
 			if err != nil {
 				results[i] = worker.Permanent(err)
 				continue
 			}
+			k := src.table.Key(row)
+			if seen[k] {
+				metrics.AuditSkipped.WithLabelValues(src.table.Name()).Inc()
+				continue // stored with the first, acked with it
+			}
+			seen[k] = true
+			if md, err := m.Metadata(); err == nil && md.NumDelivered > 1 {
+				b.check = true
+			}
 			b.idx = append(b.idx, i)
 			b.rows = append(b.rows, row)
 		}
 		if len(b.rows) > 0 {
+			stop := a.heartbeat(msgs)
 			a.store(ctx, src, b)
+			stop()
 		}
 		return results
 	}
 }
 
+// heartbeat tells JetStream every quarter of AckWait that msgs are still
+// being worked on, until stop is called, so that a batch whose insert is
+// slow is not redelivered to another auditor while it is in flight.
+func (a *Auditor) heartbeat(msgs []jetstream.Msg) (stop func()) {
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		t := time.NewTicker(max(a.cfg.AckWait/4, 100*time.Millisecond))
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+			}
+			for _, m := range msgs {
+				_ = m.InProgress()
+			}
+		}
+	})
+	return func() {
+		close(done)
+		wg.Wait()
+	}
+}
+
 // batch is rows to insert at once, the messages they came from (msgs[idx[k]]
-// holds rows[k]), and where each message's result goes.
+// holds rows[k]), and where each message's result goes. check says that
+// some of the rows may be stored already: a message was delivered again,
+// or an insert of them failed after sending.
 type batch struct {
 	msgs    []jetstream.Msg
 	idx     []int
 	rows    [][]any
 	results []error
+	check   bool
 }
 
 // set gives every message of the batch the result err.
@@ -333,22 +388,72 @@ func (b batch) set(err error) {
 
 // half is the batch's rows from lo to hi.
 func (b batch) half(lo, hi int) batch {
-	return batch{msgs: b.msgs, idx: b.idx[lo:hi], rows: b.rows[lo:hi], results: b.results}
+	return batch{msgs: b.msgs, idx: b.idx[lo:hi], rows: b.rows[lo:hi], results: b.results, check: b.check}
+}
+
+// insertDeadline bounds one insert: well below AckWait, so that an insert
+// given up on is over (on the auditor's side) before JetStream could hand
+// its events to another auditor, and never more than insertTimeout.
+func (a *Auditor) insertDeadline() time.Duration {
+	return min(insertTimeout, a.cfg.AckWait/2)
+}
+
+// missing is b without the rows the table holds already, which are left
+// with a nil result (acked).
+func (a *Auditor) missing(ctx context.Context, conn driver.Conn, src source, b batch) (batch, error) {
+	keys := make([]audit.Key, len(b.rows))
+	for i, r := range b.rows {
+		keys[i] = src.table.Key(r)
+	}
+	lctx, cancel := context.WithTimeout(ctx, a.insertDeadline())
+	stored, err := audit.Stored(lctx, conn, src.table, keys)
+	cancel()
+	if err != nil {
+		return b, err
+	}
+	if len(stored) == 0 {
+		b.check = false
+		return b, nil
+	}
+	out := batch{msgs: b.msgs, results: b.results}
+	for i, k := range keys {
+		if !stored[k] {
+			out.idx = append(out.idx, b.idx[i])
+			out.rows = append(out.rows, b.rows[i])
+		}
+	}
+	skipped := len(b.rows) - len(out.rows)
+	metrics.AuditSkipped.WithLabelValues(src.table.Name()).Add(float64(skipped))
+	a.log.Info().Str("table", src.table.Name()).Int("stored_already", skipped).Int("inserted", len(out.rows)).
+		Msg("events delivered again: rows ClickHouse holds already are acked, not inserted again")
+	return out, nil
 }
 
 // store inserts a batch, retrying while ClickHouse is away (the events
 // stay in JetStream meanwhile, kept in progress) and splitting the batch
 // to isolate a row ClickHouse refuses, which is dead-lettered. A message is
-// acknowledged only once its row is in.
+// acknowledged only once its row is in. Before inserting rows that may be
+// stored already (b.check), it leaves out those ClickHouse holds.
 func (a *Auditor) store(ctx context.Context, src source, b batch) {
 	backoff := 100 * time.Millisecond
 	for {
 		conn, err := a.connect(ctx)
+		if err == nil && b.check {
+			b, err = a.missing(ctx, conn, src, b)
+			if err != nil {
+				a.dropConn(conn)
+			} else if len(b.rows) == 0 {
+				return
+			}
+		}
 		if err == nil {
 			start := time.Now()
-			ictx, cancel := context.WithTimeout(ctx, insertTimeout)
+			ictx, cancel := context.WithTimeout(ctx, a.insertDeadline())
 			err = audit.Insert(ictx, conn, src.table, b.rows)
 			cancel()
+			if err == nil && a.cfg.loseInsertAnswer != nil && a.cfg.loseInsertAnswer() {
+				err = errors.New("connection lost after the rows were sent (test)")
+			}
 			if err == nil {
 				metrics.AuditInsertLatency.WithLabelValues(src.table.Name()).Observe(time.Since(start).Seconds())
 				metrics.AuditBatchSize.WithLabelValues(src.table.Name()).Observe(float64(len(b.rows)))
@@ -362,6 +467,9 @@ func (a *Auditor) store(ctx context.Context, src source, b batch) {
 				a.isolate(ctx, src, b, err)
 				return
 			}
+			// The insert may have reached ClickHouse before it failed:
+			// look before inserting again.
+			b.check = true
 			a.dropConn(conn)
 		}
 		if ctx.Err() != nil {

@@ -11,3 +11,11 @@ func WithCrashAfterInsert(cfg Config, crash func() bool) Config {
 	cfg.crashAfterInsert = crash
 	return cfg
 }
+
+// WithLostInsertAnswer returns cfg whose auditor asks lose after each
+// successful insert; true makes it take the insert for failed after
+// sending (its outcome unknown) and retry.
+func WithLostInsertAnswer(cfg Config, lose func() bool) Config {
+	cfg.loseInsertAnswer = lose
+	return cfg
+}

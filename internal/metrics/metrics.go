@@ -62,6 +62,13 @@ var (
 		Name: "hissuno_audit_insert_errors_total",
 		Help: "Failed audit inserts into ClickHouse; each is retried, the backlog waits in JetStream.",
 	}, []string{"table"})
+	// AuditSkipped counts events the auditor acked without inserting
+	// them: ClickHouse held their rows already (a batch delivered again),
+	// or the batch held the same row twice.
+	AuditSkipped = promauto.NewCounterVec(prometheus.CounterOpts{
+		Name: "hissuno_audit_rows_skipped_total",
+		Help: "Audit events acked without an insert: their row was stored already (a redelivered batch) or repeated in the batch.",
+	}, []string{"table"})
 	// AuditBacklog is the number of events waiting in JetStream for the
 	// auditor.
 	AuditBacklog = promauto.NewGaugeVec(prometheus.GaugeOpts{
