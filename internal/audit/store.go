@@ -97,6 +97,12 @@ ORDER BY version`
 			continue
 		}
 		for _, stmt := range m.Statements {
+			if table, ok := optimizeFinal(stmt); ok {
+				if err := mergeDuplicates(ctx, conn, table); err != nil {
+					return applied, fmt.Errorf("migration %s: %w", m.Name, err)
+				}
+				continue
+			}
 			if err := conn.Exec(ctx, stmt); err != nil && !alreadyAdded(err, stmt) {
 				return applied, fmt.Errorf("migration %s: %w", m.Name, err)
 			}
@@ -107,6 +113,70 @@ ORDER BY version`
 		applied = append(applied, m.Name)
 	}
 	return applied, nil
+}
+
+// optimizeFinal reports whether stmt is "OPTIMIZE TABLE name FINAL", and
+// the name.
+func optimizeFinal(stmt string) (string, bool) {
+	f := strings.Fields(stmt)
+	if len(f) != 4 || !strings.EqualFold(f[0], "OPTIMIZE") || !strings.EqualFold(f[1], "TABLE") || !strings.EqualFold(f[3], "FINAL") {
+		return "", false
+	}
+	return f[2], true
+}
+
+// mergeAttempts bounds the tries of one partition's merge that ClickHouse
+// declines (a merge of those parts already running, say another auditor's
+// migration).
+const mergeAttempts = 30
+
+// mergeDuplicates merges away the copies of rows an older auditor stored
+// in table: every partition that may hold one (more than one active part,
+// or a part no merge has written, level 0) is merged whole with OPTIMIZE …
+// PARTITION ID … FINAL, which a ReplacingMergeTree does keeping one row
+// per key; a partition of one merged part holds none and is left alone, so
+// that a migration run again (interrupted, or by two auditors at once)
+// only merges what is left. ClickHouse is asked to refuse a merge it cannot
+// do (optimize_throw_if_noop) instead of skipping it silently: it is tried
+// again, then the migration fails, to be run again.
+func mergeDuplicates(ctx context.Context, conn driver.Conn, table string) error {
+	const q = `SELECT partition_id FROM system.parts
+WHERE database = currentDatabase() AND table = ? AND active
+GROUP BY partition_id HAVING count() > 1 OR min(level) = 0
+ORDER BY partition_id`
+	rows, err := conn.Query(ctx, q, table)
+	if err != nil {
+		return fmt.Errorf("list the partitions of %s: %w", table, err)
+	}
+	parts, err := collect(rows, "partitions", func(rows driver.Rows) (string, error) {
+		var p string
+		err := rows.Scan(&p)
+		return p, err
+	})
+	if err != nil {
+		return err
+	}
+	octx := clickhouse.Context(ctx, clickhouse.WithSettings(clickhouse.Settings{"optimize_throw_if_noop": 1}))
+	for _, p := range parts {
+		if strings.Trim(p, "0123456789") != "" {
+			return fmt.Errorf("partition %q of %s: not a month's (YYYYMM)", p, table)
+		}
+		stmt := "OPTIMIZE TABLE " + table + " PARTITION ID '" + p + "' FINAL"
+		for try := 1; ; try++ {
+			err := conn.Exec(octx, stmt)
+			if err == nil {
+				break
+			}
+			if try == mergeAttempts || ctx.Err() != nil {
+				return fmt.Errorf("merge the copies in partition %s of %s: %w", p, table, err)
+			}
+			select {
+			case <-ctx.Done():
+			case <-time.After(time.Second):
+			}
+		}
+	}
+	return nil
 }
 
 // codeColumnExists is ClickHouse's ILLEGAL_COLUMN, which an ADD COLUMN of a

@@ -144,6 +144,10 @@ func (c Config) Validate() error {
 // treated as away (insertDeadline bounds it below AckWait too).
 const insertTimeout = 30 * time.Second
 
+// migrateTimeout bounds the migrations an auditor applies when it
+// connects; the batches waiting meanwhile are kept in progress.
+const migrateTimeout = 30 * time.Minute
+
 // source is one stream the auditor copies into one table, through the
 // durable consumer config makes (the one bus.Ensure makes too).
 type source struct {
@@ -266,13 +270,16 @@ func (a *Auditor) connect(ctx context.Context) (driver.Conn, error) {
 	if conn != nil {
 		return conn, nil
 	}
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	octx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	conn, err := audit.Open(ctx, a.cfg.ClickHouseDSN)
+	conn, err := audit.Open(octx, a.cfg.ClickHouseDSN)
 	if err != nil {
 		return nil, err
 	}
-	applied, err := audit.Migrate(ctx, conn)
+	// A migration may merge a table whole (0005): longer than a dial.
+	mctx, cancel := context.WithTimeout(ctx, migrateTimeout)
+	defer cancel()
+	applied, err := audit.Migrate(mctx, conn)
 	if err != nil {
 		conn.Close()
 		return nil, err

@@ -264,7 +264,7 @@ func TestMigrate(t *testing.T) {
 	for _, m := range all {
 		names = append(names, m.Name)
 	}
-	wantNames := []string{"0001_decisions.sql", "0002_admin_events.sql", "0003_admin_event_context.sql"}
+	wantNames := []string{"0001_decisions.sql", "0002_admin_events.sql", "0003_admin_event_context.sql", "0005_merge_duplicates.sql"}
 	if !slices.Equal(names, wantNames) {
 		t.Fatalf("migrations %v, want %v", names, wantNames)
 	}
@@ -299,7 +299,7 @@ func TestMigrate(t *testing.T) {
 		}
 		return out
 	}
-	want := map[uint32]string{1: "0001_decisions.sql", 2: "0002_admin_events.sql", 3: "0003_admin_event_context.sql"}
+	want := map[uint32]string{1: "0001_decisions.sql", 2: "0002_admin_events.sql", 3: "0003_admin_event_context.sql", 5: "0005_merge_duplicates.sql"}
 	if got := recorded(); fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("hissuno_migrations holds %v, want %v", got, want)
 	}
@@ -373,7 +373,7 @@ func TestMigrateUpgrade(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Migrate over 0002: %v", err)
 	}
-	if want := []string{"0003_admin_event_context.sql"}; !slices.Equal(applied, want) {
+	if want := []string{"0003_admin_event_context.sql", "0005_merge_duplicates.sql"}; !slices.Equal(applied, want) {
 		t.Errorf("Migrate over 0002 applied %v, want %v", applied, want)
 	}
 	recs, err := audit.AdminEvents(ctx, conn, audit.Filter{Since: time.Now().Add(-time.Hour)})
@@ -382,6 +382,99 @@ func TestMigrateUpgrade(t *testing.T) {
 	}
 	if len(recs) != 1 || recs[0].EventID != "adm_cmd_old" || recs[0].Actor != "ops@laptop" || recs[0].Name != "Old shop" || recs[0].Reason != "" || recs[0].Account != "" {
 		t.Errorf("the event from before the upgrade reads back as %+v", recs)
+	}
+}
+
+// TestMigrateMergesDuplicates fills tables made by the migrations before
+// 0005 with the copies auditors before it stored (batches inserted again,
+// over two month partitions, merges stopped so that none is merged away
+// before), then migrates: every decision and admin event is there once,
+// none lost, and the questions' plain count()s are exact.
+func TestMigrateMergesDuplicates(t *testing.T) {
+	t.Parallel()
+	_, conn := stacktest.ClickHouseConn(t)
+	ctx := stacktest.Context(t, 2*time.Minute)
+	all, err := schemas.ClickHouseMigrations()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stacktest.Exec(t, conn, "CREATE TABLE hissuno_migrations (version UInt32, name String, applied_at DateTime) ENGINE = ReplacingMergeTree ORDER BY version")
+	for _, m := range all {
+		if m.Version >= 5 {
+			break
+		}
+		for _, stmt := range m.Statements {
+			stacktest.Exec(t, conn, stmt)
+		}
+		insertRow(t, conn, "INSERT INTO hissuno_migrations (version, name, applied_at)", m.Version, m.Name, time.Now())
+	}
+	stacktest.Exec(t, conn, "SYSTEM STOP MERGES hissuno_decisions")
+	stacktest.Exec(t, conn, "SYSTEM STOP MERGES hissuno_admin_events")
+
+	// 300 decisions, 150 in each of two months; stored in three batches,
+	// the first two of them again, one part of them a third time.
+	const n = 300
+	now := time.Now().UTC()
+	var rows [][]any
+	for i := range n {
+		at := now.Add(-time.Duration(i%2) * 40 * 24 * time.Hour).Add(-time.Duration(i) * time.Second)
+		body, err := json.Marshal(stacktest.SampleDecision("mig", i, at))
+		if err != nil {
+			t.Fatal(err)
+		}
+		row, err := audit.DecisionsTable.Row(events.SubjectDecisions, body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rows = append(rows, row)
+	}
+	for _, b := range [][][]any{rows[:100], rows[100:200], rows[200:], rows[:100], rows[100:200], rows[50:150]} {
+		if err := audit.Insert(ctx, conn, audit.DecisionsTable, b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	stored := uint64(n + 200 + 100)
+	for i := range 3 {
+		for range 1 + i%2 {
+			insertRow(t, conn, "INSERT INTO hissuno_admin_events (event_id, command_id, kind, actor, time, time_us, project_id, name, key_version, revision)",
+				fmt.Sprintf("adm_mig_%d", i), "cmd_mig", "project.created", "ops@laptop", now.Add(-time.Duration(i)*40*24*time.Hour), uint32(0), "proj_mig", "Shop", uint32(1), uint64(1))
+		}
+	}
+	if got := stacktest.Count(t, conn, countRaw); got != stored {
+		t.Fatalf("%d rows before the migration, want %d: merged before the test could look", got, stored)
+	}
+	stacktest.Exec(t, conn, "SYSTEM START MERGES hissuno_decisions")
+	stacktest.Exec(t, conn, "SYSTEM START MERGES hissuno_admin_events")
+
+	applied, err := audit.Migrate(ctx, conn)
+	if err != nil {
+		t.Fatalf("Migrate: %v", err)
+	}
+	if want := []string{"0005_merge_duplicates.sql"}; !slices.Equal(applied, want) {
+		t.Errorf("Migrate applied %v, want %v", applied, want)
+	}
+	if got := stacktest.Count(t, conn, countRaw); got != n {
+		t.Errorf("%d rows after the migration, want %d (each decision once)", got, n)
+	}
+	if got := stacktest.Count(t, conn, "SELECT uniqExact(decision_id) FROM hissuno_decisions"); got != n {
+		t.Errorf("%d decisions after the migration, want %d (none lost)", got, n)
+	}
+	if got := stacktest.Count(t, conn, "SELECT count() FROM hissuno_admin_events"); got != 3 {
+		t.Errorf("%d admin events after the migration, want 3", got)
+	}
+	stats, err := audit.Stats(ctx, conn, audit.Filter{}, audit.ByDecision)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var total uint64
+	for _, s := range stats {
+		total += s.Count
+	}
+	if total != n {
+		t.Errorf("Stats counts %d decisions after the migration, want %d", total, n)
+	}
+	if applied, err := audit.Migrate(ctx, conn); err != nil || len(applied) != 0 {
+		t.Errorf("Migrate again applied %v, %v; want nothing", applied, err)
 	}
 }
 
