@@ -4,9 +4,9 @@
 //
 // Every statement runs on ClickHouse 18.16 as on current releases (no
 // DateTime64, TTL, LowCardinality, Map or JSON type, no WITH FILL, no
-// window function) but for retention's, which asks the server's version
-// and sets a TTL only where there is one (19.6 and later), dropping whole
-// month partitions elsewhere, binds every value it is given instead of splicing it
-// into the SQL, and never shows a decision stored twice. No secret key and
+// window function), binds every value it is given instead of splicing it
+// into the SQL, and never shows a decision stored twice; retention alone
+// asks the server's version, and sets a TTL only where there is one (19.6
+// and later), dropping whole month partitions elsewhere. No secret key and
 // no raw token is ever stored: tokens appear as fingerprints.
 package audit
