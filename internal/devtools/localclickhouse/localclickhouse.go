@@ -28,6 +28,7 @@ type Server struct {
 	DSN    string
 	dir    string
 	bin    []string
+	env    []string
 	cmd    *exec.Cmd
 	exited chan struct{}
 }
@@ -48,9 +49,26 @@ func binary() ([]string, error) {
 	return nil, ErrNotInstalled
 }
 
+// Options are what a server has besides its files and ports.
+type Options struct {
+	// UsersFiles are ClickHouse users configuration files (XML, root
+	// <yandex>) copied into users.d/, where the server merges them with
+	// its own users.xml (a passwordless default user on loopback):
+	// deploy/clickhouse/users.d/hissuno-reader.xml, say.
+	UsersFiles []string
+	// Env is added to the server's environment, "NAME=value" each: the
+	// values those files read with from_env.
+	Env []string
+}
+
 // Start starts a ClickHouse server with its files under dir and waits up to
 // a minute until it answers.
 func Start(ctx context.Context, dir string) (*Server, error) {
+	return StartWith(ctx, dir, Options{})
+}
+
+// StartWith is Start with more users (opts).
+func StartWith(ctx context.Context, dir string, opts Options) (*Server, error) {
 	bin, err := binary()
 	if err != nil {
 		return nil, err
@@ -75,7 +93,22 @@ func Start(ctx context.Context, dir string) (*Server, error) {
 	if err := os.WriteFile(filepath.Join(dir, "users.xml"), []byte(usersXML), 0o600); err != nil {
 		return nil, err
 	}
-	s := &Server{DSN: fmt.Sprintf("clickhouse://127.0.0.1:%d/default", ports[0]), dir: dir, bin: bin}
+	if len(opts.UsersFiles) > 0 {
+		usersD := filepath.Join(dir, "users.d")
+		if err := os.MkdirAll(usersD, 0o700); err != nil {
+			return nil, fmt.Errorf("clickhouse dir: %w", err)
+		}
+		for _, f := range opts.UsersFiles {
+			b, err := os.ReadFile(f)
+			if err != nil {
+				return nil, fmt.Errorf("users file: %w", err)
+			}
+			if err := os.WriteFile(filepath.Join(usersD, filepath.Base(f)), b, 0o600); err != nil {
+				return nil, err
+			}
+		}
+	}
+	s := &Server{DSN: fmt.Sprintf("clickhouse://127.0.0.1:%d/default", ports[0]), dir: dir, bin: bin, env: opts.Env}
 	if err := s.run(ctx); err != nil {
 		return nil, err
 	}
@@ -92,6 +125,9 @@ func (s *Server) run(ctx context.Context) error {
 	defer logf.Close()
 	cmd := exec.Command(s.bin[0], append(s.bin[1:], "--config-file="+filepath.Join(s.dir, "config.xml"))...)
 	cmd.Dir = s.dir
+	if len(s.env) > 0 {
+		cmd.Env = append(os.Environ(), s.env...)
+	}
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
 	if err := cmd.Start(); err != nil {
