@@ -205,7 +205,11 @@ func ExpiredPartitions(now time.Time, retention time.Duration, parts []Partition
 // TTLUpToDate reports whether a table's CREATE statement (system.tables'
 // create_table_query) already carries the TTL of retention, so that the
 // ALTER, which makes a current server rewrite every part, is not repeated
-// at every start: current servers write it "TTL time + toIntervalDay(400)".
+// at every start. ClickHouse formats INTERVAL n DAY as toIntervalDay(n)
+// when it writes a table's definition ("TTL time + toIntervalDay(400)", as
+// SHOW CREATE TABLE output quoted in public write-ups shows for TTLs; not
+// seen on a server here), and the form as written is accepted too; a form
+// neither matches only costs the ALTER once per auditor start.
 // Retention 0 is up to date when the table has no TTL.
 func TTLUpToDate(createQuery string, retention time.Duration) bool {
 	ttl := ttlClause(createQuery)

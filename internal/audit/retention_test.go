@@ -1,11 +1,15 @@
 package audit_test
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 
 	"github.com/hissuno/widgetauth/internal/audit"
 	"github.com/hissuno/widgetauth/internal/stack/stacktest"
@@ -292,4 +296,79 @@ func equalCounts(a, b map[string]uint64) bool {
 		}
 	}
 	return true
+}
+
+// ttlServer stands for a ClickHouse that has TTLs (none runs here): it
+// answers the table's CREATE statement and records the statements sent.
+type ttlServer struct {
+	driver.Conn // any other call panics
+	create      string
+	sent        []string
+}
+
+type createRow struct{ create string }
+
+func (r createRow) Err() error { return nil }
+func (r createRow) Scan(dest ...any) error {
+	*dest[0].(*string) = r.create
+	return nil
+}
+func (r createRow) ScanStruct(any) error { return nil }
+
+func (s *ttlServer) QueryRow(_ context.Context, q string, _ ...any) driver.Row {
+	if !strings.Contains(q, "create_table_query") {
+		panic("unexpected query " + q)
+	}
+	return createRow{s.create}
+}
+
+func (s *ttlServer) Exec(_ context.Context, q string, _ ...any) error {
+	s.sent = append(s.sent, q)
+	return nil
+}
+
+// TestApplyRetentionWithTTL: on a server with TTLs, retention is the
+// table's TTL, set only when the one in place differs, removed for 0 where
+// the server can, and never a partition dropped.
+func TestApplyRetentionWithTTL(t *testing.T) {
+	t.Parallel()
+	const table = "CREATE TABLE db.hissuno_decisions (`time` DateTime) ENGINE = ReplacingMergeTree PARTITION BY toYYYYMM(time) ORDER BY time"
+	const settings = " SETTINGS index_granularity = 8192"
+	current := audit.Version{Major: 26, Minor: 8}
+	first := audit.Version{Major: 19, Minor: 6}
+	ref := audit.TableRef{Name: "hissuno_decisions"}
+	cases := []struct {
+		name      string
+		v         audit.Version
+		create    string
+		retention time.Duration
+		want      []string
+		err       error
+	}{
+		{"set", current, table + settings, 400 * audit.Day, []string{"ALTER TABLE hissuno_decisions MODIFY TTL time + INTERVAL 400 DAY"}, nil},
+		{"set on 19.6", first, table, 30 * audit.Day, []string{"ALTER TABLE hissuno_decisions MODIFY TTL time + INTERVAL 30 DAY"}, nil},
+		{"already set", current, table + " TTL time + toIntervalDay(400)" + settings, 400 * audit.Day, nil, nil},
+		{"changed", current, table + " TTL time + toIntervalDay(30)" + settings, 400 * audit.Day, []string{"ALTER TABLE hissuno_decisions MODIFY TTL time + INTERVAL 400 DAY"}, nil},
+		{"forever, none set", current, table + settings, 0, nil, nil},
+		{"forever, one set", current, table + " TTL time + toIntervalDay(30)" + settings, 0, []string{"ALTER TABLE hissuno_decisions REMOVE TTL"}, nil},
+		{"forever, one set, server too old to remove it", first, table + " TTL time + toIntervalDay(30)", 0, nil, audit.ErrRemoveTTL},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			s := &ttlServer{create: tc.create}
+			res, err := audit.ApplyRetention(context.Background(), s, tc.v, ref, tc.retention, time.Now(), func(id string) {
+				t.Errorf("partition %s dropped on a server with TTLs", id)
+			})
+			if !errors.Is(err, tc.err) {
+				t.Fatalf("ApplyRetention: %v, want %v", err, tc.err)
+			}
+			if !slices.Equal(s.sent, tc.want) {
+				t.Errorf("sent %q, want %q", s.sent, tc.want)
+			}
+			if wantTTL := strings.Join(tc.want, ""); res.TTL != wantTTL || len(res.Dropped) > 0 {
+				t.Errorf("result %+v, want TTL %q and nothing dropped", res, wantTTL)
+			}
+		})
+	}
 }

@@ -19,6 +19,7 @@ const retentionTimeout = 2 * time.Minute
 // tried again after RetryMax. It never holds up an insert.
 func (a *Auditor) keepRetention(ctx context.Context) {
 	var wait time.Duration
+	ttlSet := map[string]bool{}
 	for {
 		select {
 		case <-ctx.Done():
@@ -34,7 +35,7 @@ func (a *Auditor) keepRetention(ctx context.Context) {
 			wait = min(time.Second, a.cfg.RetentionEvery)
 			continue
 		}
-		if err := a.enforceRetention(ctx, conn, time.Now()); err != nil {
+		if err := a.enforceRetention(ctx, conn, time.Now(), ttlSet); err != nil {
 			if ctx.Err() != nil {
 				return
 			}
@@ -48,8 +49,12 @@ func (a *Auditor) keepRetention(ctx context.Context) {
 
 // enforceRetention applies each table's retention at now, on the server
 // conn reaches: its TTL set where the server has TTLs, the month
-// partitions past it dropped elsewhere (each logged and counted).
-func (a *Auditor) enforceRetention(ctx context.Context, conn driver.Conn, now time.Time) error {
+// partitions past it dropped elsewhere (each logged and counted). A table
+// in ttlSet has its TTL checked or set by this auditor already and is left
+// alone: should the server write a TTL in a form TTLUpToDate does not
+// know, the ALTER, which makes a current server rewrite every part, is
+// still sent once per start, not every hour.
+func (a *Auditor) enforceRetention(ctx context.Context, conn driver.Conn, now time.Time, ttlSet map[string]bool) error {
 	ctx, cancel := context.WithTimeout(ctx, retentionTimeout)
 	defer cancel()
 	v, err := audit.ServerVersion(ctx, conn)
@@ -64,6 +69,9 @@ func (a *Auditor) enforceRetention(ctx context.Context, conn driver.Conn, now ti
 		{audit.DecisionsTable.Name(), a.cfg.DecisionRetention},
 		{audit.AdminTable.Name(), a.cfg.AdminRetention},
 	} {
+		if v.SupportsTTL() && ttlSet[t.table] {
+			continue
+		}
 		ref := a.cfg.RetentionTable(t.table)
 		keep := audit.FormatRetention(t.retention)
 		res, err := audit.ApplyRetention(ctx, conn, v, ref, t.retention, now, func(id string) {
@@ -74,6 +82,9 @@ func (a *Auditor) enforceRetention(ctx context.Context, conn driver.Conn, now ti
 		if res.TTL != "" {
 			a.log.Info().Str("table", ref.Name).Str("retention", keep).Str("clickhouse", v.String()).Str("statement", res.TTL).
 				Msg("audit retention set as a TTL")
+		}
+		if err == nil && v.SupportsTTL() {
+			ttlSet[t.table] = true
 		}
 		errs = append(errs, err)
 	}
