@@ -1,6 +1,7 @@
 package deploy_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 
+	"github.com/hissuno/widgetauth/deploy"
 	"github.com/hissuno/widgetauth/events"
 	"github.com/hissuno/widgetauth/internal/audit"
 	"github.com/hissuno/widgetauth/internal/devtools/localclickhouse"
@@ -22,9 +24,9 @@ const (
 	// readerUsersFile is the audit readers' ClickHouse user, as
 	// docker-compose.yml mounts it.
 	readerUsersFile = "clickhouse/users.d/hissuno-reader.xml"
-	readerUser      = "hissuno_reader"
-	readerPassVar   = "HISSUNO_CLICKHOUSE_READER_PASSWORD"
-	auditDatabase   = "hissuno"
+	readerUser      = deploy.ClickHouseReader
+	readerPassVar   = deploy.ClickHouseReaderPasswordVar
+	auditDatabase   = deploy.ClickHouseDatabase
 )
 
 // writerUsersXML is the writer as the ClickHouse image's entrypoint makes it
@@ -59,23 +61,26 @@ func TestClickHouseReaderUser(t *testing.T) {
 	ctx := stacktest.Context(t, 3*time.Minute)
 	dir := t.TempDir()
 	const writerPass, readerPass = "writerpw1", "readerpw1"
-	writerFile := filepath.Join(dir, "hissuno-writer.xml")
-	if err := os.WriteFile(writerFile, []byte(fmt.Sprintf(writerUsersXML, writerPass)), 0o600); err != nil {
+	readerXML, err := os.ReadFile(readerUsersFile)
+	if err != nil {
 		t.Fatal(err)
 	}
+	if !bytes.Equal(readerXML, deploy.ClickHouseReaderUsers) {
+		t.Fatalf("deploy.ClickHouseReaderUsers is not %s", readerUsersFile)
+	}
 	srv, err := localclickhouse.StartWith(ctx, filepath.Join(dir, "ch"), localclickhouse.Options{
-		UsersFiles: []string{readerUsersFile, writerFile},
-		Env:        []string{readerPassVar + "=" + readerPass},
+		UsersFiles: map[string][]byte{
+			filepath.Base(readerUsersFile): readerXML,
+			"hissuno-writer.xml":           []byte(fmt.Sprintf(writerUsersXML, writerPass)),
+		},
+		Env: []string{readerPassVar + "=" + readerPass},
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(srv.Stop)
 	stacktest.Exec(t, stacktest.OpenClickHouse(t, srv.DSN), "CREATE DATABASE "+auditDatabase) // as the image does (CLICKHOUSE_DB)
-	host := strings.TrimPrefix(strings.TrimSuffix(srv.DSN, "/default"), "clickhouse://")
-	dsn := func(user, pass, db string) string {
-		return fmt.Sprintf("clickhouse://%s:%s@%s/%s", user, pass, host, db)
-	}
+	dsn := srv.DSNAs
 
 	// The writer: the auditor migrates and inserts.
 	writer := stacktest.OpenClickHouse(t, dsn("hissuno", writerPass, auditDatabase))

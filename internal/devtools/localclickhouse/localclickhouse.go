@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -51,11 +52,11 @@ func binary() ([]string, error) {
 
 // Options are what a server has besides its files and ports.
 type Options struct {
-	// UsersFiles are ClickHouse users configuration files (XML, root
-	// <yandex>) copied into users.d/, where the server merges them with
-	// its own users.xml (a passwordless default user on loopback):
-	// deploy/clickhouse/users.d/hissuno-reader.xml, say.
-	UsersFiles []string
+	// UsersFiles are ClickHouse users configuration files (file name →
+	// XML, root <yandex>) written into users.d/, where the server merges
+	// them with its own users.xml (a passwordless default user on
+	// loopback): deploy/clickhouse/users.d/hissuno-reader.xml, say.
+	UsersFiles map[string][]byte
 	// Env is added to the server's environment, "NAME=value" each: the
 	// values those files read with from_env.
 	Env []string
@@ -98,12 +99,11 @@ func StartWith(ctx context.Context, dir string, opts Options) (*Server, error) {
 		if err := os.MkdirAll(usersD, 0o700); err != nil {
 			return nil, fmt.Errorf("clickhouse dir: %w", err)
 		}
-		for _, f := range opts.UsersFiles {
-			b, err := os.ReadFile(f)
-			if err != nil {
-				return nil, fmt.Errorf("users file: %w", err)
+		for name, xml := range opts.UsersFiles {
+			if name != filepath.Base(name) || filepath.Ext(name) != ".xml" {
+				return nil, fmt.Errorf("users file %q: a file name ending in .xml", name)
 			}
-			if err := os.WriteFile(filepath.Join(usersD, filepath.Base(f)), b, 0o600); err != nil {
+			if err := os.WriteFile(filepath.Join(usersD, name), xml, 0o600); err != nil {
 				return nil, err
 			}
 		}
@@ -155,6 +155,20 @@ func (s *Server) run(ctx context.Context) error {
 			return fmt.Errorf("clickhouse-server did not answer within a minute (see %s)", filepath.Join(s.dir, "log"))
 		}
 	}
+}
+
+// DSNAs is the server's DSN for user with password, on database.
+func (s *Server) DSNAs(user, password, database string) string {
+	u, err := url.Parse(s.DSN)
+	if err != nil {
+		return s.DSN // never: DSN is ours
+	}
+	u.User = url.User(user)
+	if password != "" {
+		u.User = url.UserPassword(user, password)
+	}
+	u.Path = "/" + database
+	return u.String()
 }
 
 // Kill stops the server at once (SIGKILL), as a crash would; tests use it.
