@@ -3,6 +3,7 @@ package deploy_test
 import (
 	"bufio"
 	"context"
+	"encoding/xml"
 	"maps"
 	"net/url"
 	"os"
@@ -674,4 +675,87 @@ func flagPort(t *testing.T, command []string, flag string) string {
 		t.Fatalf("%s %s is not host:port", flag, command[i+1])
 	}
 	return port
+}
+
+// chUsers is the part of a ClickHouse users file the tests read.
+type chUsers struct {
+	Profiles struct {
+		Items []struct {
+			XMLName  xml.Name
+			Readonly int `xml:"readonly"`
+		} `xml:",any"`
+	} `xml:"profiles"`
+	Users struct {
+		Items []struct {
+			XMLName  xml.Name
+			Password struct {
+				FromEnv string `xml:"from_env,attr"`
+				Value   string `xml:",chardata"`
+			} `xml:"password"`
+			Profile   string   `xml:"profile"`
+			Databases []string `xml:"allow_databases>database"`
+		} `xml:",any"`
+	} `xml:"users"`
+}
+
+// TestComposeClickHouseReader checks least privilege in ClickHouse: the
+// readers of the audit (the console, `audit query|stats` from the admin and
+// audit tools) connect as the read-only user of
+// deploy/clickhouse/users.d/hissuno-reader.xml, which the clickhouse
+// service mounts with that user's password in its environment; only the
+// auditor connects as the writer. TestClickHouseReaderUser proves the file
+// on a real server.
+func TestComposeClickHouseReader(t *testing.T) {
+	c := readCompose(t)
+	b, err := os.ReadFile(readerUsersFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var users chUsers
+	if err := xml.Unmarshal(b, &users); err != nil {
+		t.Fatalf("%s: %v", readerUsersFile, err)
+	}
+	readonly := map[string]int{}
+	for _, p := range users.Profiles.Items {
+		readonly[p.XMLName.Local] = p.Readonly
+	}
+	if len(users.Users.Items) != 1 {
+		t.Fatalf("%s defines %d users, want the reader alone", readerUsersFile, len(users.Users.Items))
+	}
+	u := users.Users.Items[0]
+	switch {
+	case u.XMLName.Local != readerUser:
+		t.Errorf("user %s, want %s", u.XMLName.Local, readerUser)
+	case readonly[u.Profile] != 2:
+		t.Errorf("user %s has profile %q with readonly %d, want 2 (reads and query settings only)", u.XMLName.Local, u.Profile, readonly[u.Profile])
+	case u.Password.FromEnv != readerPassVar || strings.TrimSpace(u.Password.Value) != "":
+		t.Errorf("the reader's password is not read from %s alone", readerPassVar)
+	case !slices.Equal(u.Databases, []string{c.Services["clickhouse"].Environment["CLICKHOUSE_DB"]}):
+		t.Errorf("the reader may read databases %v, want the audit's alone", u.Databases)
+	}
+	ch := c.Services["clickhouse"]
+	if ref := interpolated(ch.Environment[readerPassVar]); !slices.Equal(ref, []string{readerPassVar}) {
+		t.Errorf("clickhouse: %s = %q, want it from ${%s}", readerPassVar, ch.Environment[readerPassVar], readerPassVar)
+	}
+	if !slices.Contains(ch.Volumes, "./deploy/"+readerUsersFile+":/etc/clickhouse-server/users.d/"+filepath.Base(readerUsersFile)+":ro") {
+		t.Errorf("clickhouse does not mount ./deploy/%s read-only into /etc/clickhouse-server/users.d/", readerUsersFile)
+	}
+	for name, s := range c.Services {
+		v, ok := s.Environment["HISSUNO_CLICKHOUSE_DSN"]
+		if !ok {
+			continue
+		}
+		dsn, err := url.Parse(substitute(v))
+		if err != nil {
+			t.Fatal(err)
+		}
+		pw, _ := dsn.User.Password()
+		wantUser, wantPass := readerUser, substitute("${"+readerPassVar+"}")
+		if name == "auditor" {
+			wantUser, wantPass = substitute(ch.Environment["CLICKHOUSE_USER"]), substitute(ch.Environment["CLICKHOUSE_PASSWORD"])
+		}
+		if dsn.User.Username() != wantUser || pw != wantPass {
+			t.Errorf("%s connects to ClickHouse as %q, want %q with its password", name, dsn.User.Username(), wantUser)
+		}
+	}
 }

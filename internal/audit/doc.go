@@ -6,6 +6,9 @@
 // DateTime64, TTL, LowCardinality, Map or JSON type, no WITH FILL, no
 // window function), binds every value it is given instead of splicing it
 // into the SQL, and reads without FINAL: the auditor stores each row once
-// (Stored), so counts are plain; listings also drop any copy they meet. No secret key and
+// (Stored), so counts are plain; listings also drop any copy they meet.
+// Retention alone asks the server's version, and sets a TTL only where
+// there is one (19.6 and later), dropping whole month partitions
+// elsewhere. No secret key and
 // no raw token is ever stored: tokens appear as fingerprints.
 package audit

@@ -68,6 +68,9 @@ func Migrate(ctx context.Context, conn driver.Conn) ([]string, error) {
 ENGINE = ReplacingMergeTree
 ORDER BY version`
 	if err := conn.Exec(ctx, table); err != nil {
+		if ReadOnly(err) {
+			return nil, fmt.Errorf("create migrations table: %w (this ClickHouse user may only read, as the audit's readers do: migrate with the auditor's DSN, whose user may write, or let the auditor migrate at its start)", err)
+		}
 		return nil, fmt.Errorf("create migrations table: %w", err)
 	}
 	migrations, err := schemas.ClickHouseMigrations()
@@ -177,6 +180,18 @@ ORDER BY partition_id`
 		}
 	}
 	return nil
+}
+
+// codeReadOnly is ClickHouse's READONLY: a user whose profile has
+// readonly set asked to write, change the schema or (readonly 1) a
+// setting.
+const codeReadOnly = 164
+
+// ReadOnly reports whether err is ClickHouse refusing a write or a schema
+// change to a read-only user (the audit's readers).
+func ReadOnly(err error) bool {
+	var exc *clickhouse.Exception
+	return errors.As(err, &exc) && exc.Code == codeReadOnly
 }
 
 // codeColumnExists is ClickHouse's ILLEGAL_COLUMN, which an ADD COLUMN of a

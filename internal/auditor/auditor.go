@@ -51,6 +51,11 @@ const (
 // read it yet: a tail half a minute behind skips what it missed.
 const DefaultStoredGrace = 30 * time.Second
 
+// DefaultRetentionEvery is how often, by default, the auditor enforces
+// retention: a month partition is dropped within the hour its last day
+// leaves retention.
+const DefaultRetentionEvery = time.Hour
+
 // Config configures an auditor.
 type Config struct {
 	// NATS is the connection; required.
@@ -82,6 +87,25 @@ type Config struct {
 	// follower, so that stored decisions never fill the stream. Default
 	// DefaultStoredGrace.
 	StoredGrace time.Duration
+	// DecisionRetention is how long decisions are kept in ClickHouse: a
+	// whole number of days, or 0 to keep them forever (the default here;
+	// `hissuno auditor` gives audit.DefaultDecisionRetention). Enforced by a
+	// TTL where the server has them (19.6 and later), otherwise by dropping
+	// every month partition entirely past it, every RetentionEvery.
+	DecisionRetention time.Duration
+	// AdminRetention is how long admin events are kept, as
+	// DecisionRetention; 0 (the default) keeps them forever.
+	AdminRetention time.Duration
+	// RetentionEvery is how often retention is enforced: month partitions
+	// past it dropped (servers without TTL) or the TTL checked; default
+	// DefaultRetentionEvery.
+	RetentionEvery time.Duration
+	// RetentionTable names, for the retention statements, the table that
+	// holds the rows of an audit table (hissuno_decisions,
+	// hissuno_admin_events), and the cluster to run them ON CLUSTER; by
+	// default the table itself on this server. On a cluster it would be
+	// the Replicated table under the Distributed one.
+	RetentionTable func(table string) audit.TableRef
 
 	// crashAfterInsert, in tests, is asked after each successful insert;
 	// true makes the auditor stop as if killed before its ack.
@@ -117,6 +141,12 @@ func (c *Config) setDefaults() {
 	if c.StoredGrace == 0 {
 		c.StoredGrace = DefaultStoredGrace
 	}
+	if c.RetentionEvery == 0 {
+		c.RetentionEvery = DefaultRetentionEvery
+	}
+	if c.RetentionTable == nil {
+		c.RetentionTable = func(table string) audit.TableRef { return audit.TableRef{Name: table} }
+	}
 }
 
 // Validate checks the configuration.
@@ -136,6 +166,14 @@ func (c Config) Validate() error {
 		return errors.New("auditor: inserts at once must be 1 to 16")
 	case c.StoredGrace < 0:
 		return errors.New("auditor: the grace of stored decisions must not be negative")
+	case c.RetentionEvery < time.Second:
+		return errors.New("auditor: retention must be enforced at most every second (RetentionEvery ≥ 1 s)")
+	}
+	if err := audit.CheckRetention(c.DecisionRetention); err != nil {
+		return fmt.Errorf("auditor: decisions: %w (--retention)", err)
+	}
+	if err := audit.CheckRetention(c.AdminRetention); err != nil {
+		return fmt.Errorf("auditor: admin events: %w (--admin-retention)", err)
 	}
 	return nil
 }
@@ -248,7 +286,10 @@ func (a *Auditor) Run(ctx context.Context) error {
 	}
 	wg.Go(func() { a.watchBacklog(ctx) })
 	wg.Go(func() { a.reachClickHouse(ctx) })
-	a.log.Info().Int("batch_size", a.cfg.BatchSize).Dur("batch_wait", a.cfg.BatchWait).Msg("auditor copying decisions and admin events to ClickHouse")
+	wg.Go(func() { a.keepRetention(ctx) })
+	a.log.Info().Int("batch_size", a.cfg.BatchSize).Dur("batch_wait", a.cfg.BatchWait).
+		Str("decision_retention", audit.FormatRetention(a.cfg.DecisionRetention)).Str("admin_retention", audit.FormatRetention(a.cfg.AdminRetention)).
+		Msg("auditor copying decisions and admin events to ClickHouse")
 	errs := make([]error, len(sources))
 	for i, src := range sources {
 		wg.Go(func() { errs[i] = worker.RunBatches(ctx, loops[i], a.storeBatch(src)) })

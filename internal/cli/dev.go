@@ -2,6 +2,8 @@ package cli
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -14,9 +16,11 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 
+	"github.com/hissuno/widgetauth/deploy"
 	"github.com/hissuno/widgetauth/events"
 	"github.com/hissuno/widgetauth/internal/account"
 	"github.com/hissuno/widgetauth/internal/admin"
+	"github.com/hissuno/widgetauth/internal/audit"
 	"github.com/hissuno/widgetauth/internal/bus"
 	"github.com/hissuno/widgetauth/internal/console"
 	"github.com/hissuno/widgetauth/internal/devtools/localclickhouse"
@@ -61,7 +65,7 @@ func runDev(env Env, args []string) error {
 			return fmt.Errorf("HISSUNO_MASTER_KEY: %w", err)
 		}
 	}
-	audit, stopCH, err := devClickHouse(env.Ctx, *dsn, *data, log)
+	audit, auditReader, stopCH, err := devClickHouse(env.Ctx, *dsn, *data, log)
 	if err != nil {
 		return err
 	}
@@ -69,14 +73,15 @@ func runDev(env Env, args []string) error {
 	var icfg ingress.Config
 	edge.apply(&icfg)
 	st, err := stack.Start(env.Ctx, stack.Config{
-		Ingress:       icfg,
-		ClickHouseDSN: audit,
-		DataDir:       *data,
-		NATSListen:    *natsListen,
-		HTTPListen:    *listen,
-		MasterKey:     masterKey,
-		Verifiers:     *verifiers,
-		ConsoleListen: *consoleListen,
+		Ingress:             icfg,
+		ClickHouseDSN:       audit,
+		ClickHouseReaderDSN: auditReader,
+		DataDir:             *data,
+		NATSListen:          *natsListen,
+		HTTPListen:          *listen,
+		MasterKey:           masterKey,
+		Verifiers:           *verifiers,
+		ConsoleListen:       *consoleListen,
 	}, log)
 	if err != nil {
 		return fmt.Errorf("%w (is another `hissuno dev` running? change --listen / --nats-listen / --console-listen or stop it)", err)
@@ -202,28 +207,62 @@ func cliName() string {
 
 // devClickHouse picks the audit's ClickHouse: the DSN given, else one it
 // starts from PATH with its data under the data directory (stopped with
-// dev), else none: the audit then waits in JetStream.
-func devClickHouse(ctx context.Context, dsn, data string, log zerolog.Logger) (string, func(), error) {
+// dev), else none: the audit then waits in JetStream. It returns the DSN
+// the auditor writes with and the one the audit's readers use: on its own
+// ClickHouse, as in docker-compose.yml, the database hissuno, written by
+// the auditor and read by the console and `hissuno audit` as the
+// read-only user of deploy/clickhouse/users.d/hissuno-reader.xml (its
+// password made at each start, its DSN in the data directory's
+// clickhouse-dsn, mode 0600).
+func devClickHouse(ctx context.Context, dsn, data string, log zerolog.Logger) (writer, reader string, stop func(), err error) {
 	dsnFile := filepath.Join(data, devDSNFile)
 	if dsn != "" {
 		_ = os.Remove(dsnFile)
-		return dsn, func() {}, nil
+		return dsn, dsn, func() {}, nil
 	}
 	if !localclickhouse.Available() {
 		_ = os.Remove(dsnFile)
 		log.Warn().Msg("no ClickHouse: clickhouse-server is not on PATH and no --clickhouse DSN was given; audit records wait in JetStream until an auditor with a ClickHouse runs (hissuno auditor --clickhouse DSN)")
-		return "", func() {}, nil
+		return "", "", func() {}, nil
 	}
-	srv, err := localclickhouse.Start(ctx, filepath.Join(data, "clickhouse"))
+	pw := make([]byte, 16)
+	if _, err := rand.Read(pw); err != nil {
+		return "", "", nil, err
+	}
+	readerPassword := hex.EncodeToString(pw)
+	srv, err := localclickhouse.StartWith(ctx, filepath.Join(data, "clickhouse"), localclickhouse.Options{
+		UsersFiles: map[string][]byte{"hissuno-reader.xml": deploy.ClickHouseReaderUsers},
+		Env:        []string{deploy.ClickHouseReaderPasswordVar + "=" + readerPassword},
+	})
 	if err != nil {
-		return "", nil, fmt.Errorf("start ClickHouse for the audit: %w (or give --clickhouse DSN)", err)
+		return "", "", nil, fmt.Errorf("start ClickHouse for the audit: %w (or give --clickhouse DSN)", err)
 	}
-	if err := os.WriteFile(dsnFile, []byte(srv.DSN+"\n"), 0o600); err != nil {
+	if err := createAuditDatabase(ctx, srv.DSN); err != nil {
 		srv.Stop()
-		return "", nil, err
+		return "", "", nil, err
 	}
-	log.Info().Str("dsn", srv.DSN).Msg("started ClickHouse for the audit")
-	return srv.DSN, func() { srv.Stop(); _ = os.Remove(dsnFile) }, nil
+	writer = srv.DSNAs("default", "", deploy.ClickHouseDatabase)
+	reader = srv.DSNAs(deploy.ClickHouseReader, readerPassword, deploy.ClickHouseDatabase)
+	if err := os.WriteFile(dsnFile, []byte(reader+"\n"), 0o600); err != nil {
+		srv.Stop()
+		return "", "", nil, err
+	}
+	log.Info().Str("dsn", writer).Str("readers_user", deploy.ClickHouseReader).Str("readers_dsn_file", dsnFile).Msg("started ClickHouse for the audit")
+	return writer, reader, func() { srv.Stop(); _ = os.Remove(dsnFile) }, nil
+}
+
+// createAuditDatabase creates the audit's database on a local ClickHouse,
+// as the ClickHouse image does from CLICKHOUSE_DB.
+func createAuditDatabase(ctx context.Context, dsn string) error {
+	conn, err := audit.Open(ctx, dsn)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	if err := conn.Exec(ctx, "CREATE DATABASE IF NOT EXISTS "+deploy.ClickHouseDatabase); err != nil {
+		return fmt.Errorf("create the audit's database: %w", err)
+	}
+	return nil
 }
 
 func printBanner(w io.Writer, st *stack.Stack, data string, created bool, audit, demo string, owner devOwner) {

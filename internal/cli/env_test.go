@@ -19,6 +19,8 @@ func TestBadEnvironmentValues(t *testing.T) {
 		{"replicas", "HISSUNO_REPLICAS", "three", []string{"setup"}},
 		{"a byte size", "HISSUNO_DECISIONS_MAX_BYTES", "8GiB", []string{"setup"}},
 		{"a batch size", "HISSUNO_AUDIT_BATCH_SIZE", "1e4", []string{"auditor"}},
+		{"a retention in weeks", "HISSUNO_AUDIT_RETENTION", "2w", []string{"auditor"}},
+		{"a retention of hours", "HISSUNO_AUDIT_ADMIN_RETENTION", "36h", []string{"auditor"}},
 		{"a confirm timeout", "HISSUNO_CONFIRM_TIMEOUT", "soon", []string{"rotator"}},
 	}
 	for _, tt := range tests {

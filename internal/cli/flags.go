@@ -9,12 +9,14 @@ import (
 	"os"
 	"regexp"
 	"strings"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 
 	"github.com/hissuno/widgetauth/events"
+	"github.com/hissuno/widgetauth/internal/audit"
 	"github.com/hissuno/widgetauth/internal/bus"
 	"github.com/hissuno/widgetauth/internal/project"
 	"github.com/hissuno/widgetauth/internal/redact"
@@ -113,6 +115,26 @@ func getenv(name, def string) string {
 		return v
 	}
 	return def
+}
+
+// retentionFlag is a retention: days (400d), a duration of whole days
+// (9600h), or 0 to keep forever.
+type retentionFlag struct{ d *time.Duration }
+
+func (f retentionFlag) String() string {
+	if f.d == nil {
+		return ""
+	}
+	return audit.FormatRetention(*f.d)
+}
+
+func (f retentionFlag) Set(v string) error {
+	d, err := audit.ParseRetention(v)
+	if err != nil {
+		return err
+	}
+	*f.d = d
+	return nil
 }
 
 // stringList is a repeatable string flag.

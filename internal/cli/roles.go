@@ -282,15 +282,21 @@ func runAuditor(env Env, args []string) error {
 	var dsn *string
 	var batchSize *int
 	var batchWait *time.Duration
+	decisionRetention, adminRetention := audit.DefaultDecisionRetention, time.Duration(audit.DefaultAdminRetention)
 	return runRole(env, args, roleSpec{
 		name: "auditor",
 		flags: func(fs *flag.FlagSet) {
 			dsn = fs.String("clickhouse", audit.DefaultDSN, "ClickHouse DSN, clickhouse://[user:password@]host:9000/db[?secure=true] [HISSUNO_CLICKHOUSE_DSN]")
 			batchSize = fs.Int("batch-size", auditor.DefaultBatchSize, "rows per ClickHouse insert at most [HISSUNO_AUDIT_BATCH_SIZE]")
 			batchWait = fs.Duration("batch-wait", auditor.DefaultBatchWait, "how long a batch waits to fill up at most [HISSUNO_AUDIT_BATCH_WAIT]")
+			fs.Var(retentionFlag{&decisionRetention}, "retention", "how long decisions are kept in ClickHouse: days (400d) or whole days as a duration (9600h); 0 keeps them forever. A TTL on ClickHouse 19.6+, else month partitions entirely past it are dropped hourly [HISSUNO_AUDIT_RETENTION]")
+			fs.Var(retentionFlag{&adminRetention}, "admin-retention", "how long admin events are kept, as --retention; 0 (the default) keeps them forever [HISSUNO_AUDIT_ADMIN_RETENTION]")
 		},
 		build: func(r roleEnv) (func(context.Context) error, error) {
-			a, err := auditor.New(auditor.Config{NATS: r.nc, ClickHouseDSN: *dsn, Instance: r.instance, BatchSize: *batchSize, BatchWait: *batchWait}, r.log)
+			a, err := auditor.New(auditor.Config{
+				NATS: r.nc, ClickHouseDSN: *dsn, Instance: r.instance, BatchSize: *batchSize, BatchWait: *batchWait,
+				DecisionRetention: decisionRetention, AdminRetention: adminRetention,
+			}, r.log)
 			if err != nil {
 				return nil, err
 			}

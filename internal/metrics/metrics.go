@@ -69,6 +69,12 @@ var (
 		Name: "hissuno_audit_rows_skipped_total",
 		Help: "Audit events acked without an insert: their row was stored already (a redelivered batch) or repeated in the batch.",
 	}, []string{"table"})
+	// AuditPartitionsDropped counts the month partitions the auditor
+	// dropped as past retention (on servers without TTL).
+	AuditPartitionsDropped = promauto.NewCounterVec(prometheus.CounterOpts{
+		Name: "hissuno_audit_partitions_dropped_total",
+		Help: "Month partitions of the audit dropped as entirely past their retention (ClickHouse without TTL).",
+	}, []string{"table"})
 	// AuditBacklog is the number of events waiting in JetStream for the
 	// auditor.
 	AuditBacklog = promauto.NewGaugeVec(prometheus.GaugeOpts{

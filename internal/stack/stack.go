@@ -5,6 +5,7 @@
 package stack
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -59,6 +60,9 @@ type Config struct {
 	// ClickHouseDSN, when set, runs an auditor copying the audit into that
 	// ClickHouse; without it the audit waits in JetStream.
 	ClickHouseDSN string
+	// ClickHouseReaderDSN is the DSN the console reads the audit with (a
+	// read-only user, as in docker-compose.yml); default ClickHouseDSN.
+	ClickHouseReaderDSN string
 	// Auditor tunes the auditor (its NATS and DSN are set by the stack).
 	Auditor auditor.Config
 	// ConsoleListen, when set, runs the console (the admin API) on that
@@ -289,7 +293,7 @@ func (s *Stack) startConsole(ctx, rolesCtx context.Context, cfg Config) error {
 		return err
 	}
 	ccfg := cfg.Console
-	ccfg.NATS, ccfg.ClickHouseDSN, ccfg.Listen = nc, cfg.ClickHouseDSN, cfg.ConsoleListen
+	ccfg.NATS, ccfg.ClickHouseDSN, ccfg.Listen = nc, cmp.Or(cfg.ClickHouseReaderDSN, cfg.ClickHouseDSN), cfg.ConsoleListen
 	if s.Console, err = console.New(ctx, ccfg, s.log); err != nil {
 		return err
 	}

@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -28,6 +29,7 @@ type Server struct {
 	DSN    string
 	dir    string
 	bin    []string
+	env    []string
 	cmd    *exec.Cmd
 	exited chan struct{}
 }
@@ -48,9 +50,26 @@ func binary() ([]string, error) {
 	return nil, ErrNotInstalled
 }
 
+// Options are what a server has besides its files and ports.
+type Options struct {
+	// UsersFiles are ClickHouse users configuration files (file name →
+	// XML, root <yandex>) written into users.d/, where the server merges
+	// them with its own users.xml (a passwordless default user on
+	// loopback): deploy/clickhouse/users.d/hissuno-reader.xml, say.
+	UsersFiles map[string][]byte
+	// Env is added to the server's environment, "NAME=value" each: the
+	// values those files read with from_env.
+	Env []string
+}
+
 // Start starts a ClickHouse server with its files under dir and waits up to
 // a minute until it answers.
 func Start(ctx context.Context, dir string) (*Server, error) {
+	return StartWith(ctx, dir, Options{})
+}
+
+// StartWith is Start with more users (opts).
+func StartWith(ctx context.Context, dir string, opts Options) (*Server, error) {
 	bin, err := binary()
 	if err != nil {
 		return nil, err
@@ -75,7 +94,21 @@ func Start(ctx context.Context, dir string) (*Server, error) {
 	if err := os.WriteFile(filepath.Join(dir, "users.xml"), []byte(usersXML), 0o600); err != nil {
 		return nil, err
 	}
-	s := &Server{DSN: fmt.Sprintf("clickhouse://127.0.0.1:%d/default", ports[0]), dir: dir, bin: bin}
+	if len(opts.UsersFiles) > 0 {
+		usersD := filepath.Join(dir, "users.d")
+		if err := os.MkdirAll(usersD, 0o700); err != nil {
+			return nil, fmt.Errorf("clickhouse dir: %w", err)
+		}
+		for name, xml := range opts.UsersFiles {
+			if name != filepath.Base(name) || filepath.Ext(name) != ".xml" {
+				return nil, fmt.Errorf("users file %q: a file name ending in .xml", name)
+			}
+			if err := os.WriteFile(filepath.Join(usersD, name), xml, 0o600); err != nil {
+				return nil, err
+			}
+		}
+	}
+	s := &Server{DSN: fmt.Sprintf("clickhouse://127.0.0.1:%d/default", ports[0]), dir: dir, bin: bin, env: opts.Env}
 	if err := s.run(ctx); err != nil {
 		return nil, err
 	}
@@ -92,6 +125,9 @@ func (s *Server) run(ctx context.Context) error {
 	defer logf.Close()
 	cmd := exec.Command(s.bin[0], append(s.bin[1:], "--config-file="+filepath.Join(s.dir, "config.xml"))...)
 	cmd.Dir = s.dir
+	if len(s.env) > 0 {
+		cmd.Env = append(os.Environ(), s.env...)
+	}
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
 	if err := cmd.Start(); err != nil {
@@ -119,6 +155,20 @@ func (s *Server) run(ctx context.Context) error {
 			return fmt.Errorf("clickhouse-server did not answer within a minute (see %s)", filepath.Join(s.dir, "log"))
 		}
 	}
+}
+
+// DSNAs is the server's DSN for user with password, on database.
+func (s *Server) DSNAs(user, password, database string) string {
+	u, err := url.Parse(s.DSN)
+	if err != nil {
+		return s.DSN // never: DSN is ours
+	}
+	u.User = url.User(user)
+	if password != "" {
+		u.User = url.UserPassword(user, password)
+	}
+	u.Path = "/" + database
+	return u.String()
 }
 
 // Kill stops the server at once (SIGKILL), as a crash would; tests use it.
