@@ -52,6 +52,12 @@ type Config struct {
 	NATS *nats.Conn
 	// ClickHouseDSN is the native-protocol address of ClickHouse; required.
 	ClickHouseDSN string
+	// Cluster, when set, names the ClickHouse cluster (a <remote_servers>
+	// entry) the audit runs on: the tables are made as
+	// audit.MigrateCluster makes them, and every insert into their
+	// Distributed tables is synchronous (audit.SyncInserts). Empty: one
+	// server.
+	Cluster string
 	// Instance names this auditor in logs; default: a random name.
 	Instance string
 	// BatchSize bounds the rows of one insert; default DefaultBatchSize.
@@ -263,7 +269,12 @@ func (a *Auditor) connect(ctx context.Context) (driver.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	applied, err := audit.Migrate(ctx, conn)
+	var applied []string
+	if a.cfg.Cluster != "" {
+		applied, err = audit.MigrateCluster(ctx, conn, a.cfg.ClickHouseDSN, a.cfg.Cluster)
+	} else {
+		applied, err = audit.Migrate(ctx, conn)
+	}
 	if err != nil {
 		conn.Close()
 		return nil, err
@@ -347,6 +358,9 @@ func (a *Auditor) store(ctx context.Context, src source, b batch) {
 		if err == nil {
 			start := time.Now()
 			ictx, cancel := context.WithTimeout(ctx, insertTimeout)
+			if a.cfg.Cluster != "" {
+				ictx = audit.SyncInserts(ictx)
+			}
 			err = audit.Insert(ictx, conn, src.table, b.rows)
 			cancel()
 			if err == nil {
