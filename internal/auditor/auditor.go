@@ -8,13 +8,17 @@
 // metrics) and the auditor catches up when ClickHouse returns. A message that
 // can never be inserted goes to the dead-letter stream with its error and
 // never blocks the rest. Rows are de-duplicated by id (ReplacingMergeTree,
-// read with FINAL), so a redelivered batch never shows a decision twice.
+// read with FINAL), so a redelivered batch never shows a decision twice. On
+// a replicated ClickHouse (Config.Cluster) it writes synchronously through
+// Distributed tables, and a batch redelivered whole is also dropped by
+// ReplicatedMergeTree's insert de-duplication.
 package auditor
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"regexp"
 	"sync"
 	"time"
 
@@ -133,9 +137,14 @@ func (c Config) Validate() error {
 		return errors.New("auditor: inserts at once must be 1 to 16")
 	case c.StoredGrace < 0:
 		return errors.New("auditor: the grace of stored decisions must not be negative")
+	case c.Cluster != "" && !clusterName.MatchString(c.Cluster):
+		return fmt.Errorf("auditor: cluster %q: give the name of a <remote_servers> entry (letters, digits, _)", c.Cluster)
 	}
 	return nil
 }
+
+// clusterName is what a ClickHouse cluster's name may be here.
+var clusterName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 
 // insertTimeout bounds one insert: a ClickHouse that hangs is treated as
 // away.

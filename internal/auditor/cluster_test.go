@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+	"github.com/nats-io/nats.go"
 
 	"github.com/hissuno/widgetauth/internal/audit"
 	"github.com/hissuno/widgetauth/internal/auditor"
@@ -92,4 +93,25 @@ func duplicatedBlocks(t *testing.T, conns []driver.Conn) uint64 {
 		sum += stacktest.Count(t, c, "SELECT sum(value) FROM system.events WHERE event = 'DuplicatedInsertedBlocks'")
 	}
 	return sum
+}
+
+func TestConfigCluster(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		name, cluster string
+		ok            bool
+	}{
+		{name: "one server", cluster: "", ok: true},
+		{name: "a cluster", cluster: "hissuno_prod", ok: true},
+		{name: "a dash", cluster: "hissuno-prod"},
+		{name: "SQL", cluster: "c ON CLUSTER x"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			err := auditor.Config{NATS: &nats.Conn{}, ClickHouseDSN: "clickhouse://127.0.0.1:9000/default", Cluster: tt.cluster, BatchSize: 1, BatchWait: time.Second, AckWait: time.Second, Inserts: 1}.Validate()
+			if (err == nil) != tt.ok {
+				t.Errorf("Validate() = %v, want ok %v", err, tt.ok)
+			}
+		})
+	}
 }
