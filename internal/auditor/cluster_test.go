@@ -3,6 +3,7 @@ package auditor_test
 import (
 	"context"
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -28,13 +29,30 @@ func TestCrashAfterInsertOnCluster(t *testing.T) {
 	rc := stacktest.StartReplicatedClickHouse(t, 2)
 	dsn := rc.DSN()
 	conns := []driver.Conn{stacktest.OpenClickHouse(t, rc.NodeDSN(0)), stacktest.OpenClickHouse(t, rc.NodeDSN(1))}
-	ctx := stacktest.Context(t, time.Minute)
-	if applied, err := audit.MigrateCluster(ctx, conns[0], dsn, rc.Name); err != nil || len(applied) == 0 {
-		t.Fatalf("MigrateCluster = %v, %v; want every migration applied", applied, err)
+	ctx := stacktest.Context(t, 2*time.Minute)
+	// Two auditors migrating at once, through either node: both succeed.
+	errs := make([]error, len(conns))
+	var wg sync.WaitGroup
+	for i, c := range conns {
+		wg.Go(func() { _, errs[i] = audit.MigrateCluster(ctx, c, dsn, rc.Name) })
 	}
-	// From the other node, the migrations are all there: nothing to do.
-	if applied, err := audit.MigrateCluster(ctx, conns[1], dsn, rc.Name); err != nil || len(applied) != 0 {
-		t.Fatalf("MigrateCluster again = %v, %v; want nothing applied", applied, err)
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("MigrateCluster through node %d, two at once: %v", i, err)
+		}
+	}
+	// Then, from either node, the migrations are all there: nothing to do.
+	for i, c := range conns {
+		if applied, err := audit.MigrateCluster(ctx, c, dsn, rc.Name); err != nil || len(applied) != 0 {
+			t.Fatalf("MigrateCluster again through node %d = %v, %v; want nothing applied", i, applied, err)
+		}
+		// Every column of the last migration is in both tables.
+		for _, table := range []string{"hissuno_admin_events", "hissuno_admin_events_local"} {
+			if n := stacktest.Count(t, c, "SELECT count() FROM system.columns WHERE database = currentDatabase() AND table = '"+table+"' AND name IN ('reason', 'account', 'client_ip', 'user_agent')"); n != 4 {
+				t.Errorf("node %d's %s has %d of the 4 columns 0003 adds", i, table, n)
+			}
+		}
 	}
 	for _, c := range conns {
 		// Keep any duplicate in place until we look.
