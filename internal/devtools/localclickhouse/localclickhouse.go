@@ -125,7 +125,8 @@ func StartCluster(ctx context.Context, dir, cluster, zookeeper string, n int) ([
 		servers = append(servers, s)
 	}
 	for i, s := range servers {
-		if err := s.run(ctx); err == nil {
+		err := s.run(ctx)
+		if err == nil {
 			err = s.waitDDLQueue(ctx)
 		}
 		if err != nil {
