@@ -137,6 +137,15 @@ func TestAuditOnReplicatedClickHouse(t *testing.T) {
 			}
 		}
 	}
+	// The CLI reads them through either node, as a security team does,
+	// with no --cluster.
+	for i := range rc.Nodes {
+		out := runAuditCLI(t, "audit", "query", "--clickhouse", rc.NodeDSN(i), "--project", proj.ID, "--since", "1h",
+			"--limit", fmt.Sprint(2*len(ids)), "--format", "json")
+		if n := strings.Count(out, "\n"); n != len(ids) {
+			t.Errorf("hissuno audit query through replica %d printed %d decisions, want %d", i+1, n, len(ids))
+		}
+	}
 	t.Logf("%d decisions (%v by status), every one once on both replicas; test took %s", len(ids), statuses, time.Since(start).Round(time.Millisecond))
 }
 
