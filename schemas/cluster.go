@@ -54,8 +54,8 @@ var (
 //     others) and name on each node.
 //
 // Comments must stand on lines of their own (Migration.Statements keeps
-// them; they are dropped here), names are unquoted and unqualified, and
-// the first column of a table is its id.
+// them; they are dropped here), names are unquoted and unqualified, engine
+// arguments hold no parentheses, and the first column of a table is its id.
 func ClusterStatements(stmt, cluster, database string) ([]ClusterStatement, error) {
 	if !identRe.MatchString(cluster) {
 		return nil, fmt.Errorf("cluster name %q: letters, digits and _ only", cluster)

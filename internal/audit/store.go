@@ -79,8 +79,8 @@ func Migrate(ctx context.Context, conn driver.Conn) ([]string, error) {
 // with ON CLUSTER, and a Distributed table name over them, which inserts
 // and queries use (schemas.ClusterStatements derives them from the
 // migration files). An ALTER of a Distributed table is run on every node
-// in turn, connecting to each as dsn (its user, password and database)
-// at the address system.clusters gives. Nothing runs ON CLUSTER when the
+// in turn, connecting to each as dsn (its user, password, database and
+// TLS) at the host and port its <remote_servers> entry names. Nothing runs ON CLUSTER when the
 // tables are there and up to date, so that a node down does not hold the
 // auditor's start.
 func MigrateCluster(ctx context.Context, conn driver.Conn, dsn, cluster string) ([]string, error) {
@@ -128,7 +128,7 @@ func (c *clusterDDL) exec(ctx context.Context, stmt string) error {
 
 // onEachNode runs stmt on every node of the cluster, one connection each.
 func (c *clusterDDL) onEachNode(ctx context.Context, stmt string) error {
-	rows, err := c.conn.Query(ctx, "SELECT host_address, port FROM system.clusters WHERE cluster = '"+escape(c.name)+"'")
+	rows, err := c.conn.Query(ctx, "SELECT host_name, port FROM system.clusters WHERE cluster = '"+escape(c.name)+"'")
 	if err != nil {
 		return fmt.Errorf("read system.clusters: %w", err)
 	}
