@@ -14,10 +14,14 @@ import (
 	"github.com/hissuno/widgetauth/internal/audit"
 	"github.com/hissuno/widgetauth/internal/auditor"
 	"github.com/hissuno/widgetauth/internal/stack/stacktest"
+	"github.com/hissuno/widgetauth/schemas"
 )
 
 // TestCrashAfterInsertOnCluster: on a replicated ClickHouse (two replicas
-// of one shard and a ZooKeeper, started by the test), an auditor dies after
+// of one shard and a ZooKeeper, started by the test) whose tables an older
+// hissuno made (migrations 0001 and 0002, an admin event stored), two
+// auditors migrate at once, adding 0003's columns to the local and the
+// Distributed tables without losing the event. Then an auditor dies after
 // its insert and before its ack; the next auditor gets the batch again and
 // inserts it again, whole and in the same order, and ReplicatedMergeTree
 // drops the block as one it already has (insert de-duplication): neither
@@ -30,17 +34,31 @@ func TestCrashAfterInsertOnCluster(t *testing.T) {
 	dsn := rc.DSN()
 	conns := []driver.Conn{stacktest.OpenClickHouse(t, rc.NodeDSN(0)), stacktest.OpenClickHouse(t, rc.NodeDSN(1))}
 	ctx := stacktest.Context(t, 2*time.Minute)
-	// Two auditors migrating at once, through either node: both succeed.
+	// The cluster as a hissuno of migrations 0001 and 0002 left it, with
+	// an admin event stored.
+	olderCluster(t, conns, rc.Name, rc.Database, 2)
+	insertOne(t, conns[0], "INSERT INTO hissuno_admin_events (event_id, kind, time, project_id)", "ev_old", "project_created", time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC), "p_old")
+	// Two auditors migrating at once, through either node: both succeed,
+	// and 0003 is applied.
 	errs := make([]error, len(conns))
+	applied := make([][]string, len(conns))
 	var wg sync.WaitGroup
 	for i, c := range conns {
-		wg.Go(func() { _, errs[i] = audit.MigrateCluster(ctx, c, dsn, rc.Name) })
+		wg.Go(func() { applied[i], errs[i] = audit.MigrateCluster(ctx, c, dsn, rc.Name) })
 	}
 	wg.Wait()
 	for i, err := range errs {
 		if err != nil {
 			t.Fatalf("MigrateCluster through node %d, two at once: %v", i, err)
 		}
+		for _, m := range applied[i] {
+			if m != "0003_admin_event_context.sql" {
+				t.Errorf("MigrateCluster through node %d applied %s, want 0003 only", i, m)
+			}
+		}
+	}
+	if len(applied[0])+len(applied[1]) == 0 {
+		t.Fatal("neither MigrateCluster applied 0003")
 	}
 	// Then, from either node, the migrations are all there: nothing to do.
 	for i, c := range conns {
@@ -53,6 +71,13 @@ func TestCrashAfterInsertOnCluster(t *testing.T) {
 				t.Errorf("node %d's %s has %d of the 4 columns 0003 adds", i, table, n)
 			}
 		}
+		// The admin event stored before is still there, once, on each node.
+		stacktest.Eventually(t, 30*time.Second, fmt.Sprintf("node %d holds the older admin event", i), func() error {
+			if n := stacktest.Count(t, c, "SELECT count() FROM hissuno_admin_events_local WHERE event_id = 'ev_old' AND reason = ''"); n != 1 {
+				return fmt.Errorf("%d rows of it", n)
+			}
+			return nil
+		})
 	}
 	for _, c := range conns {
 		// Keep any duplicate in place until we look.
@@ -99,6 +124,54 @@ func TestCrashAfterInsertOnCluster(t *testing.T) {
 			return nil
 		})
 		checkExactlyOnce(t, c, ids)
+	}
+}
+
+// olderCluster makes, on the cluster, the tables of the first n
+// migrations and records them, as a hissuno of that time left it.
+func olderCluster(t *testing.T, conns []driver.Conn, cluster, database string, n int) {
+	t.Helper()
+	ms, err := schemas.ClickHouseMigrations()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stmts := []string{"CREATE TABLE IF NOT EXISTS hissuno_migrations (version UInt32, name String, applied_at DateTime) ENGINE = ReplacingMergeTree ORDER BY version"}
+	for _, m := range ms[:n] {
+		stmts = append(stmts, m.Statements...)
+	}
+	for _, stmt := range stmts {
+		forms, err := schemas.ClusterStatements(stmt, cluster, database)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, f := range forms {
+			if !f.EachNode {
+				stacktest.Exec(t, conns[0], f.SQL)
+				continue
+			}
+			for _, c := range conns {
+				stacktest.Exec(t, c, f.SQL)
+			}
+		}
+	}
+	for _, m := range ms[:n] {
+		insertOne(t, conns[0], "INSERT INTO hissuno_migrations (version, name, applied_at)", m.Version, m.Name, time.Now().UTC().Truncate(time.Second))
+	}
+}
+
+// insertOne inserts one row through the Distributed table insert names,
+// synchronously.
+func insertOne(t *testing.T, conn driver.Conn, insert string, values ...any) {
+	t.Helper()
+	ctx := audit.SyncInserts(stacktest.Context(t, 30*time.Second))
+	b, err := conn.PrepareBatch(ctx, insert)
+	if err == nil {
+		if err = b.Append(values...); err == nil {
+			err = b.Send()
+		}
+	}
+	if err != nil {
+		t.Fatalf("%s: %v", insert, err)
 	}
 }
 
