@@ -55,11 +55,9 @@ func Open(ctx context.Context, dsn string) (driver.Conn, error) {
 	return conn, nil
 }
 
-// Migrate applies the migrations of schemas/clickhouse that the migrations
-// table does not list yet, in order, and records each. It returns the names
-// of the migrations it applied.
-func Migrate(ctx context.Context, conn driver.Conn) ([]string, error) {
-	const table = `CREATE TABLE IF NOT EXISTS hissuno_migrations
+// migrationsDDL is the migrations table, in the form of the migration
+// files, so that it has a cluster form too.
+const migrationsDDL = `CREATE TABLE IF NOT EXISTS hissuno_migrations
 (
     version    UInt32,
     name       String,
@@ -67,11 +65,157 @@ func Migrate(ctx context.Context, conn driver.Conn) ([]string, error) {
 )
 ENGINE = ReplacingMergeTree
 ORDER BY version`
-	if err := conn.Exec(ctx, table); err != nil {
+
+// Migrate applies the migrations of schemas/clickhouse that the migrations
+// table does not list yet, in order, and records each. It returns the names
+// of the migrations it applied.
+func Migrate(ctx context.Context, conn driver.Conn) ([]string, error) {
+	return migrate(ctx, conn, nil)
+}
+
+// MigrateCluster is Migrate on the ClickHouse cluster named cluster (a
+// <remote_servers> entry of every node), in the database conn uses: each
+// table is a Replicated…MergeTree table name_local on every node, made
+// with ON CLUSTER, and a Distributed table name over them, which inserts
+// and queries use (schemas.ClusterStatements derives them from the
+// migration files). An ALTER of a Distributed table is run on every node
+// in turn, connecting to each as dsn (its user, password, database and
+// TLS) at the host and port its <remote_servers> entry names. Nothing runs ON CLUSTER when the
+// tables are there and up to date, so that a node down does not hold the
+// auditor's start.
+func MigrateCluster(ctx context.Context, conn driver.Conn, dsn, cluster string) ([]string, error) {
+	var db string
+	if err := conn.QueryRow(ctx, "SELECT currentDatabase()").Scan(&db); err != nil {
+		return nil, fmt.Errorf("current database: %w", err)
+	}
+	var nodes uint64
+	if err := conn.QueryRow(ctx, "SELECT count() FROM system.clusters WHERE cluster = '"+escape(cluster)+"'").Scan(&nodes); err != nil {
+		return nil, fmt.Errorf("read system.clusters: %w", err)
+	}
+	if nodes == 0 {
+		return nil, fmt.Errorf("ClickHouse knows no cluster %q: name one of its <remote_servers> (SELECT DISTINCT cluster FROM system.clusters), or leave out --cluster for a single server", cluster)
+	}
+	return migrate(ctx, conn, &clusterDDL{conn: conn, dsn: dsn, name: cluster, db: db})
+}
+
+// clusterDDL runs migration statements on a cluster.
+type clusterDDL struct {
+	conn driver.Conn
+	dsn  string
+	name string
+	db   string
+}
+
+// exec runs stmt's cluster form: ON CLUSTER, or on every node in turn.
+func (c *clusterDDL) exec(ctx context.Context, stmt string) error {
+	forms, err := schemas.ClusterStatements(stmt, c.name, c.db)
+	if err != nil {
+		return err
+	}
+	for _, f := range forms {
+		if !f.EachNode {
+			if err := c.conn.Exec(ctx, f.SQL); err != nil && !alreadyAdded(err, f.SQL) {
+				return fmt.Errorf("%w (on cluster %s: is every node up? see system.distributed_ddl_queue)", err, c.name)
+			}
+			continue
+		}
+		if err := c.onEachNode(ctx, f.SQL); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// onEachNode runs stmt on every node of the cluster, one connection each.
+func (c *clusterDDL) onEachNode(ctx context.Context, stmt string) error {
+	rows, err := c.conn.Query(ctx, "SELECT host_name, port FROM system.clusters WHERE cluster = '"+escape(c.name)+"'")
+	if err != nil {
+		return fmt.Errorf("read system.clusters: %w", err)
+	}
+	var addrs []string
+	for rows.Next() {
+		var host string
+		var port uint16
+		if err := rows.Scan(&host, &port); err != nil {
+			rows.Close()
+			return err
+		}
+		addrs = append(addrs, net.JoinHostPort(host, fmt.Sprint(port)))
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	opts, err := clickhouse.ParseDSN(c.dsn)
+	if err != nil {
+		return fmt.Errorf("ClickHouse DSN: %w", err)
+	}
+	for _, addr := range addrs {
+		o := *opts
+		o.Addr = []string{addr}
+		o.DialTimeout = 5 * time.Second
+		node, err := clickhouse.Open(&o)
+		if err == nil {
+			err = node.Exec(ctx, stmt)
+			node.Close()
+		}
+		if err != nil && !alreadyAdded(err, stmt) {
+			return fmt.Errorf("on node %s of cluster %s: %w (every node must be up and reachable from here to alter its Distributed table; run the migration again once it is)", addr, c.name, err)
+		}
+	}
+	return nil
+}
+
+// syncMigrationsTimeout bounds the wait for this node's replica of the
+// migrations table to catch up.
+const syncMigrationsTimeout = 10 * time.Second
+
+// syncMigrations waits, for a while, until this node's replica of the
+// migrations table holds what the others recorded (another node's
+// migration is otherwise seen a moment later, replication being
+// asynchronous). Past the wait, or with a replica away, a migration may be
+// applied again, which its statements allow.
+func (c *clusterDDL) syncMigrations(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, syncMigrationsTimeout)
+	defer cancel()
+	_ = c.conn.Exec(ctx, "SYSTEM SYNC REPLICA "+c.db+".hissuno_migrations"+schemas.LocalSuffix)
+}
+
+// escape makes s safe inside a quoted ClickHouse string.
+func escape(s string) string {
+	return strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(s)
+}
+
+// SyncInserts is ctx with the setting that makes an insert into a
+// Distributed table return only once every shard has written its rows
+// (insert_distributed_sync=1; numeric, as ClickHouse 18.16 requires of a
+// setting on the native protocol), so that an insert that returned is
+// stored, as the auditor's ack promises. Without a cluster it changes
+// nothing.
+func SyncInserts(ctx context.Context) context.Context {
+	return clickhouse.Context(ctx, clickhouse.WithSettings(clickhouse.Settings{"insert_distributed_sync": 1}))
+}
+
+// migrate is Migrate, on one server (c nil) or on a cluster.
+func migrate(ctx context.Context, conn driver.Conn, c *clusterDDL) ([]string, error) {
+	exec := func(stmt string) error {
+		if err := conn.Exec(ctx, stmt); err != nil && !alreadyAdded(err, stmt) {
+			return err
+		}
+		return nil
+	}
+	if c != nil {
+		exec = func(stmt string) error { return c.exec(ctx, stmt) }
+		ctx = SyncInserts(ctx)
+	}
+	if err := ensureMigrationsTable(ctx, conn, c != nil, exec); err != nil {
 		if ReadOnly(err) {
 			return nil, fmt.Errorf("create migrations table: %w (this ClickHouse user may only read, as the audit's readers do: migrate with the auditor's DSN, whose user may write, or let the auditor migrate at its start)", err)
 		}
 		return nil, fmt.Errorf("create migrations table: %w", err)
+	}
+	if c != nil {
+		c.syncMigrations(ctx)
 	}
 	migrations, err := schemas.ClickHouseMigrations()
 	if err != nil {
@@ -101,12 +245,15 @@ ORDER BY version`
 		}
 		for _, stmt := range m.Statements {
 			if table, ok := optimizeFinal(stmt); ok {
+				if c != nil {
+					table += schemas.LocalSuffix
+				}
 				if err := mergeDuplicates(ctx, conn, table); err != nil {
 					return applied, fmt.Errorf("migration %s: %w", m.Name, err)
 				}
 				continue
 			}
-			if err := conn.Exec(ctx, stmt); err != nil && !alreadyAdded(err, stmt) {
+			if err := exec(stmt); err != nil {
 				return applied, fmt.Errorf("migration %s: %w", m.Name, err)
 			}
 		}
@@ -192,6 +339,22 @@ const codeReadOnly = 164
 func ReadOnly(err error) bool {
 	var exc *clickhouse.Exception
 	return errors.As(err, &exc) && exc.Code == codeReadOnly
+}
+
+// ensureMigrationsTable creates the migrations table. On a cluster it
+// first asks whether this node has it: a CREATE … ON CLUSTER waits for
+// every node, and one down would hold every start of the auditor.
+func ensureMigrationsTable(ctx context.Context, conn driver.Conn, cluster bool, exec func(string) error) error {
+	if cluster {
+		var n uint64
+		if err := conn.QueryRow(ctx, "SELECT count() FROM system.tables WHERE database = currentDatabase() AND name = 'hissuno_migrations'").Scan(&n); err != nil {
+			return err
+		}
+		if n > 0 {
+			return nil
+		}
+	}
+	return exec(migrationsDDL)
 }
 
 // codeColumnExists is ClickHouse's ILLEGAL_COLUMN, which an ADD COLUMN of a

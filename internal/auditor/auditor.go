@@ -13,13 +13,17 @@
 // inserts only the others; a batch is kept in progress while it is stored,
 // and its insert given up well before AckWait. So the audit queries count
 // with plain SQL, without FINAL (DESIGN.md says the one case left to the
-// ReplacingMergeTree's merges).
+// ReplacingMergeTree's merges). On a replicated ClickHouse (Config.Cluster)
+// it writes synchronously through Distributed tables, and a batch
+// redelivered whole is also dropped by ReplicatedMergeTree's insert
+// de-duplication.
 package auditor
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"regexp"
 	"sync"
 	"time"
 
@@ -33,6 +37,7 @@ import (
 	"github.com/hissuno/widgetauth/internal/bus"
 	"github.com/hissuno/widgetauth/internal/metrics"
 	"github.com/hissuno/widgetauth/internal/worker"
+	"github.com/hissuno/widgetauth/schemas"
 )
 
 // Batch defaults: about one insert per second per table under load, as
@@ -62,6 +67,12 @@ type Config struct {
 	NATS *nats.Conn
 	// ClickHouseDSN is the native-protocol address of ClickHouse; required.
 	ClickHouseDSN string
+	// Cluster, when set, names the ClickHouse cluster (a <remote_servers>
+	// entry) the audit runs on: the tables are made as
+	// audit.MigrateCluster makes them, and every insert into their
+	// Distributed tables is synchronous (audit.SyncInserts). Empty: one
+	// server.
+	Cluster string
 	// Instance names this auditor in logs; default: a random name.
 	Instance string
 	// BatchSize bounds the rows of one insert; default DefaultBatchSize.
@@ -144,6 +155,13 @@ func (c *Config) setDefaults() {
 	if c.RetentionEvery == 0 {
 		c.RetentionEvery = DefaultRetentionEvery
 	}
+	if c.RetentionTable == nil && c.Cluster != "" {
+		// On a cluster the rows are in the Replicated tables behind the
+		// Distributed ones; one statement ON CLUSTER reaches every node.
+		c.RetentionTable = func(table string) audit.TableRef {
+			return audit.TableRef{Name: table + schemas.LocalSuffix, Cluster: c.Cluster}
+		}
+	}
 	if c.RetentionTable == nil {
 		c.RetentionTable = func(table string) audit.TableRef { return audit.TableRef{Name: table} }
 	}
@@ -168,6 +186,8 @@ func (c Config) Validate() error {
 		return errors.New("auditor: the grace of stored decisions must not be negative")
 	case c.RetentionEvery < time.Second:
 		return errors.New("auditor: retention must be enforced at most every second (RetentionEvery ≥ 1 s)")
+	case c.Cluster != "" && !clusterName.MatchString(c.Cluster):
+		return fmt.Errorf("auditor: cluster %q: give the name of a <remote_servers> entry (letters, digits, _)", c.Cluster)
 	}
 	if err := audit.CheckRetention(c.DecisionRetention); err != nil {
 		return fmt.Errorf("auditor: decisions: %w (--retention)", err)
@@ -177,6 +197,9 @@ func (c Config) Validate() error {
 	}
 	return nil
 }
+
+// clusterName is what a ClickHouse cluster's name may be here.
+var clusterName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 
 // insertTimeout bounds one insert at most: a ClickHouse that hangs is
 // treated as away (insertDeadline bounds it below AckWait too).
@@ -320,7 +343,12 @@ func (a *Auditor) connect(ctx context.Context) (driver.Conn, error) {
 	// A migration may merge a table whole (0005): longer than a dial.
 	mctx, cancel := context.WithTimeout(ctx, migrateTimeout)
 	defer cancel()
-	applied, err := audit.Migrate(mctx, conn)
+	var applied []string
+	if a.cfg.Cluster != "" {
+		applied, err = audit.MigrateCluster(mctx, conn, a.cfg.ClickHouseDSN, a.cfg.Cluster)
+	} else {
+		applied, err = audit.Migrate(mctx, conn)
+	}
 	if err != nil {
 		conn.Close()
 		return nil, err
@@ -497,6 +525,9 @@ func (a *Auditor) store(ctx context.Context, src source, b batch) {
 		if err == nil {
 			start := time.Now()
 			ictx, cancel := context.WithTimeout(ctx, a.insertDeadline())
+			if a.cfg.Cluster != "" {
+				ictx = audit.SyncInserts(ictx)
+			}
 			err = audit.Insert(ictx, conn, src.table, b.rows)
 			cancel()
 			if err == nil && a.cfg.loseInsertAnswer != nil && a.cfg.loseInsertAnswer() {

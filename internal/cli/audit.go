@@ -490,8 +490,9 @@ func auditTail(env Env, args []string) error {
 }
 
 func auditMigrate(env Env, args []string) error {
-	fs := newFlags("audit migrate", "hissuno audit migrate [--clickhouse DSN]", env.Stderr)
+	fs := newFlags("audit migrate", "hissuno audit migrate [--clickhouse DSN] [--cluster NAME]", env.Stderr)
 	dsn := fs.String("clickhouse", defaultDSN(), "ClickHouse DSN [HISSUNO_CLICKHOUSE_DSN]")
+	cluster := fs.String("cluster", "", "ClickHouse cluster (a <remote_servers> name) to make the audit tables on, replicated, with Distributed tables over them; empty: one server [HISSUNO_CLICKHOUSE_CLUSTER]")
 	if _, err := parse(fs, args); err != nil {
 		return err
 	}
@@ -500,7 +501,12 @@ func auditMigrate(env Env, args []string) error {
 		return err
 	}
 	defer c.Close()
-	applied, err := audit.Migrate(env.Ctx, c)
+	var applied []string
+	if *cluster != "" {
+		applied, err = audit.MigrateCluster(env.Ctx, c, *dsn, *cluster)
+	} else {
+		applied, err = audit.Migrate(env.Ctx, c)
+	}
 	if err != nil {
 		return err
 	}

@@ -864,6 +864,11 @@ func TestAuditMigrate(t *testing.T) {
 	if r.code != 0 || r.stdout != "" {
 		t.Errorf("audit query after migrate\n%s", r)
 	}
+	// A cluster the server does not know: say how to find its name.
+	r = run(t, "audit", "migrate", "--clickhouse", dsn, "--cluster", "nope")
+	if r.code != 1 || !strings.Contains(r.stderr, `no cluster "nope"`) || !strings.Contains(r.stderr, "system.clusters") {
+		t.Errorf("audit migrate --cluster nope on one server\n%s", r)
+	}
 	// Before any migration, the query says what to do.
 	r = run(t, "audit", "query", "--clickhouse", auditClickHouse(t))
 	if r.code != 1 || !strings.Contains(r.stderr, "hissuno audit migrate") {

@@ -279,7 +279,7 @@ func runRotator(env Env, args []string) error {
 }
 
 func runAuditor(env Env, args []string) error {
-	var dsn *string
+	var dsn, cluster *string
 	var batchSize *int
 	var batchWait *time.Duration
 	decisionRetention, adminRetention := audit.DefaultDecisionRetention, time.Duration(audit.DefaultAdminRetention)
@@ -287,6 +287,7 @@ func runAuditor(env Env, args []string) error {
 		name: "auditor",
 		flags: func(fs *flag.FlagSet) {
 			dsn = fs.String("clickhouse", audit.DefaultDSN, "ClickHouse DSN, clickhouse://[user:password@]host:9000/db[?secure=true] [HISSUNO_CLICKHOUSE_DSN]")
+			cluster = fs.String("cluster", "", "ClickHouse cluster (a <remote_servers> name) the audit tables are replicated on; empty: one server [HISSUNO_CLICKHOUSE_CLUSTER]")
 			batchSize = fs.Int("batch-size", auditor.DefaultBatchSize, "rows per ClickHouse insert at most [HISSUNO_AUDIT_BATCH_SIZE]")
 			batchWait = fs.Duration("batch-wait", auditor.DefaultBatchWait, "how long a batch waits to fill up at most [HISSUNO_AUDIT_BATCH_WAIT]")
 			fs.Var(retentionFlag{&decisionRetention}, "retention", "how long decisions are kept in ClickHouse: days (400d) or whole days as a duration (9600h); 0 keeps them forever. A TTL on ClickHouse 19.6+, else month partitions entirely past it are dropped hourly [HISSUNO_AUDIT_RETENTION]")
@@ -294,7 +295,7 @@ func runAuditor(env Env, args []string) error {
 		},
 		build: func(r roleEnv) (func(context.Context) error, error) {
 			a, err := auditor.New(auditor.Config{
-				NATS: r.nc, ClickHouseDSN: *dsn, Instance: r.instance, BatchSize: *batchSize, BatchWait: *batchWait,
+				NATS: r.nc, ClickHouseDSN: *dsn, Cluster: *cluster, Instance: r.instance, BatchSize: *batchSize, BatchWait: *batchWait,
 				DecisionRetention: decisionRetention, AdminRetention: adminRetention,
 			}, r.log)
 			if err != nil {

@@ -3,12 +3,16 @@ package stacktest
 import (
 	"context"
 	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 
 	"github.com/hissuno/widgetauth/internal/audit"
+	"github.com/hissuno/widgetauth/internal/devtools/localclickhouse"
+	"github.com/hissuno/widgetauth/internal/devtools/localzookeeper"
 )
 
 // ClickHouse returns the DSN of a fresh, empty database on the ClickHouse
@@ -82,4 +86,69 @@ func Exec(t testing.TB, conn driver.Conn, q string) {
 	if err := conn.Exec(Context(t, 30*time.Second), q); err != nil {
 		t.Fatalf("%s: %v", q, err)
 	}
+}
+
+// ReplicatedClickHouse is a ClickHouse cluster a test started: one shard of
+// replicas (ClickHouse 18.16 from PATH, localclickhouse.StartCluster)
+// coordinated by a ZooKeeper of its own (Debian's zookeeper,
+// localzookeeper), all on loopback.
+type ReplicatedClickHouse struct {
+	// Name is the cluster's name in every node's <remote_servers>.
+	Name string
+	// Database is the database made on every node for the test.
+	Database string
+	// ZooKeeper coordinates the replicas.
+	ZooKeeper *localzookeeper.Server
+	// Nodes are the replicas.
+	Nodes []*localclickhouse.Server
+}
+
+// DSN is the address of every node, in order, in the test's database: the
+// driver uses the first that answers.
+func (c *ReplicatedClickHouse) DSN() string {
+	addrs := make([]string, len(c.Nodes))
+	for i, n := range c.Nodes {
+		addrs[i] = n.Addr
+	}
+	return "clickhouse://" + strings.Join(addrs, ",") + "/" + c.Database
+}
+
+// NodeDSN is the address of node i alone, in the test's database.
+func (c *ReplicatedClickHouse) NodeDSN(i int) string {
+	return "clickhouse://" + c.Nodes[i].Addr + "/" + c.Database
+}
+
+// ClusterName is the cluster ReplicatedClickHouse names in <remote_servers>.
+const ClusterName = "hissuno"
+
+// StartReplicatedClickHouse starts a ZooKeeper and replicas ClickHouse
+// servers as the replicas of one shard of the cluster ClusterName, makes a
+// database on every node (CREATE DATABASE … ON CLUSTER), and stops them all
+// when the test ends. Without ZooKeeper or ClickHouse installed the test
+// fails under CI and is skipped elsewhere, naming scripts/deps.
+func StartReplicatedClickHouse(t testing.TB, replicas int) *ReplicatedClickHouse {
+	t.Helper()
+	if !localzookeeper.Available() || !localclickhouse.Available() {
+		Missing(t, "a replicated ClickHouse needs zookeeper (java) and clickhouse-server: run scripts/deps (apt-get install -y zookeeper clickhouse-server)")
+	}
+	ctx := Context(t, 2*time.Minute)
+	dir := t.TempDir()
+	zk, err := localzookeeper.Start(ctx, filepath.Join(dir, "zookeeper"))
+	if err != nil {
+		t.Fatalf("start zookeeper: %v", err)
+	}
+	t.Cleanup(zk.Stop)
+	nodes, err := localclickhouse.StartCluster(ctx, filepath.Join(dir, "clickhouse"), ClusterName, zk.Addr, replicas)
+	if err != nil {
+		t.Fatalf("start ClickHouse cluster: %v", err)
+	}
+	t.Cleanup(func() {
+		for _, n := range nodes {
+			n.Stop()
+		}
+	})
+	c := &ReplicatedClickHouse{Name: ClusterName, Database: "hissuno", ZooKeeper: zk, Nodes: nodes}
+	conn := OpenClickHouse(t, nodes[0].DSN)
+	Exec(t, conn, "CREATE DATABASE IF NOT EXISTS "+c.Database+" ON CLUSTER "+c.Name)
+	return c
 }
