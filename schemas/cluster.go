@@ -99,7 +99,7 @@ func ClusterStatements(stmt, cluster, database string) ([]ClusterStatement, erro
 	if m := optimizeRe.FindStringSubmatch(sql); m != nil {
 		return []ClusterStatement{{SQL: fmt.Sprintf("OPTIMIZE TABLE %s.%s%s FINAL", database, m[1], LocalSuffix)}}, nil
 	}
-	return nil, fmt.Errorf("no cluster form for this statement (CREATE TABLE IF NOT EXISTS … ENGINE = …MergeTree, or ALTER TABLE … ADD COLUMN, are OPTIMIZE TABLE … FINAL, are understood; teach schemas.ClusterStatements a new one): %.80s", strings.TrimSpace(sql))
+	return nil, fmt.Errorf("no cluster form for this statement (CREATE TABLE IF NOT EXISTS … ENGINE = …MergeTree, ALTER TABLE … ADD COLUMN, or OPTIMIZE TABLE … FINAL, are understood; teach schemas.ClusterStatements a new one): %.80s", strings.TrimSpace(sql))
 }
 
 // stripComments drops the lines that are comments.
