@@ -266,9 +266,16 @@ func migrate(ctx context.Context, conn driver.Conn, c *clusterDDL) ([]string, er
 }
 
 // optimizeFinal reports whether stmt is "OPTIMIZE TABLE name FINAL", and
-// the name.
+// the name; comment lines before it (a migration's first statement holds
+// the file's comment) are not part of it.
 func optimizeFinal(stmt string) (string, bool) {
-	f := strings.Fields(stmt)
+	var code []string
+	for _, line := range strings.Split(stmt, "\n") {
+		if !strings.HasPrefix(strings.TrimSpace(line), "--") {
+			code = append(code, line)
+		}
+	}
+	f := strings.Fields(strings.Join(code, "\n"))
 	if len(f) != 4 || !strings.EqualFold(f[0], "OPTIMIZE") || !strings.EqualFold(f[1], "TABLE") || !strings.EqualFold(f[3], "FINAL") {
 		return "", false
 	}
@@ -306,7 +313,11 @@ ORDER BY partition_id`
 	if err != nil {
 		return err
 	}
-	octx := clickhouse.Context(ctx, clickhouse.WithSettings(clickhouse.Settings{"optimize_throw_if_noop": 1}))
+	// replication_alter_partitions_sync 0: on a Replicated table the merge
+	// is queued in the replication log and not waited for; ClickHouse 18.16
+	// fails waiting for one that another node's migration queued at once
+	// ("Unknown log entry type: 0").
+	octx := clickhouse.Context(ctx, clickhouse.WithSettings(clickhouse.Settings{"optimize_throw_if_noop": 1, "replication_alter_partitions_sync": 0}))
 	for _, p := range parts {
 		if strings.Trim(p, "0123456789") != "" {
 			return fmt.Errorf("partition %q of %s: not a month's (YYYYMM)", p, table)
