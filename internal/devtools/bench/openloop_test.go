@@ -164,3 +164,48 @@ func TestOpenLoopAddsSendersWhenBusy(t *testing.T) {
 		})
 	}
 }
+
+// TestParseRates checks the --rate list.
+func TestParseRates(t *testing.T) {
+	for _, tc := range []struct {
+		name, in string
+		want     []float64
+		err      bool
+	}{
+		{name: "one", in: "1000", want: []float64{1000}},
+		{name: "list", in: "1000, 3000,5000", want: []float64{1000, 3000, 5000}},
+		{name: "fraction", in: "0.5", want: []float64{0.5}},
+		{name: "zero", in: "0", err: true},
+		{name: "word", in: "fast", err: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := ParseRates(tc.in)
+			if (err != nil) != tc.err || !slices.Equal(got, tc.want) {
+				t.Fatalf("ParseRates(%q) = %v, %v; want %v (error %v)", tc.in, got, err, tc.want, tc.err)
+			}
+		})
+	}
+}
+
+// TestPromQuantile checks the interpolation of the roles' histograms the
+// bench prints, as PromQL's histogram_quantile does it.
+func TestPromQuantile(t *testing.T) {
+	// 100 values: 50 in (0, 1ms], 40 in (1ms, 2ms], 10 in (2ms, 4ms].
+	h := promHist{upper: []float64{0.001, 0.002, 0.004}, counts: []uint64{50, 90, 100}, total: 100}
+	for _, tc := range []struct {
+		q    float64
+		want time.Duration
+	}{
+		{0.5, time.Millisecond},
+		{0.7, 1500 * time.Microsecond},
+		{0.99, 3800 * time.Microsecond},
+	} {
+		if got := h.quantile(tc.q); got < tc.want-time.Microsecond || got > tc.want+time.Microsecond {
+			t.Errorf("q%v = %v, want %v", tc.q, got, tc.want)
+		}
+	}
+	d := diffHops([]promHist{{upper: h.upper, counts: []uint64{10, 20, 30}, total: 30}}, []promHist{h})
+	if d[0].total != 70 || d[0].counts[0] != 40 {
+		t.Errorf("diff: %+v", d[0])
+	}
+}
