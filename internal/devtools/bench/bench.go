@@ -86,6 +86,11 @@ type Config struct {
 	// MaxSenders bounds the connections an open-loop load opens (one more
 	// whenever every one is busy); default 5,000.
 	MaxSenders int
+	// Vegeta, when set, is the path of a vegeta binary: after each
+	// open-loop e2e load, vegeta loads the pipeline too, at the same rate
+	// with the same requests, and the report shows its figures beside the
+	// bench's own.
+	Vegeta string
 	// Out receives the report.
 	Out io.Writer
 }
@@ -241,6 +246,7 @@ func Run(ctx context.Context, cfg Config, log zerolog.Logger) (Result, error) {
 		defer os.RemoveAll(d)
 		dir = d
 	}
+	cfg.DataDir = dir
 	dsn := cfg.ClickHouseDSN
 	if dsn == "" && localclickhouse.Available() {
 		srv, err := localclickhouse.Start(ctx, filepath.Join(dir, "clickhouse"))

@@ -24,6 +24,9 @@ type OpenStep struct {
 	// Hops is where the e2e requests' time went, from the roles'
 	// latency-budget histograms over the e2e loads of this rate.
 	Hops []HopStat
+	// Vegeta is, with Config.Vegeta, vegeta's measure of the pipeline at
+	// the same rate, one a round.
+	Vegeta []VegetaLoad
 
 	hops []promHist
 }
@@ -161,6 +164,8 @@ type openTargets struct {
 	e2e      *httpTarget
 	baseline openTarget
 	inline   *httpTarget
+	// vegeta is the file of vegeta's targets, when it runs too.
+	vegeta string
 }
 
 // runOpenSteps runs cfg.Rounds rounds of every rate, each step loading the
@@ -197,6 +202,20 @@ func runOpenSteps(ctx context.Context, cfg Config, t openTargets, audit *auditCh
 				}
 				res.AuditLag = max(res.AuditLag, lag)
 			}
+			if t.vegeta != "" {
+				v, err := runVegeta(ctx, cfg.Vegeta, t.vegeta, rate, cfg.StepDuration)
+				if err != nil {
+					return err
+				}
+				step.Vegeta = append(step.Vegeta, v)
+				if audit != nil {
+					// Its decisions are audited before the next load.
+					n := v.StatusCodes["200"] + v.StatusCodes["401"] + v.StatusCodes["403"]
+					if _, err := audit.waitFor(ctx, audit.seen+n, time.Now()); err != nil {
+						return err
+					}
+				}
+			}
 			step.Baseline.addStep(openLoop(ctx, t.baseline, rate, cfg.StepDuration, cfg.MaxSenders, n, offset))
 			step.Inline.addStep(openLoop(ctx, t.inline, rate, cfg.StepDuration, cfg.MaxSenders, n, offset))
 			offset += int(rate * cfg.StepDuration.Seconds())
@@ -225,6 +244,11 @@ func reportOpen(w io.Writer, r Result) {
 			fmt.Fprintln(w)
 		}
 		row("e2e", s.E2E)
+		for _, v := range s.Vegeta {
+			fmt.Fprintf(w, "  %-9s sent %7d  statuses %v  p50 %7s  p90 %7s  p99 %7s  max %7s  (vegeta's own timing; p50 %.2f× p99 %.2f× the bench's e2e)\n",
+				"e2e/vegeta", v.Requests, v.StatusCodes, ms(v.Latencies["50th"]), ms(v.Latencies["90th"]), ms(v.Latencies["99th"]), ms(v.Latencies["max"]),
+				ratio(v.Latencies["50th"], s.E2E.Latency.percentile(50)), ratio(v.Latencies["99th"], s.E2E.Latency.percentile(99)))
+		}
 		row("baseline", s.Baseline)
 		row("inline", s.Inline)
 		if len(s.Hops) > 0 {
@@ -264,6 +288,11 @@ func runOpen(ctx context.Context, cfg Config, st *stack.Stack, projects []benchP
 	}
 	defer rig.stop()
 	t := openTargets{e2e: newHTTPTarget(st.HTTPAddr, reqs, true), baseline: baselineTarget{rig}, inline: newHTTPTarget(inline.addr, reqs, false)}
+	if cfg.Vegeta != "" {
+		if t.vegeta, err = vegetaTargets(cfg.DataDir, st.HTTPAddr, reqs); err != nil {
+			return err
+		}
+	}
 	if cfg.Warmup > 0 {
 		// The e2e pipeline was warmed by the closed loop; the inline
 		// verifier's token cache and the baseline's streams are warmed here.
