@@ -28,6 +28,8 @@ func runBench(env Env, args []string) error {
 	fs.DurationVar(&cfg.StepDuration, "step-duration", 10*time.Second, "open loop: how long each load of a rate runs")
 	fs.IntVar(&cfg.MaxSenders, "max-senders", 5000, "open loop: most connections a load opens (one more whenever every one is busy)")
 	fs.StringVar(&cfg.Vegeta, "vegeta", "", "open loop: path of a vegeta binary (go install github.com/tsenart/vegeta/v12@v12.12.0) to load the pipeline with too, after the bench's own e2e load at each rate, to compare their figures")
+	fs.IntVar(&cfg.AuditBatchSize, "audit-batch-size", 0, "the auditor's most rows an insert (0: its default, 10,000)")
+	fs.DurationVar(&cfg.AuditBatchWait, "audit-batch-wait", 0, "the auditor's longest wait to fill an insert (0: its default, 1s)")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
 	memProfile := fs.String("memprofile", "", "write an allocation profile to this file at the end")
 	blockProfile := fs.String("blockprofile", "", "write a blocking profile to this file at the end")

@@ -26,6 +26,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/hissuno/widgetauth/internal/audit"
+	"github.com/hissuno/widgetauth/internal/auditor"
 	"github.com/hissuno/widgetauth/internal/devtools/localclickhouse"
 	"github.com/hissuno/widgetauth/internal/ingress"
 	"github.com/hissuno/widgetauth/internal/stack"
@@ -86,6 +87,10 @@ type Config struct {
 	// MaxSenders bounds the connections an open-loop load opens (one more
 	// whenever every one is busy); default 5,000.
 	MaxSenders int
+	// AuditBatchSize and AuditBatchWait tune the auditor's inserts (at
+	// most that many rows, or that long); zero keeps auditor's defaults.
+	AuditBatchSize int
+	AuditBatchWait time.Duration
 	// Vegeta, when set, is the path of a vegeta binary: after each
 	// open-loop e2e load, vegeta loads the pipeline too, at the same rate
 	// with the same requests, and the report shows its figures beside the
@@ -270,6 +275,7 @@ func Run(ctx context.Context, cfg Config, log zerolog.Logger) (Result, error) {
 		Verifiers:     cfg.Verifiers,
 		ClickHouseDSN: dsn,
 		Superuser:     benchUser,
+		Auditor:       auditor.Config{BatchSize: cfg.AuditBatchSize, BatchWait: cfg.AuditBatchWait},
 		// The load comes from one address at full speed, up to 10,000
 		// connections: it measures the pipeline, not the limits.
 		Ingress: ingress.Config{Limits: ingress.NoLimits, MaxConnsPerIP: -1, MaxConns: -1},

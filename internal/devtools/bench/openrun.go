@@ -27,9 +27,15 @@ type OpenStep struct {
 	// Vegeta is, with Config.Vegeta, vegeta's measure of the pipeline at
 	// the same rate, one a round.
 	Vegeta []VegetaLoad
+	// Rounds are the step's loads round by round (E2E, Baseline, Inline
+	// above add them up), so that a figure's spread shows.
+	Rounds []OpenRound
 
 	hops []promHist
 }
+
+// OpenRound is one round's loads of a step.
+type OpenRound struct{ E2E, Baseline, Inline OpenLoad }
 
 // ParseRates reads a list of arrival rates, "1000,3000,5000".
 func ParseRates(s string) ([]float64, error) {
@@ -184,7 +190,9 @@ func runOpenSteps(ctx context.Context, cfg Config, t openTargets, audit *auditCh
 			if err != nil {
 				return err
 			}
+			var round OpenRound
 			e2e := openLoop(ctx, t.e2e, rate, cfg.StepDuration, cfg.MaxSenders, n, offset)
+			round.E2E = e2e
 			end := time.Now()
 			after, err := gatherHops()
 			if err != nil {
@@ -216,8 +224,11 @@ func runOpenSteps(ctx context.Context, cfg Config, t openTargets, audit *auditCh
 					}
 				}
 			}
-			step.Baseline.addStep(openLoop(ctx, t.baseline, rate, cfg.StepDuration, cfg.MaxSenders, n, offset))
-			step.Inline.addStep(openLoop(ctx, t.inline, rate, cfg.StepDuration, cfg.MaxSenders, n, offset))
+			round.Baseline = openLoop(ctx, t.baseline, rate, cfg.StepDuration, cfg.MaxSenders, n, offset)
+			round.Inline = openLoop(ctx, t.inline, rate, cfg.StepDuration, cfg.MaxSenders, n, offset)
+			step.Baseline.addStep(round.Baseline)
+			step.Inline.addStep(round.Inline)
+			step.Rounds = append(step.Rounds, round)
 			offset += int(rate * cfg.StepDuration.Seconds())
 			if ctx.Err() != nil {
 				return ctx.Err()
@@ -251,6 +262,20 @@ func reportOpen(w io.Writer, r Result) {
 		}
 		row("baseline", s.Baseline)
 		row("inline", s.Inline)
+		if len(s.Rounds) > 1 {
+			for i, r := range s.Rounds {
+				fmt.Fprintf(w, "  round %d: p50 / p99  e2e %s / %s  baseline %s / %s  inline %s / %s  e2e p99 %.1f× inline's, errors %d/%d/%d",
+					i+1, ms(r.E2E.Latency.percentile(50)), ms(r.E2E.Latency.percentile(99)),
+					ms(r.Baseline.Latency.percentile(50)), ms(r.Baseline.Latency.percentile(99)),
+					ms(r.Inline.Latency.percentile(50)), ms(r.Inline.Latency.percentile(99)),
+					ratio(r.E2E.Latency.percentile(99), r.Inline.Latency.percentile(99)), r.E2E.Errors, r.Baseline.Errors, r.Inline.Errors)
+				if i < len(s.Vegeta) {
+					v := s.Vegeta[i]
+					fmt.Fprintf(w, "  vegeta %s / %s", ms(v.Latencies["50th"]), ms(v.Latencies["99th"]))
+				}
+				fmt.Fprintln(w)
+			}
+		}
 		if len(s.Hops) > 0 {
 			fmt.Fprintf(w, "  e2e hops, p50 / p99 (from the roles' histograms, bucket-interpolated):\n")
 			for _, h := range s.Hops {
