@@ -186,31 +186,36 @@ func runOpenSteps(ctx context.Context, cfg Config, t openTargets, audit *auditCh
 		for s, rate := range cfg.Rates {
 			step := &res.Open[s]
 			step.Rate = rate
-			before, err := gatherHops()
-			if err != nil {
-				return err
-			}
 			var round OpenRound
-			e2e := openLoop(ctx, t.e2e, rate, cfg.StepDuration, cfg.MaxSenders, n, offset)
-			round.E2E = e2e
-			end := time.Now()
-			after, err := gatherHops()
-			if err != nil {
-				return err
-			}
-			step.hops = addHops(step.hops, diffHops(before, after))
-			step.Hops = hopStats(step.hops)
-			step.E2E.addStep(e2e)
-			ids := t.e2e.takeIDs()
-			res.openIDs = append(res.openIDs, ids...)
-			if audit != nil {
-				lag, err := audit.waitFor(ctx, audit.seen+len(ids), end)
+			e2e := func() error {
+				before, err := gatherHops()
 				if err != nil {
 					return err
 				}
-				res.AuditLag = max(res.AuditLag, lag)
+				round.E2E = openLoop(ctx, t.e2e, rate, cfg.StepDuration, cfg.MaxSenders, n, offset)
+				end := time.Now()
+				after, err := gatherHops()
+				if err != nil {
+					return err
+				}
+				step.hops = addHops(step.hops, diffHops(before, after))
+				step.Hops = hopStats(step.hops)
+				step.E2E.addStep(round.E2E)
+				ids := t.e2e.takeIDs()
+				res.openIDs = append(res.openIDs, ids...)
+				if audit != nil {
+					lag, err := audit.waitFor(ctx, audit.seen+len(ids), end)
+					if err != nil {
+						return err
+					}
+					res.AuditLag = max(res.AuditLag, lag)
+				}
+				return nil
 			}
-			if t.vegeta != "" {
+			vegeta := func() error {
+				if t.vegeta == "" {
+					return nil
+				}
 				v, err := runVegeta(ctx, cfg.Vegeta, t.vegeta, rate, cfg.StepDuration)
 				if err != nil {
 					return err
@@ -222,6 +227,18 @@ func runOpenSteps(ctx context.Context, cfg Config, t openTargets, audit *auditCh
 					if _, err := audit.waitFor(ctx, audit.seen+n, time.Now()); err != nil {
 						return err
 					}
+				}
+				return nil
+			}
+			// Vegeta runs after the bench's e2e load in odd rounds, before
+			// it in even ones: neither always inherits the other's state.
+			order := []func() error{e2e, vegeta}
+			if r%2 == 1 {
+				order = []func() error{vegeta, e2e}
+			}
+			for _, f := range order {
+				if err := f(); err != nil {
+					return err
 				}
 			}
 			round.Baseline = openLoop(ctx, t.baseline, rate, cfg.StepDuration, cfg.MaxSenders, n, offset)
