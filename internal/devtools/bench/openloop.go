@@ -46,6 +46,11 @@ type OpenLoad struct {
 	// Latency holds each answered request's time from its scheduled send
 	// to its answer.
 	Latency *histogram
+	// SendLag holds each request's time from its scheduled send until a
+	// sender began sending it: the load generator's own lateness (a busy
+	// machine, every connection busy), part of Latency. A load generator
+	// that times from the actual send (vegeta) leaves it out.
+	SendLag *histogram
 }
 
 // Answered is the number of requests answered without error.
@@ -61,7 +66,7 @@ func openLoop(ctx context.Context, t openTarget, rate float64, d time.Duration, 
 		i     int
 		sched time.Time
 	}
-	load := OpenLoad{Rate: rate, Latency: &histogram{}}
+	load := OpenLoad{Rate: rate, Latency: &histogram{}, SendLag: &histogram{}}
 	total := int(rate * d.Seconds())
 	jobs := make(chan job)
 	var (
@@ -74,6 +79,7 @@ func openLoop(ctx context.Context, t openTarget, rate float64, d time.Duration, 
 		c := t.newClient()
 		defer c.close()
 		for j := range jobs {
+			load.SendLag.record(time.Since(j.sched))
 			if err := c.do(j.i); err != nil {
 				errs.Add(1)
 				continue

@@ -134,6 +134,11 @@ func TestOpenLoopCountsAStallAgainstEveryRequestItDelays(t *testing.T) {
 	if m := load.Latency.percentile(100); m < 190*time.Millisecond {
 		t.Errorf("max %v, want about the 200ms stall", m)
 	}
+	// The requests due during the stall were sent late, by the client's
+	// stall: the generator's lateness is recorded apart too.
+	if n, m := load.SendLag.count(), load.SendLag.percentile(100); n != 500 || m < 150*time.Millisecond {
+		t.Errorf("send lag: %d recorded, max %v; want 500 and about the stall", n, m)
+	}
 }
 
 // TestOpenLoopAddsSendersWhenBusy checks that a slow system gets more

@@ -57,8 +57,9 @@ func ParseRates(s string) ([]float64, error) {
 // addStep adds another round of the same step to l.
 func (l *OpenLoad) addStep(o OpenLoad) {
 	if l.Latency == nil {
-		l.Latency = &histogram{}
+		l.Latency, l.SendLag = &histogram{}, &histogram{}
 	}
+	l.SendLag.merge(o.SendLag)
 	l.Rate = o.Rate
 	l.Scheduled += o.Scheduled
 	l.Errors += o.Errors
@@ -263,9 +264,10 @@ func reportOpen(w io.Writer, r Result) {
 		fmt.Fprintf(w, "rate %.0f req/s\n", s.Rate)
 		in := s.Inline.Latency
 		row := func(name string, l OpenLoad) {
-			fmt.Fprintf(w, "  %-9s sent %7d  answered %7d  errors/lost %d  p50 %7s  p90 %7s  p99 %7s  p99.9 %7s  max %7s  connections %d",
+			fmt.Fprintf(w, "  %-9s sent %7d  answered %7d  errors/lost %d  p50 %7s  p90 %7s  p99 %7s  p99.9 %7s  max %7s  connections %d  sent late p50/p99 %s/%s",
 				name, l.Scheduled, l.Answered(), l.Errors, ms(l.Latency.percentile(50)), ms(l.Latency.percentile(90)),
-				ms(l.Latency.percentile(99)), ms(l.Latency.percentile(99.9)), ms(l.Latency.percentile(100)), l.Senders)
+				ms(l.Latency.percentile(99)), ms(l.Latency.percentile(99.9)), ms(l.Latency.percentile(100)), l.Senders,
+				ms(l.SendLag.percentile(50)), ms(l.SendLag.percentile(99)))
 			if name != "inline" && in.percentile(99) > 0 {
 				fmt.Fprintf(w, "  p50 %.1f× p99 %.1f× inline's", ratio(l.Latency.percentile(50), in.percentile(50)), ratio(l.Latency.percentile(99), in.percentile(99)))
 			}
