@@ -33,8 +33,11 @@ type HopStat struct {
 // hops, the whole request as the ingress timed it, and the auditor's
 // inserts (one an audit batch, not one a request).
 func hopNames() []string {
-	return append(append([]string{}, metrics.Hops...), "http_request (ingress)", "audit_insert (decisions)")
+	return append(append([]string{}, metrics.Hops...), hopHTTP, "audit_insert (decisions)")
 }
+
+// hopHTTP is the whole request as the ingress timed it.
+const hopHTTP = "http_request (ingress)"
 
 // gatherHops reads the latency-budget histograms of this process (every
 // role of the bench's stack registers in the default registry).
@@ -54,7 +57,7 @@ func gatherHops() ([]promHist, error) {
 			case "hissuno_hop_duration_seconds":
 				name = label(m, "hop")
 			case "hissuno_http_request_duration_seconds":
-				name = "http_request (ingress)"
+				name = hopHTTP
 			case "hissuno_audit_insert_seconds":
 				if label(m, "table") == "hissuno_decisions" {
 					name = "audit_insert (decisions)"

@@ -217,9 +217,22 @@ func runOpenSteps(ctx context.Context, cfg Config, t openTargets, audit *auditCh
 				if t.vegeta == "" {
 					return nil
 				}
+				before, err := gatherHops()
+				if err != nil {
+					return err
+				}
 				v, err := runVegeta(ctx, cfg.Vegeta, t.vegeta, rate, cfg.StepDuration)
 				if err != nil {
 					return err
+				}
+				after, err := gatherHops()
+				if err != nil {
+					return err
+				}
+				for _, h := range hopStats(diffHops(before, after)) {
+					if h.Name == hopHTTP {
+						v.Server = h
+					}
 				}
 				step.Vegeta = append(step.Vegeta, v)
 				if audit != nil {
@@ -290,7 +303,7 @@ func reportOpen(w io.Writer, r Result) {
 					ratio(r.E2E.Latency.percentile(99), r.Inline.Latency.percentile(99)), r.E2E.Errors, r.Baseline.Errors, r.Inline.Errors)
 				if i < len(s.Vegeta) {
 					v := s.Vegeta[i]
-					fmt.Fprintf(w, "  vegeta %s / %s", ms(v.Latencies["50th"]), ms(v.Latencies["99th"]))
+					fmt.Fprintf(w, "  vegeta %s / %s (the ingress's timing of them %s / %s)", ms(v.Latencies["50th"]), ms(v.Latencies["99th"]), ms(v.Server.P50), ms(v.Server.P99))
 				}
 				fmt.Fprintln(w)
 			}

@@ -22,6 +22,10 @@ type VegetaLoad struct {
 	Latencies map[string]time.Duration
 	// StatusCodes counts the answers by status ("0": no answer).
 	StatusCodes map[string]int
+	// Server is the ingress's own timing of vegeta's requests
+	// (hissuno_http_request_duration_seconds over vegeta's load): whether
+	// the pipeline was slow, whatever vegeta's own clock says.
+	Server HopStat
 }
 
 // vegetaTargets writes the requests as vegeta's JSON targets for the
