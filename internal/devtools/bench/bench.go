@@ -288,12 +288,16 @@ func Run(ctx context.Context, cfg Config, log zerolog.Logger) (Result, error) {
 		runtime.SetBlockProfileRate(cfg.BlockProfileRate)
 	}
 	fmt.Fprintf(cfg.Out, "machine: %s\n", machine())
-	fmt.Fprintf(cfg.Out, "load: %s, %d keep-alive clients, %d verifier(s), %d projects, a pool of %d requests (each token comes back every %[5]d requests)\n",
-		cfg.Duration, cfg.Concurrency, cfg.Verifiers, cfg.Projects, cfg.Requests)
 	if len(cfg.Rates) > 0 {
-		fmt.Fprintf(cfg.Out, "open loop: %d round(s) of %v req/s, %s a load, e2e → baseline → inline verifier at each rate; latency from each request's scheduled send; at most %d connections a load\n",
+		fmt.Fprintf(cfg.Out, "open loop: %d verifier(s), %d projects, a pool of %d requests (each token comes back every %[3]d requests); a closed-loop warm-up of %s with %d clients\n",
+			cfg.Verifiers, cfg.Projects, cfg.Requests, cfg.Warmup, cfg.Concurrency)
+		fmt.Fprintf(cfg.Out, "open loop: %d round(s) of %v req/s, %s a load, e2e → baseline → inline verifier at each rate (vegeta beside e2e with --vegeta); latency from each request's scheduled send; at most %d connections a load\n",
 			cfg.Rounds, cfg.Rates, cfg.StepDuration, cfg.MaxSenders)
-	} else if cfg.Rounds > 1 {
+	} else {
+		fmt.Fprintf(cfg.Out, "load: %s, %d keep-alive clients, %d verifier(s), %d projects, a pool of %d requests (each token comes back every %[5]d requests)\n",
+			cfg.Duration, cfg.Concurrency, cfg.Verifiers, cfg.Projects, cfg.Requests)
+	}
+	if len(cfg.Rates) == 0 && cfg.Rounds > 1 {
 		fmt.Fprintf(cfg.Out, "rounds: %d, e2e and baseline alternating in slices of %s\n", cfg.Rounds, cfg.Duration/time.Duration(cfg.Rounds))
 	}
 

@@ -98,6 +98,10 @@ func TestConfigValidate(t *testing.T) {
 		{name: "negative rounds", edit: func(c *Config) { c.Rounds = -1 }, want: "--rounds"},
 		{name: "slices under 500ms", edit: func(c *Config) { c.Duration, c.Rounds = 2*time.Second, 5 }, want: "--rounds"},
 		{name: "no clients", edit: func(c *Config) { c.Concurrency = -1 }, want: "--concurrency"},
+		{name: "open loop", edit: func(c *Config) { c.Rates = []float64{1000, 3000} }},
+		{name: "open loop, short steps", edit: func(c *Config) { c.Rates, c.StepDuration = []float64{1000}, time.Millisecond }, want: "--step-duration"},
+		{name: "open loop, negative rate", edit: func(c *Config) { c.Rates = []float64{-5} }, want: "--rate"},
+		{name: "open loop, no senders", edit: func(c *Config) { c.Rates, c.MaxSenders = []float64{1000}, -1 }, want: "--max-senders"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var c Config
