@@ -9,7 +9,7 @@ import (
 )
 
 func runBench(env Env, args []string) error {
-	fs := newFlags("bench", "hissuno bench [--duration 10s] [--concurrency 64] [--verifiers 1] [--projects 100] [--clickhouse DSN]", env.Stderr)
+	fs := newFlags("bench", "hissuno bench [--duration 10s] [--concurrency 64] [--verifiers 1] [--projects 100] [--clickhouse DSN] [--rate R[,R…] --step-duration 10s]", env.Stderr)
 	var lf logFlags
 	lf.register(fs, "console")
 	var cfg bench.Config
@@ -24,11 +24,23 @@ func runBench(env Env, args []string) error {
 	fs.BoolVar(&cfg.SkipBaseline, "skip-baseline", false, "run only the e2e load (to profile it alone); no ratio")
 	fs.IntVar(&cfg.Rounds, "rounds", 1, "split each load into this many slices, run alternately (e2e, baseline, e2e, …), so that the machine's drift touches both alike")
 	fs.BoolVar(&cfg.HTTPFloor, "http-floor", false, "also measure the HTTP exchange alone (a handler that answers at once), the floor under the e2e cost")
+	rates := fs.String("rate", "", "open loop: send at this fixed arrival rate (req/s), or each of a list (1000,3000,5000) in turn, to the pipeline, the bare JetStream round trip and an inline verifier alike, each request timed from its scheduled send")
+	fs.DurationVar(&cfg.StepDuration, "step-duration", 10*time.Second, "open loop: how long each load of a rate runs")
+	fs.IntVar(&cfg.MaxSenders, "max-senders", 5000, "open loop: most connections a load opens (one more whenever every one is busy)")
+	fs.StringVar(&cfg.Vegeta, "vegeta", "", "open loop: path of a vegeta binary (go install github.com/tsenart/vegeta/v12@v12.12.0) to load the pipeline with too, after the bench's own e2e load at each rate, to compare their figures")
+	fs.IntVar(&cfg.AuditBatchSize, "audit-batch-size", 0, "the auditor's most rows an insert (0: its default, 10,000)")
+	fs.DurationVar(&cfg.AuditBatchWait, "audit-batch-wait", 0, "the auditor's longest wait to fill an insert (0: its default, 1s)")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
 	memProfile := fs.String("memprofile", "", "write an allocation profile to this file at the end")
 	blockProfile := fs.String("blockprofile", "", "write a blocking profile to this file at the end")
-	if _, err := parse(fs, args); err != nil {
+	_, err := parse(fs, args)
+	if err != nil {
 		return err
+	}
+	if *rates != "" {
+		if cfg.Rates, err = bench.ParseRates(*rates); err != nil {
+			return err
+		}
 	}
 	if lf.level == "info" {
 		lf.level = "warn"

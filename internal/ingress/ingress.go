@@ -298,8 +298,9 @@ func (in *Ingress) Run(ctx context.Context) error {
 }
 
 func (in *Ingress) serveConnect(w http.ResponseWriter, r *http.Request) {
+	var start time.Time
 	if r.Method == http.MethodPost {
-		start := time.Now()
+		start = time.Now()
 		sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
 		w = sw
 		defer func() {
@@ -333,10 +334,11 @@ func (in *Ingress) serveConnect(w http.ResponseWriter, r *http.Request) {
 		writeThrottled(w, why, after)
 		return
 	}
-	body, status, err := in.roundTrip(r.Context(), a)
+	body, repliedAt, status, err := in.roundTrip(r.Context(), a, start)
 	if err != nil {
 		writeJSON(w, status, ErrorResponse{Error: err.Error()})
 		return
 	}
 	in.answer(w, a, body)
+	metrics.IngressAnswer.Observe(time.Since(repliedAt).Seconds())
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/hissuno/widgetauth/events"
 	"github.com/hissuno/widgetauth/internal/bus"
+	"github.com/hissuno/widgetauth/internal/metrics"
 	"github.com/nats-io/nats.go"
 )
 
@@ -28,6 +29,8 @@ type pending struct {
 type outcome struct {
 	reply []byte
 	err   error
+	// at is when the reply arrived.
+	at time.Time
 }
 
 // send delivers o unless an outcome is already there: the first one counts.
@@ -45,7 +48,7 @@ func (in *Ingress) onReply(m *nats.Msg) {
 	delete(in.waiting, id)
 	in.mu.Unlock()
 	if ok {
-		p.send(outcome{reply: m.Data})
+		p.send(outcome{reply: m.Data, at: time.Now()})
 	}
 }
 
@@ -125,11 +128,13 @@ func (in *Ingress) republish(ctx context.Context) {
 var errNotQueued = errors.New("the attempt could not be queued; retry shortly")
 
 // roundTrip publishes the attempt and waits for the verifier's reply until
-// the deadline. Its errors carry the HTTP status to answer.
-func (in *Ingress) roundTrip(ctx context.Context, a *events.Attempt) ([]byte, int, error) {
+// the deadline, and returns the reply and when it arrived. Its errors
+// carry the HTTP status to answer. start is when the request's handling
+// began (the latency budget's first hop ends at the publish).
+func (in *Ingress) roundTrip(ctx context.Context, a *events.Attempt, start time.Time) ([]byte, time.Time, int, error) {
 	body, err := json.Marshal(a)
 	if err != nil {
-		return nil, http.StatusInternalServerError, fmt.Errorf("attempt not encoded: %v", err)
+		return nil, time.Time{}, http.StatusInternalServerError, fmt.Errorf("attempt not encoded: %v", err)
 	}
 	msg := nats.NewMsg(in.subject)
 	msg.Data = body
@@ -148,23 +153,26 @@ func (in *Ingress) roundTrip(ctx context.Context, a *events.Attempt) ([]byte, in
 
 	if err := in.cfg.NATS.PublishMsg(msg); err != nil {
 		in.log.Warn().Err(err).Str("attempt", a.AttemptID).Msg("attempt not queued")
-		return nil, http.StatusServiceUnavailable, errNotQueued
+		return nil, time.Time{}, http.StatusServiceUnavailable, errNotQueued
 	}
-	timer := time.NewTimer(time.Until(a.Deadline))
+	published := time.Now()
+	metrics.IngressPublish.Observe(published.Sub(start).Seconds())
+	timer := time.NewTimer(a.Deadline.Sub(published))
 	defer timer.Stop()
 	select {
 	case o := <-p.done:
 		if o.err != nil {
-			return nil, http.StatusServiceUnavailable, errNotQueued
+			return nil, time.Time{}, http.StatusServiceUnavailable, errNotQueued
 		}
-		return o.reply, 0, nil
+		metrics.IngressReplyWait.Observe(o.at.Sub(published).Seconds())
+		return o.reply, o.at, 0, nil
 	case <-timer.C:
 		if !p.acked.Load() {
 			in.log.Warn().Str("attempt", a.AttemptID).Msg("attempt not queued: no acknowledgement from JetStream before the deadline")
-			return nil, http.StatusServiceUnavailable, errNotQueued
+			return nil, time.Time{}, http.StatusServiceUnavailable, errNotQueued
 		}
-		return nil, http.StatusServiceUnavailable, fmt.Errorf("no verifier answered within %s; retry shortly", in.cfg.Deadline)
+		return nil, time.Time{}, http.StatusServiceUnavailable, fmt.Errorf("no verifier answered within %s; retry shortly", in.cfg.Deadline)
 	case <-ctx.Done():
-		return nil, 499, errors.New("the client went away")
+		return nil, time.Time{}, 499, errors.New("the client went away")
 	}
 }

@@ -15,6 +15,19 @@ var (
 		Name: "hissuno_decisions_total",
 		Help: "Decisions made by verifiers, by outcome and reason.",
 	}, []string{"outcome", "reason"})
+	// HopDuration is the latency budget of a connect request, hop by hop
+	// (label hop, one of the Hop… constants): operators see where a slow
+	// request's time went, and `hissuno bench --rate` prints it. Each role
+	// observes its own hops through the pre-resolved observers below
+	// (IngressPublish, …), which neither allocate nor look a label up.
+	HopDuration = promauto.NewHistogramVec(prometheus.HistogramOpts{
+		Name: "hissuno_hop_duration_seconds",
+		Help: "Latency budget of a connect request by hop: ingress_publish (HTTP request read → attempt published), " +
+			"ingress_reply_wait (attempt published → verifier's reply received), attempt_queued (attempt stored by JetStream → " +
+			"taken by a verifier worker), decide (decoding, checks and the decision), decision_store (decision published → JetStream's persistence ack), " +
+			"ingress_answer (reply received → HTTP answer written).",
+		Buckets: prometheus.ExponentialBucketsRange(0.00001, 5, 36),
+	}, []string{"hop"})
 	// DecisionLatency is the time from the ingress receiving an attempt to
 	// the verifier's decision being stored.
 	DecisionLatency = promauto.NewHistogram(prometheus.HistogramOpts{
@@ -110,4 +123,41 @@ var (
 		Help:    "Time from a rotation's KV write to every live verifier's confirmation.",
 		Buckets: prometheus.ExponentialBuckets(0.001, 2, 14),
 	})
+)
+
+// Hops of HopDuration, in a request's order.
+const (
+	// HopIngressPublish is the ingress's part before the bus: from its
+	// handler's start (headers read) through the body, the limits and the
+	// attempt's encoding until the attempt is published.
+	HopIngressPublish = "ingress_publish"
+	// HopIngressReplyWait is the ingress's wait for the verifier's reply
+	// after publishing: every verifier hop below plus NATS's deliveries.
+	HopIngressReplyWait = "ingress_reply_wait"
+	// HopAttemptQueued is from JetStream storing an attempt (its metadata
+	// timestamp) until a verifier worker takes it: the pull, the delivery
+	// and the wait for a free worker.
+	HopAttemptQueued = "attempt_queued"
+	// HopDecide is from a verifier worker taking the attempt to its
+	// decision made: decoding, provenance checks and authz.Decide.
+	HopDecide = "decide"
+	// HopDecisionStore is the decision's publish until JetStream's
+	// persistence ack.
+	HopDecisionStore = "decision_store"
+	// HopIngressAnswer is from the ingress receiving the reply until its
+	// HTTP answer is written (net/http sends it as the handler returns).
+	HopIngressAnswer = "ingress_answer"
+)
+
+// Hops lists the hops of HopDuration in a request's order.
+var Hops = []string{HopIngressPublish, HopIngressReplyWait, HopAttemptQueued, HopDecide, HopDecisionStore, HopIngressAnswer}
+
+// The observers of each hop, resolved once.
+var (
+	IngressPublish   = HopDuration.WithLabelValues(HopIngressPublish)
+	IngressReplyWait = HopDuration.WithLabelValues(HopIngressReplyWait)
+	AttemptQueued    = HopDuration.WithLabelValues(HopAttemptQueued)
+	Decide           = HopDuration.WithLabelValues(HopDecide)
+	DecisionStore    = HopDuration.WithLabelValues(HopDecisionStore)
+	IngressAnswer    = HopDuration.WithLabelValues(HopIngressAnswer)
 )

@@ -30,6 +30,7 @@ const (
 // handle decides one attempt: decide, store the decision (waiting for its
 // persistence ack), then reply if the ingress still waits.
 func (v *Verifier) handle(ctx context.Context, msg jetstream.Msg) error {
+	taken := time.Now()
 	ctx, cancel := context.WithTimeout(ctx, handleBudget(v.cfg.AckWait))
 	defer cancel()
 	var a events.Attempt
@@ -40,10 +41,19 @@ func (v *Verifier) handle(ctx context.Context, msg jetstream.Msg) error {
 	if a.SchemaVersion != events.SchemaVersion || a.AttemptID == "" {
 		return worker.Permanent(fmt.Errorf("attempt %q: schema version %d or attempt id unsupported", a.AttemptID, a.SchemaVersion))
 	}
-	if err := checkProvenance(&a, msg); err != nil {
+	md, err := msg.Metadata()
+	if err != nil {
+		return worker.Permanent(fmt.Errorf("attempt %q refused: no stream metadata: %w", clip(a.AttemptID), err))
+	}
+	if err := checkProvenance(&a, msg, md); err != nil {
 		return worker.Permanent(fmt.Errorf("attempt %q refused: %w", clip(a.AttemptID), err))
 	}
+	if md.NumDelivered == 1 {
+		// A redelivery's wait is the ack wait's, not the queue's.
+		metrics.AttemptQueued.Observe(taken.Sub(md.Timestamp).Seconds())
+	}
 	dec, ok := v.decide(ctx, &a)
+	metrics.Decide.Observe(time.Since(taken).Seconds())
 	if !ok {
 		// An invalidation announced a change the watch has not brought yet,
 		// the connection came back and the view is catching up, or the
@@ -60,8 +70,10 @@ func (v *Verifier) handle(ctx context.Context, msg jetstream.Msg) error {
 	out.Data = body
 	out.Header.Set(events.HeaderMsgID, ev.DecisionID)
 	pctx, cancel := context.WithTimeout(ctx, v.cfg.PublishTimeout)
+	storing := time.Now()
 	ack, err := bus.Publish(pctx, v.cfg.NATS, out)
 	cancel()
+	metrics.DecisionStore.Observe(time.Since(storing).Seconds())
 	if err != nil {
 		return fmt.Errorf("store decision %s: %w", ev.DecisionID, err)
 	}
@@ -92,7 +104,7 @@ func (v *Verifier) handle(ctx context.Context, msg jetstream.Msg) error {
 // receivedAt, stored by JetStream outside events.AttemptWindow of its
 // receivedAt (an old attempt id published again), replying anywhere but to
 // its ingress, or with a client address that is not an IP address.
-func checkProvenance(a *events.Attempt, msg jetstream.Msg) error {
+func checkProvenance(a *events.Attempt, msg jetstream.Msg, md *jetstream.MsgMetadata) error {
 	if !events.ValidIngress(a.Ingress) || msg.Subject() != events.AttemptSubject(a.Ingress) {
 		return fmt.Errorf("published on %q by an ingress other than the one it names (%q)", msg.Subject(), clip(a.Ingress))
 	}
@@ -107,10 +119,6 @@ func checkProvenance(a *events.Attempt, msg jetstream.Msg) error {
 	}
 	if !a.ReceivedAt.Truncate(time.Millisecond).Equal(idTime) {
 		return fmt.Errorf("receivedAt %s is not the time its id carries (%s)", a.ReceivedAt.UTC().Format(time.RFC3339Nano), idTime.Format(time.RFC3339Nano))
-	}
-	md, err := msg.Metadata()
-	if err != nil {
-		return fmt.Errorf("no stream metadata: %w", err)
 	}
 	if age := md.Timestamp.Sub(a.ReceivedAt); age > events.AttemptWindow || age < -events.AttemptClockSkew {
 		return fmt.Errorf("stored %s after its receivedAt: outside [-%s, %s]; an attempt id is decided once", age.Round(time.Millisecond), events.AttemptClockSkew, events.AttemptWindow)

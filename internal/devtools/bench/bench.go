@@ -26,6 +26,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/hissuno/widgetauth/internal/audit"
+	"github.com/hissuno/widgetauth/internal/auditor"
 	"github.com/hissuno/widgetauth/internal/devtools/localclickhouse"
 	"github.com/hissuno/widgetauth/internal/ingress"
 	"github.com/hissuno/widgetauth/internal/stack"
@@ -75,6 +76,26 @@ type Config struct {
 	// (runtime.SetBlockProfileRate) once the pipeline runs: the embedded
 	// NATS server sets the process's rate to its own (off) when it starts.
 	BlockProfileRate int
+	// Rates, when set, runs the open-loop bench instead of the closed
+	// loops: for each rate in turn (requests per second, cfg.Rounds
+	// times), the pipeline, the bare JetStream round trip and the inline
+	// verifier, each sent the same requests at that fixed arrival rate for
+	// StepDuration, each request measured from its scheduled send.
+	Rates []float64
+	// StepDuration is how long each open-loop load runs; default 10 s.
+	StepDuration time.Duration
+	// MaxSenders bounds the connections an open-loop load opens (one more
+	// whenever every one is busy); default 5,000.
+	MaxSenders int
+	// AuditBatchSize and AuditBatchWait tune the auditor's inserts (at
+	// most that many rows, or that long); zero keeps auditor's defaults.
+	AuditBatchSize int
+	AuditBatchWait time.Duration
+	// Vegeta, when set, is the path of a vegeta binary: after each
+	// open-loop e2e load, vegeta loads the pipeline too, at the same rate
+	// with the same requests, and the report shows its figures beside the
+	// bench's own.
+	Vegeta string
 	// Out receives the report.
 	Out io.Writer
 }
@@ -101,6 +122,12 @@ func (c *Config) setDefaults() {
 	if c.Rounds == 0 {
 		c.Rounds = 1
 	}
+	if c.StepDuration == 0 {
+		c.StepDuration = 10 * time.Second
+	}
+	if c.MaxSenders == 0 {
+		c.MaxSenders = 5000
+	}
 	if c.Out == nil {
 		c.Out = os.Stdout
 	}
@@ -119,6 +146,15 @@ func (c Config) Validate() error {
 		return errors.New("bench: --verifiers must be 1 to 64")
 	case c.Projects < 2:
 		return errors.New("bench: --projects must be at least 2")
+	case len(c.Rates) > 0 && c.StepDuration < 200*time.Millisecond:
+		return errors.New("bench: --step-duration must be at least 200ms")
+	case c.MaxSenders < 1:
+		return errors.New("bench: --max-senders must be at least 1")
+	}
+	for _, r := range c.Rates {
+		if r <= 0 || r > 1e6 {
+			return fmt.Errorf("bench: --rate %v: want 1 to 1,000,000 requests per second", r)
+		}
 	}
 	return nil
 }
@@ -142,6 +178,10 @@ type Result struct {
 	Ratio float64
 	// Scale is the separate verifier's start with every project.
 	Scale Scale
+	// Open is, with Config.Rates, each rate's open-loop step.
+	Open []OpenStep
+	// openIDs are the decision ids the open-loop e2e loads were answered.
+	openIDs []string
 }
 
 // Load is the outcome of one load.
@@ -211,6 +251,7 @@ func Run(ctx context.Context, cfg Config, log zerolog.Logger) (Result, error) {
 		defer os.RemoveAll(d)
 		dir = d
 	}
+	cfg.DataDir = dir
 	dsn := cfg.ClickHouseDSN
 	if dsn == "" && localclickhouse.Available() {
 		srv, err := localclickhouse.Start(ctx, filepath.Join(dir, "clickhouse"))
@@ -234,6 +275,7 @@ func Run(ctx context.Context, cfg Config, log zerolog.Logger) (Result, error) {
 		Verifiers:     cfg.Verifiers,
 		ClickHouseDSN: dsn,
 		Superuser:     benchUser,
+		Auditor:       auditor.Config{BatchSize: cfg.AuditBatchSize, BatchWait: cfg.AuditBatchWait},
 		// The load comes from one address at full speed, up to 10,000
 		// connections: it measures the pipeline, not the limits.
 		Ingress: ingress.Config{Limits: ingress.NoLimits, MaxConnsPerIP: -1, MaxConns: -1},
@@ -246,9 +288,16 @@ func Run(ctx context.Context, cfg Config, log zerolog.Logger) (Result, error) {
 		runtime.SetBlockProfileRate(cfg.BlockProfileRate)
 	}
 	fmt.Fprintf(cfg.Out, "machine: %s\n", machine())
-	fmt.Fprintf(cfg.Out, "load: %s, %d keep-alive clients, %d verifier(s), %d projects, a pool of %d requests (each token comes back every %[5]d requests)\n",
-		cfg.Duration, cfg.Concurrency, cfg.Verifiers, cfg.Projects, cfg.Requests)
-	if cfg.Rounds > 1 {
+	if len(cfg.Rates) > 0 {
+		fmt.Fprintf(cfg.Out, "open loop: %d verifier(s), %d projects, a pool of %d requests (each token comes back every %[3]d requests); a closed-loop warm-up of %s with %d clients\n",
+			cfg.Verifiers, cfg.Projects, cfg.Requests, cfg.Warmup, cfg.Concurrency)
+		fmt.Fprintf(cfg.Out, "open loop: %d round(s) of %v req/s, %s a load, e2e → baseline → inline verifier at each rate (vegeta beside e2e with --vegeta); latency from each request's scheduled send; at most %d connections a load\n",
+			cfg.Rounds, cfg.Rates, cfg.StepDuration, cfg.MaxSenders)
+	} else {
+		fmt.Fprintf(cfg.Out, "load: %s, %d keep-alive clients, %d verifier(s), %d projects, a pool of %d requests (each token comes back every %[5]d requests)\n",
+			cfg.Duration, cfg.Concurrency, cfg.Verifiers, cfg.Projects, cfg.Requests)
+	}
+	if len(cfg.Rates) == 0 && cfg.Rounds > 1 {
 		fmt.Fprintf(cfg.Out, "rounds: %d, e2e and baseline alternating in slices of %s\n", cfg.Rounds, cfg.Duration/time.Duration(cfg.Rounds))
 	}
 
@@ -296,6 +345,9 @@ func Run(ctx context.Context, cfg Config, log zerolog.Logger) (Result, error) {
 				return Result{}, err
 			}
 		}
+	}
+	if len(cfg.Rates) > 0 {
+		return res, runOpen(ctx, cfg, st, projects, reqs, audit, &res)
 	}
 	// The loads alternate in cfg.Rounds slices (e2e, audit caught up,
 	// baseline, e2e, …): the machine's drift then touches both alike.

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hissuno/widgetauth/internal/metrics"
 	"github.com/hissuno/widgetauth/internal/stack/stacktest"
 )
 
@@ -97,6 +98,10 @@ func TestConfigValidate(t *testing.T) {
 		{name: "negative rounds", edit: func(c *Config) { c.Rounds = -1 }, want: "--rounds"},
 		{name: "slices under 500ms", edit: func(c *Config) { c.Duration, c.Rounds = 2*time.Second, 5 }, want: "--rounds"},
 		{name: "no clients", edit: func(c *Config) { c.Concurrency = -1 }, want: "--concurrency"},
+		{name: "open loop", edit: func(c *Config) { c.Rates = []float64{1000, 3000} }},
+		{name: "open loop, short steps", edit: func(c *Config) { c.Rates, c.StepDuration = []float64{1000}, time.Millisecond }, want: "--step-duration"},
+		{name: "open loop, negative rate", edit: func(c *Config) { c.Rates = []float64{-5} }, want: "--rate"},
+		{name: "open loop, no senders", edit: func(c *Config) { c.Rates, c.MaxSenders = []float64{1000}, -1 }, want: "--max-senders"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var c Config
@@ -110,5 +115,55 @@ func TestConfigValidate(t *testing.T) {
 				t.Fatalf("error %v, want one naming %s", err, tc.want)
 			}
 		})
+	}
+}
+
+// TestRunOpenLoop runs the open-loop bench at one low rate: the pipeline,
+// the baseline and the inline verifier each get every scheduled request
+// and answer it with the status the mix expects, the audit holds each e2e
+// decision once, and the report shows the three loads and every hop of the
+// latency budget, observed once per e2e request.
+func TestRunOpenLoop(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the whole pipeline")
+	}
+	dsn := stacktest.ClickHouse(t)
+	var out bytes.Buffer
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	res, err := Run(ctx, Config{
+		Duration: time.Second, Warmup: 200 * time.Millisecond, Concurrency: 4, Projects: 20, Requests: 300,
+		Rates: []float64{200}, StepDuration: time.Second, ClickHouseDSN: dsn, DataDir: t.TempDir(), Out: &out,
+	}, stacktest.Logger(t))
+	if err != nil {
+		t.Fatalf("bench: %v\n%s", err, out.String())
+	}
+	t.Log(out.String())
+	if len(res.Open) != 1 {
+		t.Fatalf("%d steps, want 1", len(res.Open))
+	}
+	s := res.Open[0]
+	for _, l := range []struct {
+		name string
+		load OpenLoad
+	}{{"e2e", s.E2E}, {"baseline", s.Baseline}, {"inline", s.Inline}} {
+		if l.load.Scheduled != 200 || l.load.Answered() != 200 || l.load.Errors != 0 {
+			t.Errorf("%s: scheduled %d, answered %d, errors %d; want 200, 200, 0", l.name, l.load.Scheduled, l.load.Answered(), l.load.Errors)
+		}
+		if !bytes.Contains(out.Bytes(), []byte("\n  "+l.name+" ")) {
+			t.Errorf("no %s line in the report", l.name)
+		}
+	}
+	if !res.Audited || res.Lost != 0 || res.Doubled != 0 || len(res.openIDs) != 200 {
+		t.Errorf("audit: measured %v, lost %d, doubled %d, of %d decisions; want 200", res.Audited, res.Lost, res.Doubled, len(res.openIDs))
+	}
+	seen := map[string]uint64{}
+	for _, h := range s.Hops {
+		seen[h.Name] = h.Count
+	}
+	for _, name := range metrics.Hops {
+		if seen[name] != 200 {
+			t.Errorf("hop %s observed %d times during the e2e load, want 200", name, seen[name])
+		}
 	}
 }

@@ -40,6 +40,8 @@ type benchProject struct {
 	secret       string
 	requireToken bool
 	origin       string
+	// origins is its allowlist: origin and its subdomains.
+	origins []string
 }
 
 // seedProjects writes n projects straight into the KV bucket (the rotator's
@@ -58,8 +60,8 @@ func seedProjects(ctx context.Context, nc *nats.Conn, sealer *project.Sealer, n 
 			requireToken: i%4 != 0,
 			origin:       fmt.Sprintf("https://shop%d.example", i),
 		}
-		origins := []string{bp.origin, fmt.Sprintf("https://*.shop%d.example", i)}
-		rec, secret, err := project.New(sealer, bp.id, "bench "+bp.id, bp.requireToken, origins, now)
+		bp.origins = []string{bp.origin, fmt.Sprintf("https://*.shop%d.example", i)}
+		rec, secret, err := project.New(sealer, bp.id, "bench "+bp.id, bp.requireToken, bp.origins, now)
 		if err != nil {
 			return nil, err
 		}
