@@ -264,7 +264,7 @@ func TestMigrate(t *testing.T) {
 	for _, m := range all {
 		names = append(names, m.Name)
 	}
-	wantNames := []string{"0001_decisions.sql", "0002_admin_events.sql", "0003_admin_event_context.sql"}
+	wantNames := []string{"0001_decisions.sql", "0002_admin_events.sql", "0003_admin_event_context.sql", "0004_throttled.sql"}
 	if !slices.Equal(names, wantNames) {
 		t.Fatalf("migrations %v, want %v", names, wantNames)
 	}
@@ -299,7 +299,7 @@ func TestMigrate(t *testing.T) {
 		}
 		return out
 	}
-	want := map[uint32]string{1: "0001_decisions.sql", 2: "0002_admin_events.sql", 3: "0003_admin_event_context.sql"}
+	want := map[uint32]string{1: "0001_decisions.sql", 2: "0002_admin_events.sql", 3: "0003_admin_event_context.sql", 4: "0004_throttled.sql"}
 	if got := recorded(); fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("hissuno_migrations holds %v, want %v", got, want)
 	}
@@ -325,6 +325,7 @@ func TestMigrate(t *testing.T) {
 	}{
 		{name: "decisions", table: "hissuno_decisions", columns: audit.DecisionColumns},
 		{name: "admin events", table: "hissuno_admin_events", columns: audit.AdminColumns},
+		{name: "throttled", table: "hissuno_throttled", columns: audit.ThrottledColumns},
 		{name: "migrations", table: "hissuno_migrations", columns: "version, name, applied_at"},
 	}
 	for _, tt := range tests {
@@ -373,7 +374,7 @@ func TestMigrateUpgrade(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Migrate over 0002: %v", err)
 	}
-	if want := []string{"0003_admin_event_context.sql"}; !slices.Equal(applied, want) {
+	if want := []string{"0003_admin_event_context.sql", "0004_throttled.sql"}; !slices.Equal(applied, want) {
 		t.Errorf("Migrate over 0002 applied %v, want %v", applied, want)
 	}
 	recs, err := audit.AdminEvents(ctx, conn, audit.Filter{Since: time.Now().Add(-time.Hour)})
@@ -429,8 +430,8 @@ func TestMigrateConcurrently(t *testing.T) {
 	for err := range errs {
 		t.Errorf("concurrent Migrate: %v", err)
 	}
-	if n := stacktest.Count(t, conn, "SELECT count() FROM hissuno_migrations FINAL"); n != 3 {
-		t.Errorf("hissuno_migrations holds %d versions, want 3", n)
+	if n := stacktest.Count(t, conn, "SELECT count() FROM hissuno_migrations FINAL"); n != 4 {
+		t.Errorf("hissuno_migrations holds %d versions, want 4", n)
 	}
 	if applied, err := audit.Migrate(ctx, conn); err != nil || len(applied) != 0 {
 		t.Errorf("Migrate after the concurrent runs applied %v, %v; want nothing", applied, err)
