@@ -3,6 +3,7 @@ package events
 import (
 	"errors"
 	"fmt"
+	"net/netip"
 	"slices"
 	"strings"
 	"time"
@@ -524,10 +525,21 @@ func (e *Throttled) Verify(subject string) error {
 		return fmt.Errorf("%w: reason %q", ErrForgedThrottled, e.Reason)
 	case e.Overflow && (e.ProjectID != "" || e.ClientIP != ""):
 		return fmt.Errorf("%w: an overflow count names a project or an address", ErrForgedThrottled)
-	case !e.Overflow && e.ProjectID == "":
-		return fmt.Errorf("%w: a count without its project", ErrForgedThrottled)
+	case !e.Overflow && !ValidToken(e.ProjectID):
+		return fmt.Errorf("%w: project %q is not a project id", ErrForgedThrottled, e.ProjectID)
+	case e.ClientIP != "" && !validAddress(e.ClientIP):
+		return fmt.Errorf("%w: client IP %q is not an address", ErrForgedThrottled, e.ClientIP)
 	}
 	return nil
+}
+
+// validAddress reports whether s is an IP address or prefix (an IPv6 /64).
+func validAddress(s string) bool {
+	if _, err := netip.ParseAddr(s); err == nil {
+		return true
+	}
+	_, err := netip.ParsePrefix(s)
+	return err == nil
 }
 
 // Metadata is userMetadata: string keys, string values.
