@@ -53,10 +53,10 @@ func TestAuditQueryThrottled(t *testing.T) {
 	}
 	st.StopIngress() // publishes the counts of the minute
 	ch := []string{"--clickhouse", dsn}
-	sum := func(args ...string) (uint64, []map[string]any) {
+	try := func(args ...string) (uint64, []map[string]any, error) {
 		r := run(t, append(append([]string{"audit", "query", "--throttled", "--format", "json"}, ch...), args...)...)
 		if r.code != 0 {
-			t.Fatalf("audit query --throttled\n%s", r)
+			return 0, nil, fmt.Errorf("audit query --throttled\n%s", r)
 		}
 		var n uint64
 		lines := jsonLines(t, r.stdout)
@@ -64,11 +64,19 @@ func TestAuditQueryThrottled(t *testing.T) {
 			c, _ := o["count"].(float64)
 			n += uint64(c)
 		}
+		return n, lines, nil
+	}
+	sum := func(args ...string) (uint64, []map[string]any) {
+		n, lines, err := try(args...)
+		if err != nil {
+			t.Fatal(err)
+		}
 		return n, lines
 	}
+	// The auditor makes its tables when it first reaches ClickHouse.
 	stacktest.Eventually(t, time.Minute, "the counts stored", func() error {
-		if n, _ := sum(); n != projectRefused+unknownRefused {
-			return fmt.Errorf("counts add up to %d, want %d", n, projectRefused+unknownRefused)
+		if n, _, err := try(); err != nil || n != projectRefused+unknownRefused {
+			return fmt.Errorf("counts add up to %d (%v), want %d", n, err, projectRefused+unknownRefused)
 		}
 		return nil
 	})
