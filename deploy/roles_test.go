@@ -59,6 +59,9 @@ func TestEachRoleDoesOnlyItsJob(t *testing.T) {
 		consumeCommands   = consume(events.StreamAdmin, jetstream.ConsumerConfig{Durable: events.ConsumerRotator, FilterSubject: events.SubjectCommandPrefix + ">", AckPolicy: jetstream.AckExplicitPolicy})
 		auditDecisions    = consume(events.StreamDecisions, bus.AuditDecisionsConsumer(bus.AuditSettings{}))
 		auditAdminEvents  = consume(events.StreamAdmin, bus.AuditAdminConsumer(bus.AuditSettings{}))
+		auditThrottled    = consume(events.StreamThrottled, bus.AuditThrottledConsumer(bus.AuditSettings{}))
+		seeThrottledCons  = consumerInfo(events.StreamThrottled, events.ConsumerAuditThrottled)
+		makeThrottledCons = createConsumer(events.StreamThrottled, bus.AuditThrottledConsumer(bus.AuditSettings{}))
 		makeAuditConsumer = createConsumer(events.StreamDecisions, bus.AuditDecisionsConsumer(bus.AuditSettings{}))
 		seeAuditConsumer  = consumerInfo(events.StreamDecisions, events.ConsumerAuditDecisions)
 		takeAuditDecision = fetch(events.StreamDecisions, events.ConsumerAuditDecisions)
@@ -108,6 +111,8 @@ func TestEachRoleDoesOnlyItsJob(t *testing.T) {
 		{"ingress cannot read admin answers", "ingress", readAdminAnswers, false},
 		{"ingress cannot change the streams", "ingress", changeStreams, false},
 		{"ingress cannot subscribe to everything", "ingress", everything, false},
+		{"ingress cannot consume the throttled counts", "ingress", auditThrottled, false},
+		{"ingress cannot make the auditor's consumer of throttled counts", "ingress", makeThrottledCons, false},
 
 		{"verifier watches the projects", "verifier", watchProjects, true},
 		{"verifier takes attempts", "verifier", consumeAttempts, true},
@@ -153,6 +158,12 @@ func TestEachRoleDoesOnlyItsJob(t *testing.T) {
 
 		{"auditor consumes decisions", "auditor", auditDecisions, true},
 		{"auditor consumes admin events", "auditor", auditAdminEvents, true},
+		{"auditor consumes throttled counts", "auditor", auditThrottled, true},
+		{"auditor sees its consumer of throttled counts", "auditor", seeThrottledCons, true},
+		{"auditor dead-letters throttled counts", "auditor", deadLetter(events.StreamThrottled), true},
+		{"verifier cannot consume throttled counts", "verifier", auditThrottled, false},
+		{"console cannot consume throttled counts", "console", auditThrottled, false},
+		{"audit cannot consume throttled counts", "audit", auditThrottled, false},
 		{"auditor dead-letters decisions", "auditor", deadLetter(events.StreamDecisions), true},
 		{"auditor dead-letters admin events", "auditor", deadLetter(events.StreamAdmin), true},
 		{"auditor checks the streams exist", "auditor", checkStreams, true},
@@ -227,6 +238,8 @@ func TestEachRoleDoesOnlyItsJob(t *testing.T) {
 		{"setup checks the streams exist", "setup", checkStreams, true},
 		{"setup makes the auditor's consumer", "setup", makeAuditConsumer, true},
 		{"setup sees the auditor's consumer", "setup", seeAuditConsumer, true},
+		{"setup makes the auditor's consumer of throttled counts", "setup", makeThrottledCons, true},
+		{"setup sees the auditor's consumer of throttled counts", "setup", seeThrottledCons, true},
 		{"setup cannot take the auditor's decisions", "setup", takeAuditDecision, false},
 		{"setup cannot remove decisions", "setup", purgeStored, false},
 		{"setup cannot read a sealed key", "setup", readSealedKey, false},
@@ -323,9 +336,12 @@ var streamWriters = []struct {
 	{"KV_" + events.BucketConsoleAccounts, "$KV." + events.BucketConsoleAccounts + ".acc_x", []string{"console"}},
 	{"KV_" + events.BucketConsoleSessions, "$KV." + events.BucketConsoleSessions + ".ses_x", []string{"console"}},
 	{"KV_" + events.BucketConsoleTokens, "$KV." + events.BucketConsoleTokens + ".tok_x", []string{"console"}},
+	{events.StreamThrottled, events.ThrottledSubject("ingress.ingress-1"), []string{"ingress"}},
+	{events.StreamThrottled, events.ThrottledSubject("admin.ingress-1"), nil},
 	{events.StreamDeadLetter, events.SubjectDeadLetterPrefix + events.StreamAttempts, []string{"verifier"}},
 	{events.StreamDeadLetter, events.SubjectDeadLetterPrefix + events.StreamDecisions, []string{"auditor"}},
 	{events.StreamDeadLetter, events.SubjectDeadLetterPrefix + events.StreamAdmin, []string{"rotator", "auditor"}},
+	{events.StreamDeadLetter, events.SubjectDeadLetterPrefix + events.StreamThrottled, []string{"auditor"}},
 	{"KV_" + events.BucketProjects, "$KV." + events.BucketProjects + ".proj_x", []string{"rotator"}},
 }
 

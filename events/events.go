@@ -3,6 +3,7 @@ package events
 import (
 	"errors"
 	"fmt"
+	"net/netip"
 	"slices"
 	"strings"
 	"time"
@@ -462,6 +463,83 @@ type Heartbeat struct {
 	// Leaving is set on the last heartbeat of a verifier that stops: it no
 	// longer needs to confirm changes.
 	Leaving bool `json:"leaving,omitempty"`
+}
+
+// ThrottledUnknownProject is the project of a Throttled count whose
+// requests name no project a verifier has decided as existing at the
+// ingress (an unseen projectId, attacker-chosen as often as not), or no
+// project at all (a request refused on its address before its body was
+// read, a connection closed at once): such ids are never recorded one by
+// one, which would let a flood choose the audit's rows.
+const ThrottledUnknownProject = "unknown"
+
+// Throttled is one rolled-up count of the requests an ingress refused over
+// a rate limit (429) or connection cap in one minute, for one project,
+// client address and reason, published on ThrottledSubject(Ingress) once
+// the minute is over (and when the ingress stops) and stored by the
+// auditor. An ingress records at most a bounded number of such keys a
+// minute; the requests of every other key are counted in one Overflow
+// count per reason, so that the counts of a minute always add up to the
+// requests refused. Its JSON Schema is public
+// (schemas/throttled.schema.json).
+type Throttled struct {
+	// SchemaVersion is SchemaVersion.
+	SchemaVersion int `json:"schemaVersion"`
+	// ID identifies the count; it is also the Nats-Msg-Id, so that a
+	// retried publish is stored once, and the audit's de-duplication key.
+	ID string `json:"id"`
+	// Ingress names the ingress instance ("<source>.<instance>").
+	Ingress string `json:"ingress"`
+	// Minute is the start of the minute counted, by the ingress's clock.
+	Minute time.Time `json:"minute"`
+	// ProjectID is the project the requests named, when a verifier has
+	// decided it exists; else ThrottledUnknownProject. Empty on an
+	// overflow count.
+	ProjectID string `json:"projectId"`
+	// ClientIP is the client's address as the limits count it (its /64
+	// for IPv6); empty on an overflow count.
+	ClientIP string `json:"clientIp"`
+	// Reason is why they were refused.
+	Reason Throttle `json:"reason"`
+	// Count is how many requests (or connections) were refused.
+	Count uint64 `json:"count"`
+	// Overflow marks the count of every key over the ingress's bound for
+	// the minute, for this reason.
+	Overflow bool `json:"overflow,omitempty"`
+}
+
+// ErrForgedThrottled means a count of throttled requests does not match
+// the subject it was stored from, or is not one an ingress makes.
+var ErrForgedThrottled = errors.New("throttled count does not match its subject")
+
+// Verify checks a count of throttled requests against the subject it was
+// stored from: NATS lets each ingress publish under its own name only, so
+// a count whose ingress is not its subject's is another's forgery.
+func (e *Throttled) Verify(subject string) error {
+	switch {
+	case !ValidIngress(e.Ingress) || subject != ThrottledSubject(e.Ingress):
+		return fmt.Errorf("%w: ingress %q on %q", ErrForgedThrottled, e.Ingress, subject)
+	case e.ID == "" || e.Minute.IsZero() || e.Count == 0:
+		return fmt.Errorf("%w: no id, minute or count", ErrForgedThrottled)
+	case !slices.Contains(Throttles, e.Reason):
+		return fmt.Errorf("%w: reason %q", ErrForgedThrottled, e.Reason)
+	case e.Overflow && (e.ProjectID != "" || e.ClientIP != ""):
+		return fmt.Errorf("%w: an overflow count names a project or an address", ErrForgedThrottled)
+	case !e.Overflow && !ValidToken(e.ProjectID):
+		return fmt.Errorf("%w: project %q is not a project id", ErrForgedThrottled, e.ProjectID)
+	case e.ClientIP != "" && !validAddress(e.ClientIP):
+		return fmt.Errorf("%w: client IP %q is not an address", ErrForgedThrottled, e.ClientIP)
+	}
+	return nil
+}
+
+// validAddress reports whether s is an IP address or prefix (an IPv6 /64).
+func validAddress(s string) bool {
+	if _, err := netip.ParseAddr(s); err == nil {
+		return true
+	}
+	_, err := netip.ParsePrefix(s)
+	return err == nil
 }
 
 // Metadata is userMetadata: string keys, string values.

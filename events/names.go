@@ -39,6 +39,12 @@ const (
 	// SubjectDeadLetterPrefix starts the subject of a message that can never
 	// be handled; the stream it came from follows.
 	SubjectDeadLetterPrefix = "hissuno.deadletter."
+	// SubjectThrottledPrefix starts the subjects ingresses publish their
+	// rolled-up counts of throttled requests on: SubjectThrottledPrefix +
+	// the ingress ("<source>.<instance>", ThrottledSubject). NATS
+	// permissions let each source's user publish under its own source only,
+	// and the auditor refuses a count whose ingress is not its subject's.
+	SubjectThrottledPrefix = "hissuno.throttled."
 	// SubjectReplyPrefix starts the subjects ingresses receive verifier
 	// replies on: ReplySubject(ingress, attempt id). Verifiers reply to
 	// nothing else, and only to the subject an attempt's ingress names.
@@ -94,6 +100,10 @@ func ValidIngress(s string) bool {
 // ("<source>.<instance>") publishes its attempts on.
 func AttemptSubject(ingress string) string { return SubjectAttempts + "." + ingress }
 
+// ThrottledSubject is the subject an ingress named ingress
+// ("<source>.<instance>") publishes its counts of throttled requests on.
+func ThrottledSubject(ingress string) string { return SubjectThrottledPrefix + ingress }
+
 // SyncSubject is the subject of one verifier's sync endpoint: the rotator
 // asks it there to confirm it holds a project at a KV revision.
 func SyncSubject(instance string) string { return "hissuno.verifier." + instance + ".sync" }
@@ -121,6 +131,12 @@ const (
 	StreamDecisions = "HISSUNO_DECISIONS"
 	// StreamAdmin holds admin commands and admin events.
 	StreamAdmin = "HISSUNO_ADMIN"
+	// StreamThrottled holds the ingresses' counts of throttled requests
+	// (every subject under SubjectThrottledPrefix) until the auditor has
+	// copied them into ClickHouse (interest retention, like decisions). It
+	// is apart from the decisions stream so that it never takes the room
+	// decisions need: a full one refuses counts, never a decision.
+	StreamThrottled = "HISSUNO_THROTTLED"
 	// StreamDeadLetter holds messages that could never be handled, with the
 	// error that stopped them.
 	StreamDeadLetter = "HISSUNO_DEADLETTER"
@@ -134,6 +150,10 @@ const (
 	ConsumerAuditDecisions = "auditor-decisions"
 	// ConsumerAuditAdmin is the auditor's durable consumer of admin events.
 	ConsumerAuditAdmin = "auditor-admin"
+
+	// ConsumerAuditThrottled is the auditor's durable consumer of counts
+	// of throttled requests.
+	ConsumerAuditThrottled = "auditor-throttled"
 
 	// BucketProjects is the KV bucket of project settings and sealed keys,
 	// one entry per project id.

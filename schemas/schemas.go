@@ -44,6 +44,8 @@ const (
 	SyncReply = "sync-reply"
 	// Heartbeat describes events.Heartbeat (hissuno.verifier.heartbeat).
 	Heartbeat = "heartbeat"
+	// Throttled describes events.Throttled (hissuno.throttled.<ingress>).
+	Throttled = "throttled"
 )
 
 // BaseURL starts every schema's $id: BaseURL + name + ".schema.json".

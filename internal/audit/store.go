@@ -392,6 +392,10 @@ const AdminColumns = "event_id, command_id, kind, actor, time, time_us, project_
 	"key_version, previous_key_version, key_fingerprint, grace_seconds, grace_until, user_id, revoked_before, revision, " +
 	"reason, account, client_ip, user_agent"
 
+// ThrottledColumns are the columns of hissuno_throttled, as every insert
+// and query of counts of throttled requests names them.
+const ThrottledColumns = "rollup_id, time, ingress, project_id, client_ip, reason, count, overflow"
+
 // Table describes one audit table: its insert statement and how an event
 // becomes a row.
 type Table struct {
@@ -427,6 +431,29 @@ var AdminTable = Table{
 	id:     "event_id",
 	key:    [3]int{6, 4, 0},
 	row:    adminRow,
+}
+
+// ThrottledTable is hissuno_throttled: one row per count of throttled
+// requests (events.Throttled).
+var ThrottledTable = Table{
+	name:   "hissuno_throttled",
+	insert: "INSERT INTO hissuno_throttled (" + ThrottledColumns + ")",
+	id:     "rollup_id",
+	key:    [3]int{3, 1, 0},
+	row:    throttledRow,
+}
+
+func throttledRow(subject string, data []byte) ([]any, error) {
+	var e events.Throttled
+	if err := json.Unmarshal(data, &e); err != nil {
+		return nil, fmt.Errorf("throttled count is not valid JSON: %w", err)
+	}
+	if err := e.Verify(subject); err != nil {
+		return nil, err
+	}
+	return []any{
+		e.ID, e.Minute.UTC().Truncate(time.Second), e.Ingress, e.ProjectID, e.ClientIP, string(e.Reason), e.Count, boolUint8(e.Overflow),
+	}, nil
 }
 
 func decisionRow(subject string, data []byte) ([]any, error) {

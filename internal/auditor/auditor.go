@@ -1,5 +1,5 @@
-// Package auditor is the role that copies every decision and admin event
-// from JetStream into ClickHouse, and the queries security teams run on it.
+// Package auditor is the role that copies every decision, admin event and
+// count of throttled requests from JetStream into ClickHouse, and the queries security teams run on it.
 //
 // It acknowledges a message only after the insert holding it succeeded, and
 // that ack is what removes a decision from the decisions stream (interest
@@ -221,6 +221,7 @@ type source struct {
 var sources = []source{
 	{stream: events.StreamDecisions, consumer: events.ConsumerAuditDecisions, config: bus.AuditDecisionsConsumer, table: audit.DecisionsTable},
 	{stream: events.StreamAdmin, consumer: events.ConsumerAuditAdmin, config: bus.AuditAdminConsumer, table: audit.AdminTable},
+	{stream: events.StreamThrottled, consumer: events.ConsumerAuditThrottled, config: bus.AuditThrottledConsumer, table: audit.ThrottledTable},
 }
 
 // Auditor is the auditor role.
@@ -312,7 +313,7 @@ func (a *Auditor) Run(ctx context.Context) error {
 	wg.Go(func() { a.keepRetention(ctx) })
 	a.log.Info().Int("batch_size", a.cfg.BatchSize).Dur("batch_wait", a.cfg.BatchWait).
 		Str("decision_retention", audit.FormatRetention(a.cfg.DecisionRetention)).Str("admin_retention", audit.FormatRetention(a.cfg.AdminRetention)).
-		Msg("auditor copying decisions and admin events to ClickHouse")
+		Msg("auditor copying decisions, admin events and counts of throttled requests to ClickHouse")
 	errs := make([]error, len(sources))
 	for i, src := range sources {
 		wg.Go(func() { errs[i] = worker.RunBatches(ctx, loops[i], a.storeBatch(src)) })

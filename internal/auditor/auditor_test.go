@@ -264,7 +264,7 @@ func TestMigrate(t *testing.T) {
 	for _, m := range all {
 		names = append(names, m.Name)
 	}
-	wantNames := []string{"0001_decisions.sql", "0002_admin_events.sql", "0003_admin_event_context.sql", "0005_merge_duplicates.sql"}
+	wantNames := []string{"0001_decisions.sql", "0002_admin_events.sql", "0003_admin_event_context.sql", "0004_throttled.sql", "0005_merge_duplicates.sql"}
 	if !slices.Equal(names, wantNames) {
 		t.Fatalf("migrations %v, want %v", names, wantNames)
 	}
@@ -299,7 +299,7 @@ func TestMigrate(t *testing.T) {
 		}
 		return out
 	}
-	want := map[uint32]string{1: "0001_decisions.sql", 2: "0002_admin_events.sql", 3: "0003_admin_event_context.sql", 5: "0005_merge_duplicates.sql"}
+	want := map[uint32]string{1: "0001_decisions.sql", 2: "0002_admin_events.sql", 3: "0003_admin_event_context.sql", 4: "0004_throttled.sql", 5: "0005_merge_duplicates.sql"}
 	if got := recorded(); fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("hissuno_migrations holds %v, want %v", got, want)
 	}
@@ -325,6 +325,7 @@ func TestMigrate(t *testing.T) {
 	}{
 		{name: "decisions", table: "hissuno_decisions", columns: audit.DecisionColumns},
 		{name: "admin events", table: "hissuno_admin_events", columns: audit.AdminColumns},
+		{name: "throttled", table: "hissuno_throttled", columns: audit.ThrottledColumns},
 		{name: "migrations", table: "hissuno_migrations", columns: "version, name, applied_at"},
 	}
 	for _, tt := range tests {
@@ -373,7 +374,7 @@ func TestMigrateUpgrade(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Migrate over 0002: %v", err)
 	}
-	if want := []string{"0003_admin_event_context.sql", "0005_merge_duplicates.sql"}; !slices.Equal(applied, want) {
+	if want := []string{"0003_admin_event_context.sql", "0004_throttled.sql", "0005_merge_duplicates.sql"}; !slices.Equal(applied, want) {
 		t.Errorf("Migrate over 0002 applied %v, want %v", applied, want)
 	}
 	recs, err := audit.AdminEvents(ctx, conn, audit.Filter{Since: time.Now().Add(-time.Hour)})

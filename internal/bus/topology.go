@@ -32,6 +32,12 @@ type Topology struct {
 	// ingress 503) rather than drop audit records. Size it for the longest
 	// ClickHouse outage to ride out (README, "ClickHouse outages").
 	DecisionsMaxBytes int64
+	// ThrottledMaxBytes bounds the counts of throttled requests the
+	// auditor has not stored yet (interest retention, like decisions; they
+	// wait as long as DecisionsMaxAge). A full stream refuses new counts
+	// (the ingress keeps and retries them a while, then drops them): never
+	// a decision. Default DefaultThrottledMaxBytes.
+	ThrottledMaxBytes int64
 	// AdminMaxAge is how long admin commands and events stay; zero keeps them.
 	AdminMaxAge time.Duration
 	// DuplicateWindow is how long a Nats-Msg-Id is remembered for
@@ -45,6 +51,9 @@ const (
 	DefaultReplicas          = 1
 	DefaultDecisionsMaxAge   = 30 * 24 * time.Hour
 	DefaultDecisionsMaxBytes = 8 << 30
+	// DefaultThrottledMaxBytes holds about 4 million counts: a month of
+	// ClickHouse outage for an ingress writing 100 a minute.
+	DefaultThrottledMaxBytes = 1 << 30
 )
 
 // SetDefaults fills unset fields.
@@ -67,6 +76,9 @@ func (t *Topology) SetDefaults() {
 	if t.DuplicateWindow == 0 {
 		t.DuplicateWindow = 2 * time.Minute
 	}
+	if t.ThrottledMaxBytes == 0 {
+		t.ThrottledMaxBytes = DefaultThrottledMaxBytes
+	}
 }
 
 // Validate checks the sizes.
@@ -84,6 +96,8 @@ func (t Topology) Validate() error {
 		return fmt.Errorf("the duplicate window must be longer than %s, the span verifiers accept an attempt in", events.AttemptWindow+events.AttemptClockSkew)
 	case t.DecisionsMaxBytes < 1<<20:
 		return errors.New("the decisions stream needs at least 1 MiB")
+	case t.ThrottledMaxBytes < 1<<20:
+		return errors.New("the throttled stream needs at least 1 MiB")
 	}
 	return nil
 }
@@ -117,6 +131,21 @@ func (t Topology) Streams() []jetstream.StreamConfig {
 			Replicas:   t.Replicas,
 			MaxAge:     t.DecisionsMaxAge,
 			MaxBytes:   t.DecisionsMaxBytes,
+			Discard:    jetstream.DiscardNew,
+			Duplicates: t.DuplicateWindow,
+		},
+		{
+			Name:        events.StreamThrottled,
+			Description: "The ingresses' counts of throttled requests, a bounded number a minute, until the auditor has stored them in ClickHouse",
+			Subjects:    []string{events.SubjectThrottledPrefix + ">"},
+			// Interest, as decisions: the auditor's durable consumer
+			// (made by Ensure before the stream keeps anything) acks a
+			// count after its insert, which removes it.
+			Retention:  jetstream.InterestPolicy,
+			Storage:    jetstream.FileStorage,
+			Replicas:   t.Replicas,
+			MaxAge:     t.DecisionsMaxAge,
+			MaxBytes:   t.ThrottledMaxBytes,
 			Discard:    jetstream.DiscardNew,
 			Duplicates: t.DuplicateWindow,
 		},
@@ -220,6 +249,14 @@ func AuditAdminConsumer(s AuditSettings) jetstream.ConsumerConfig {
 		"The auditor copies admin events into ClickHouse", s)
 }
 
+// AuditThrottledConsumer is the configuration of the auditor's durable
+// consumer of counts of throttled requests; like that of decisions, its
+// ack after the insert removes a count from its stream.
+func AuditThrottledConsumer(s AuditSettings) jetstream.ConsumerConfig {
+	return auditConsumer(events.ConsumerAuditThrottled, events.SubjectThrottledPrefix+">",
+		"The auditor copies counts of throttled requests into ClickHouse; its ack, after the insert, removes a count from the stream", s)
+}
+
 func auditConsumer(durable, filter, description string, s AuditSettings) jetstream.ConsumerConfig {
 	s.setDefaults()
 	return jetstream.ConsumerConfig{
@@ -259,8 +296,9 @@ func FollowDecisions(deliver jetstream.DeliverPolicy) jetstream.ConsumerConfig {
 }
 
 // Ensure creates or updates the streams and the bucket, and creates the
-// auditor's consumer of decisions when it is missing, so that decisions made
-// before any auditor ran wait for it. Every role may call it at start; it is
+// auditor's consumers of decisions and of counts of throttled requests when
+// they are missing, so that those recorded before any auditor ran wait for
+// it. Every role may call it at start; it is
 // idempotent.
 func Ensure(ctx context.Context, js jetstream.JetStream, t Topology) error {
 	t.SetDefaults()
@@ -269,9 +307,12 @@ func Ensure(ctx context.Context, js jetstream.JetStream, t Topology) error {
 	}
 	for _, cfg := range t.Streams() {
 		var err error
-		if cfg.Name == events.StreamDecisions {
+		switch cfg.Name {
+		case events.StreamDecisions:
 			err = ensureInterest(ctx, js, cfg, AuditDecisionsConsumer(AuditSettings{}))
-		} else {
+		case events.StreamThrottled:
+			err = ensureInterest(ctx, js, cfg, AuditThrottledConsumer(AuditSettings{}))
+		default:
 			_, err = js.CreateOrUpdateStream(ctx, cfg)
 		}
 		if err != nil {

@@ -27,8 +27,9 @@ import (
 )
 
 const auditUsage = `hissuno audit query [--project ID] [--since 24h] [--until TIME] [--decision D] [--reason R]
-                    [--user U] [--origin O] [--limit N] [--format table|json|csv] [--admin]
+                    [--user U] [--origin O] [--limit N] [--format table|json|csv] [--admin | --throttled]
        hissuno audit stats [--project ID] [--since 24h] [--by decision|reason|origin|user|hour]
+       hissuno audit stats --throttled [--project ID] [--since 24h] [--reason R] [--by reason|project|ip|hour]
        hissuno audit tail [--project ID] [--format table|json]
        hissuno audit migrate`
 
@@ -122,6 +123,27 @@ func (f *filterFlags) filter(now time.Time) (audit.Filter, error) {
 		UserID: f.user, Origin: f.origin, Limit: f.limit}, nil
 }
 
+// throttledOr is the filter of the flags: of counts of throttled requests
+// when throttled (--reason a throttle reason; no decision, user or origin,
+// which such counts do not have), else filter's.
+func (f *filterFlags) throttledOr(throttled bool, now time.Time) (audit.Filter, error) {
+	if !throttled {
+		return f.filter(now)
+	}
+	if f.decision != "" || f.user != "" || f.origin != "" {
+		return audit.Filter{}, errors.New("--throttled counts have no decision, user or origin: drop --decision, --user and --origin")
+	}
+	reason := f.reason
+	if reason != "" && !slices.Contains(events.Throttles, events.Throttle(reason)) {
+		return audit.Filter{}, fmt.Errorf("--reason %q is not a throttle reason: with --throttled use ip_rate, project_rate, unseen_project_rate, ip_connections or connections", reason)
+	}
+	g := *f
+	g.reason = ""
+	filter, err := g.filter(now)
+	filter.Reason = reason
+	return filter, err
+}
+
 // The times the audit can hold: ClickHouse's DateTime counts seconds from
 // 1970 in 32 unsigned bits. A time outside them cannot be asked for (the
 // query would clamp or wrap it and answer nothing, or everything, in
@@ -174,10 +196,14 @@ func auditQuery(env Env, args []string) error {
 	fs := newFlags("audit query", auditUsage, env.Stderr)
 	f.register(fs, true)
 	admin := fs.Bool("admin", false, "show admin events (project created or updated, key rotated, user revoked) instead of decisions")
+	throttled := fs.Bool("throttled", false, "show the counts of requests the ingresses refused (429, or a connection closed at once) per minute, project (unknown: a projectId no verifier had known), client IP and reason, instead of decisions")
 	if _, err := parse(fs, args); err != nil {
 		return err
 	}
-	filter, err := f.filter(time.Now())
+	if *admin && *throttled {
+		return errors.New("--admin and --throttled show different records: give one of them")
+	}
+	filter, err := f.throttledOr(*throttled, time.Now())
 	if err != nil {
 		return err
 	}
@@ -195,6 +221,13 @@ func auditQuery(env Env, args []string) error {
 			return err
 		}
 		return adminListing.write(env.Stdout, f.format, recs)
+	}
+	if *throttled {
+		recs, err := audit.Throttled(env.Ctx, c, filter)
+		if err != nil {
+			return err
+		}
+		return throttledListing.write(env.Stdout, f.format, recs)
 	}
 	recs, err := audit.Decisions(env.Ctx, c, filter)
 	if err != nil {
@@ -341,6 +374,37 @@ var adminListing = listing[audit.AdminRecord]{
 	none: "(no admin events match; widen --since or drop a filter)",
 }
 
+var throttledListing = listing[audit.ThrottledRecord]{
+	csv: []field[audit.ThrottledRecord]{
+		{"id", func(r audit.ThrottledRecord) string { return r.ID }},
+		{"time", func(r audit.ThrottledRecord) string { return r.Time.Format(time.RFC3339) }},
+		{"ingress", func(r audit.ThrottledRecord) string { return r.Ingress }},
+		{"projectId", func(r audit.ThrottledRecord) string { return r.ProjectID }},
+		{"clientIp", func(r audit.ThrottledRecord) string { return r.ClientIP }},
+		{"reason", func(r audit.ThrottledRecord) string { return r.Reason }},
+		{"count", func(r audit.ThrottledRecord) string { return strconv.FormatUint(r.Count, 10) }},
+		{"overflow", func(r audit.ThrottledRecord) string { return strconv.FormatBool(r.Overflow) }},
+	},
+	table: []field[audit.ThrottledRecord]{
+		{"MINUTE", func(r audit.ThrottledRecord) string { return r.Time.Format("2006-01-02 15:04") }},
+		{"PROJECT", func(r audit.ThrottledRecord) string { return overflowOr(r, r.ProjectID) }},
+		{"CLIENT IP", func(r audit.ThrottledRecord) string { return overflowOr(r, dash(r.ClientIP)) }},
+		{"REASON", func(r audit.ThrottledRecord) string { return r.Reason }},
+		{"COUNT", func(r audit.ThrottledRecord) string { return strconv.FormatUint(r.Count, 10) }},
+		{"INGRESS", func(r audit.ThrottledRecord) string { return r.Ingress }},
+	},
+	none: "(no throttled requests match; widen --since or drop a filter)",
+}
+
+// overflowOr is how a table shows a key of an overflow count: the
+// requests of every key over the ingress's bound that minute.
+func overflowOr(r audit.ThrottledRecord, s string) string {
+	if r.Overflow {
+		return audit.KeyOverflow
+	}
+	return s
+}
+
 // adminDetail says in a table what an admin event changed.
 func adminDetail(r audit.AdminRecord) string {
 	switch r.Kind {
@@ -385,14 +449,21 @@ func auditStats(env Env, args []string) error {
 	var f filterFlags
 	fs := newFlags("audit stats", auditUsage, env.Stderr)
 	f.register(fs, false)
-	by := fs.String("by", "decision", "group by decision, reason, origin, user or hour")
+	by := fs.String("by", "decision", "group by decision, reason, origin, user or hour; with --throttled by reason (the default), project, ip or hour")
+	throttled := fs.Bool("throttled", false, "add up the requests the ingresses refused (429, or a connection closed at once) instead of counting decisions")
 	if _, err := parse(fs, args); err != nil {
 		return err
 	}
-	if !slices.Contains(audit.Groups, audit.Group(*by)) {
+	if *throttled && *by == "decision" {
+		*by = string(audit.ThrottledByReason)
+	}
+	switch {
+	case *throttled && !slices.Contains(audit.ThrottledGroups, audit.Group(*by)):
+		return fmt.Errorf("--by %q: with --throttled use reason, project, ip or hour", *by)
+	case !*throttled && !slices.Contains(audit.Groups, audit.Group(*by)):
 		return fmt.Errorf("--by %q: use decision, reason, origin, user or hour", *by)
 	}
-	filter, err := f.filter(time.Now())
+	filter, err := f.throttledOr(*throttled, time.Now())
 	if err != nil {
 		return err
 	}
@@ -404,7 +475,11 @@ func auditStats(env Env, args []string) error {
 		return err
 	}
 	defer c.Close()
-	stats, err := audit.Stats(env.Ctx, c, filter, audit.Group(*by))
+	count := audit.Stats
+	if *throttled {
+		count = audit.ThrottledStats
+	}
+	stats, err := count(env.Ctx, c, filter, audit.Group(*by))
 	if err != nil {
 		return err
 	}

@@ -850,7 +850,7 @@ func TestAuditMigrate(t *testing.T) {
 	if r.code != 0 {
 		t.Fatalf("audit migrate\n%s", r)
 	}
-	if want := "applied 0001_decisions.sql\napplied 0002_admin_events.sql\napplied 0003_admin_event_context.sql\napplied 0005_merge_duplicates.sql\n"; r.stdout != want {
+	if want := "applied 0001_decisions.sql\napplied 0002_admin_events.sql\napplied 0003_admin_event_context.sql\napplied 0004_throttled.sql\napplied 0005_merge_duplicates.sql\n"; r.stdout != want {
 		t.Errorf("first audit migrate printed %q, want %q", r.stdout, want)
 	}
 	for range 2 {

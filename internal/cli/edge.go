@@ -15,6 +15,7 @@ type edgeFlags struct {
 	trusted prefixList
 	limits  ingress.Limits
 	conns   ingress.Config // only its connection fields
+	rollup  ingress.Rollup
 }
 
 func (e *edgeFlags) register(fs *flag.FlagSet) {
@@ -33,12 +34,14 @@ func (e *edgeFlags) register(fs *flag.FlagSet) {
 	fs.DurationVar(&c.ReadTimeout, "read-timeout", ingress.DefaultReadTimeout, "time to send a whole request, body included [HISSUNO_READ_TIMEOUT]")
 	fs.DurationVar(&c.IdleTimeout, "idle-timeout", ingress.DefaultIdleTimeout, "a keep-alive connection idle that long is closed [HISSUNO_IDLE_TIMEOUT]")
 	fs.IntVar(&l.Keys, "rate-keys", ingress.DefaultLimitKeys, "client IPs, and projects, whose buckets are kept (about 150 B each); the least recently seen go first [HISSUNO_RATE_KEYS]")
+	fs.IntVar(&e.rollup.Keys, "throttled-keys", ingress.DefaultRollupKeys, "(project, client IP, reason) keys of throttled requests counted apart a minute for the audit; the rest are counted in one overflow row per reason [HISSUNO_THROTTLED_KEYS]")
 }
 
 // apply sets the ingress configuration from the flags.
 func (e *edgeFlags) apply(cfg *ingress.Config) {
 	cfg.TrustedProxies = e.trusted
 	cfg.Limits = e.limits
+	cfg.Rollup.Keys = e.rollup.Keys
 	cfg.MaxConns, cfg.MaxConnsPerIP = e.conns.MaxConns, e.conns.MaxConnsPerIP
 	cfg.ReadHeaderTimeout, cfg.ReadTimeout, cfg.IdleTimeout = e.conns.ReadHeaderTimeout, e.conns.ReadTimeout, e.conns.IdleTimeout
 }

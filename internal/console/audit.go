@@ -124,6 +124,32 @@ type adminEventsOutput struct {
 	Body audit.AdminPage
 }
 
+type throttledInput struct {
+	Project string    `query:"project" maxLength:"64" doc:"Only this project id; unknown: projectIds no verifier had decided (owners and accounts not limited to projects only)."`
+	Since   time.Time `query:"since" doc:"From this time (RFC 3339); default 24 hours ago."`
+	Until   time.Time `query:"until" doc:"Up to this time (RFC 3339), excluded; default now."`
+	Reason  string    `query:"reason" enum:"ip_rate,project_rate,unseen_project_rate,ip_connections,connections" doc:"Only this throttle reason."`
+	Limit   int       `query:"limit" minimum:"1" maximum:"1000" doc:"Counts listed, the newest minute and the largest count first; default 100. The totals cover every count."`
+}
+
+// ThrottledTraffic is what the ingresses refused (429, or a connection
+// closed at once): their counts per minute, project, client IP and reason,
+// and the requests refused by reason over the whole range.
+type ThrottledTraffic struct {
+	Since time.Time `json:"since"`
+	Until time.Time `json:"until"`
+	// Items are the counts, newest minute first, at most limit of them.
+	Items []audit.ThrottledRecord `json:"items"`
+	// ByReason adds up every count of the range by reason.
+	ByReason []audit.Stat `json:"byReason"`
+	// Total is the requests refused in the range: the sum of ByReason.
+	Total uint64 `json:"total"`
+}
+
+type throttledOutput struct {
+	Body ThrottledTraffic
+}
+
 type usersInput struct {
 	ProjectPath
 	Since time.Time `query:"since" doc:"Default 30 days ago."`
@@ -274,6 +300,48 @@ func (c *Console) registerAudit(api huma.API) {
 			return nil, c.auditError("list admin events", err)
 		}
 		return &adminEventsOutput{Body: page}, nil
+	})
+
+	register(api, huma.Operation{
+		OperationID: "list-throttled", Method: http.MethodGet, Path: APIPrefix + "/audit/throttled", Tags: tags,
+		Summary: "List throttled traffic",
+		Description: "The requests the ingresses refused over a rate limit (429) or a connection cap, counted per minute, project, client IP and reason " +
+			"(at most a bounded number of keys a minute per ingress; the rest in one overflow count per reason), and their totals by reason. " +
+			"Project unknown holds the projectIds no verifier had decided, which a flood chooses: an account limited to projects sees only its projects' counts, never unknown or overflow ones.",
+		Errors: []int{http.StatusNotFound, http.StatusUnprocessableEntity, http.StatusServiceUnavailable},
+	}, permReadAudit, func(ctx context.Context, p *principal, in *throttledInput) (*throttledOutput, error) {
+		if in.Project != "" && !p.canSee(in.Project) {
+			c.denied(ctx, p, "throttled traffic of project "+in.Project+" is outside the account's projects")
+			return nil, huma.Error404NotFound("no project " + in.Project)
+		}
+		f := audit.Filter{ProjectID: in.Project, Projects: p.scope(), Since: in.Since, Until: in.Until, Reason: in.Reason, Limit: in.Limit}
+		if f.Since.IsZero() {
+			f.Since = c.cfg.Clock().Add(-24 * time.Hour)
+		}
+		if f.Until.IsZero() {
+			f.Until = c.cfg.Clock()
+		}
+		if !f.Until.After(f.Since) {
+			return nil, huma.Error422UnprocessableEntity("until must be after since")
+		}
+		conn, err := c.auditConnOrError(ctx)
+		if err != nil {
+			return nil, err
+		}
+		items, err := audit.Throttled(ctx, conn, f)
+		if err != nil {
+			return nil, c.auditError("list throttled traffic", err)
+		}
+		f.Limit = 0
+		byReason, err := audit.ThrottledStats(ctx, conn, f, audit.ThrottledByReason)
+		if err != nil {
+			return nil, c.auditError("add up throttled traffic", err)
+		}
+		out := ThrottledTraffic{Since: f.Since, Until: f.Until, Items: nonNilSlice(items), ByReason: nonNilSlice(byReason)}
+		for _, s := range byReason {
+			out.Total += s.Count
+		}
+		return &throttledOutput{Body: out}, nil
 	})
 
 	register(api, huma.Operation{

@@ -154,6 +154,9 @@ var roleTable = map[string]roleOp{
 	"list-admin-events": {readers, func(t *testing.T, f *roleFixture, c *caller) *resp {
 		return c.c.do(t, http.MethodGet, "/api/v1/audit/admin-events?project="+f.project, nil)
 	}},
+	"list-throttled": {readers, func(t *testing.T, f *roleFixture, c *caller) *resp {
+		return c.c.do(t, http.MethodGet, "/api/v1/audit/throttled?project="+f.project, nil)
+	}},
 	"list-users": {readers, func(t *testing.T, f *roleFixture, c *caller) *resp {
 		return c.c.do(t, http.MethodGet, "/api/v1/projects/"+f.project+"/users", nil)
 	}},

@@ -38,7 +38,8 @@ var projectScope = map[string]scopeKind{
 	"list-tokens": unscoped, "create-token": unscoped, "revoke-token": unscoped,
 	"list-projects": listing, "create-project": creating,
 	"list-decisions": byQuery, "decision-series": byQuery, "top-values": byQuery, "list-admin-events": byQuery, "export-decisions": byQuery,
-	"get-decision": byDecision,
+	"list-throttled": byQuery,
+	"get-decision":   byDecision,
 }
 
 // TestProjectScoping: an account and an API token limited to project A get
@@ -125,7 +126,7 @@ func TestProjectScoping(t *testing.T) {
 			// What it lists never shows B.
 			for _, path := range []string{
 				"/api/v1/projects", "/api/v1/audit/decisions", "/api/v1/audit/series?bucket=minute&split=reason", "/api/v1/audit/top?by=user",
-				"/api/v1/audit/top?by=origin", "/api/v1/audit/admin-events", "/api/v1/projects/" + a + "/users",
+				"/api/v1/audit/top?by=origin", "/api/v1/audit/admin-events", "/api/v1/projects/" + a + "/users", "/api/v1/audit/throttled",
 			} {
 				r := c.c.do(t, http.MethodGet, path, nil).want(t, http.StatusOK)
 				if contains(r.body, b) {

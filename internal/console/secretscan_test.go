@@ -267,6 +267,26 @@ func TestNoSecretInLogsAuditOrBuckets(t *testing.T) {
 	})
 	e.storedEvents(t, 3, events.AdminSignedOut)
 	e.storedEvents(t, 1, events.AdminUserRevoked)
+	// A count of throttled requests, as an ingress publishes it (its
+	// fields are ids, addresses and reasons: nothing a client writes).
+	thr, err := json.Marshal(events.Throttled{SchemaVersion: events.SchemaVersion, ID: "thr_scan_0", Ingress: "ingress.scan", Minute: time.Now().UTC().Truncate(time.Minute),
+		ProjectID: events.ThrottledUnknownProject, ClientIP: "198.51.100.7", Reason: events.ThrottleUnseenProject, Count: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ijs, err := jetstream.New(stacktest.ConnectAs(t, e.st, "ingress"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ijs.Publish(stacktest.Context(t, 10*time.Second), events.ThrottledSubject("ingress.scan"), thr); err != nil {
+		t.Fatalf("publish a throttled count: %v", err)
+	}
+	stacktest.Eventually(t, 30*time.Second, "the throttled count in ClickHouse", func() error {
+		if n := stacktest.Count(t, e.ch, "SELECT count() FROM hissuno_throttled"); n == 0 {
+			return fmt.Errorf("not stored yet")
+		}
+		return nil
+	})
 
 	// The scan. Every log line of every role:
 	lines := strings.Split(e.logs.String(), "\n")

@@ -19,6 +19,10 @@ type connLimiter struct {
 	net.Listener
 	total, perIP int // ≤ 0: no cap
 	trusted      *clientip.Resolver
+	// refused, when set, is told of each connection closed at once: the
+	// client address as the limits count it ("" when the peer is none)
+	// and why.
+	refused func(ip string, why events.Throttle)
 
 	mu   sync.Mutex
 	n    int
@@ -37,12 +41,19 @@ func (l *connLimiter) Accept() (net.Conn, error) {
 		if err != nil {
 			return nil, err
 		}
-		key := ""
-		if a, ok := clientip.Peer(c.RemoteAddr().String()); ok && l.perIP > 0 && !l.trusted.Trusted(a) {
-			key = ipKey(a)
+		key, peer := "", ""
+		a, ok := clientip.Peer(c.RemoteAddr().String())
+		if ok {
+			peer = ipKey(a)
+		}
+		if ok && l.perIP > 0 && !l.trusted.Trusted(a) {
+			key = peer
 		}
 		if why, ok := l.acquire(key); !ok {
 			metrics.IngressThrottled.WithLabelValues(string(why)).Inc()
+			if l.refused != nil {
+				l.refused(peer, why)
+			}
 			_ = c.Close()
 			continue
 		}

@@ -102,6 +102,10 @@ type Config struct {
 	// Limits are the rate limits checked before anything is published;
 	// zero fields get defaults (DefaultIPLimit, …), NoLimits turns them off.
 	Limits Limits
+	// Rollup bounds and times the counts of throttled requests published
+	// for the audit (events.Throttled); zero fields get defaults
+	// (DefaultRollupKeys keys a minute, published every minute).
+	Rollup Rollup
 }
 
 func (c *Config) setDefaults() {
@@ -127,6 +131,7 @@ func (c *Config) setDefaults() {
 		c.Clock = time.Now
 	}
 	c.Limits.setDefaults()
+	c.Rollup.setDefaults()
 	for _, d := range []struct {
 		v   *int
 		def int
@@ -165,6 +170,9 @@ func (c Config) Validate() error {
 	case c.ReadTimeout < c.ReadHeaderTimeout:
 		return errors.New("ingress: the read timeout bounds the whole request, headers included: it must be at least the header timeout")
 	}
+	if err := c.Rollup.validate(); err != nil {
+		return err
+	}
 	return c.Limits.validate()
 }
 
@@ -175,6 +183,10 @@ type Ingress struct {
 	js     jetstream.JetStream
 	ips    *clientip.Resolver
 	limits *limiter
+	rollup *rollup
+
+	unsentMu sync.Mutex         // one publishing of the rollup at a time
+	unsent   []events.Throttled // counts JetStream has not taken yet
 
 	name        string // in attempts: events.IngressName(source, instance)
 	subject     string // attempts are published on it
@@ -203,6 +215,7 @@ func New(cfg Config, log zerolog.Logger) (*Ingress, error) {
 		js:          js,
 		ips:         clientip.New(cfg.TrustedProxies),
 		limits:      newLimiter(cfg.Limits),
+		rollup:      newRollup(cfg.Rollup.Keys),
 		name:        events.IngressName(cfg.Source, cfg.Instance),
 		subject:     events.AttemptSubject(events.IngressName(cfg.Source, cfg.Instance)),
 		replyPrefix: events.ReplySubject(events.IngressName(cfg.Source, cfg.Instance), ""),
@@ -278,7 +291,12 @@ func (in *Ingress) Run(ctx context.Context) error {
 		MaxHeaderBytes:    32 << 10,
 	}
 	in.addr = ln.Addr().String()
-	ln = newConnLimiter(ln, in.cfg.MaxConns, in.cfg.MaxConnsPerIP, in.ips)
+	cl := newConnLimiter(ln, in.cfg.MaxConns, in.cfg.MaxConnsPerIP, in.ips)
+	cl.refused = func(ip string, why events.Throttle) {
+		in.rollup.add(in.cfg.Clock(), events.ThrottledUnknownProject, ip, why)
+	}
+	ln = cl
+	wg.Go(func() { in.publishRollupsEvery(sweepCtx) })
 	close(in.listening)
 	errc := make(chan error, 1)
 	wg.Go(func() { errc <- srv.Serve(ln) })
@@ -290,7 +308,15 @@ func (in *Ingress) Run(ctx context.Context) error {
 	}
 	shutCtx, cancel := context.WithTimeout(context.Background(), in.cfg.Deadline+5*time.Second)
 	defer cancel()
-	if err := srv.Shutdown(shutCtx); err != nil {
+	err = srv.Shutdown(shutCtx)
+	// The counts of throttled requests so far, the current minute's too:
+	// the ingress answers nothing more.
+	stopSweep()
+	wg.Wait()
+	if n := in.publishRollups(context.Background(), true); n > 0 {
+		in.log.Info().Int("counts", n).Msg("counts of throttled requests published")
+	}
+	if err != nil {
 		return fmt.Errorf("ingress: shutdown: %w", err)
 	}
 	in.log.Info().Msg("ingress stopped")
@@ -321,8 +347,12 @@ func (in *Ingress) serveConnect(w http.ResponseWriter, r *http.Request) {
 	// The limits come before anything is published: the address's before
 	// the body is read, the project's once it is.
 	ip, ipOK := in.ips.ClientIP(r.RemoteAddr, r.Header)
+	ipText := ""
+	if ipOK {
+		ipText = ipKey(ip)
+	}
 	if ok, after := in.limits.allowIP(ip, ipOK, in.cfg.Clock()); !ok {
-		writeThrottled(w, events.ThrottleIP, after)
+		in.throttled(w, events.ThrottledUnknownProject, ipText, events.ThrottleIP, after)
 		return
 	}
 	a, err := in.parse(r, ip, ipOK)
@@ -331,7 +361,11 @@ func (in *Ingress) serveConnect(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if ok, after, why := in.limits.allowProject(a.ProjectID, in.cfg.Clock()); !ok {
-		writeThrottled(w, why, after)
+		project := a.ProjectID
+		if why != events.ThrottleProject {
+			project = events.ThrottledUnknownProject
+		}
+		in.throttled(w, project, ipText, why, after)
 		return
 	}
 	body, repliedAt, status, err := in.roundTrip(r.Context(), a, start)

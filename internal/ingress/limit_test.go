@@ -15,7 +15,7 @@ import (
 // BenchmarkThrottled is the ingress's whole work on a request over its
 // client's rate: the client address, the bucket, the 429.
 func BenchmarkThrottled(b *testing.B) {
-	in := &Ingress{cfg: Config{Clock: time.Now}, ips: clientip.New(nil),
+	in := &Ingress{cfg: Config{Clock: time.Now}, ips: clientip.New(nil), rollup: newRollup(DefaultRollupKeys),
 		limits: newLimiter(Limits{IP: throttle.Limit{Rate: 1e-9, Burst: 1}, Project: throttle.Limit{Rate: -1}, Unseen: throttle.Limit{Rate: -1}, Keys: 1000})}
 	body := []byte(`{"projectId":"proj_flood"}`)
 	r := httptest.NewRequest(http.MethodPost, ConnectPath, nil)

@@ -110,6 +110,13 @@ var (
 		Name: "hissuno_ingress_throttled_total",
 		Help: "Requests answered 429 and connections closed at once by the ingress, by reason (ip_rate, project_rate, unseen_project_rate, ip_connections, connections).",
 	}, []string{"reason"})
+	// IngressThrottledRollupsDropped counts the counts of throttled
+	// requests an ingress dropped after JetStream had not taken them for
+	// minutes.
+	IngressThrottledRollupsDropped = promauto.NewCounter(prometheus.CounterOpts{
+		Name: "hissuno_ingress_throttled_rollups_dropped_total",
+		Help: "Counts of throttled requests (audit rollups) the ingress dropped because JetStream did not take them for minutes.",
+	})
 	// Rotations counts key rotations by result (confirmed: every live
 	// verifier confirmed; unconfirmed: some did not in time).
 	Rotations = promauto.NewCounterVec(prometheus.CounterOpts{

@@ -398,6 +398,16 @@ func (s *Stack) waitReady(ctx context.Context) error {
 	}
 }
 
+// StopIngress stops the ingress only: it stops taking requests, finishes
+// those in flight and publishes its counts of throttled requests; the other
+// roles and the server keep running until Stop.
+func (s *Stack) StopIngress() {
+	if s.ingressStop != nil {
+		s.ingressStop()
+		<-s.ingressDone
+	}
+}
+
 // Stop shuts down in order: the ingress stops taking requests and finishes
 // those in flight; then the verifiers finish what they hold and the other
 // roles stop; then the connections and the server close.

@@ -197,7 +197,7 @@ async function refresh({ quiet = false } = {}) {
   const s = state();
   const w = windowOf(s);
   if (!w || w.until <= w.since) {
-    for (const id of ['chart', 'top-reasons', 'top-origins', 'decisions']) empty(byId(id), 'Pick a valid time range.', '"From" must be before "Until".');
+    for (const id of ['chart', 'top-reasons', 'top-origins', 'decisions', 'throttled']) empty(byId(id), 'Pick a valid time range.', '"From" must be before "Until".');
     fill(byId('totals'), );
     return;
   }
@@ -210,6 +210,7 @@ async function refresh({ quiet = false } = {}) {
     showTopReasons(gen, f, quiet),
     showTopOrigins(gen, f, s, quiet),
     showDecisions(gen, f, s, quiet),
+    showThrottled(gen, f, quiet),
   ]);
   if (gen === generation && s.detail) openDetail(s.detail);
   if (gen === generation && liveButton.getAttribute('aria-pressed') === 'true') {
@@ -356,6 +357,36 @@ function showDecisions(gen, f, s, quiet) {
       page.next ? h('button', { type: 'button', class: 'button', testid: 'page-older', onclick: () => go({ cursor: page.next, live: '' }) }, 'Older decisions →') : null,
     );
     freshCount = fresh;
+  });
+}
+
+// ---- Throttled traffic ----
+
+const THROTTLED_COLUMNS = [
+  { label: 'Minute', cell: (t) => time(t.time), class: 'nowrap' },
+  { label: 'Project', cell: (t) => (t.overflow ? h('span', { class: 'subtle' }, '(overflow)') : h('code', {}, t.projectId)) },
+  { label: 'Client IP', cell: (t) => (t.overflow ? h('span', { class: 'subtle' }, '(overflow)') : h('code', {}, t.clientIp || '—')) },
+  { label: 'Reason', cell: (t) => h('code', {}, t.reason) },
+  { label: 'Requests', cell: (t) => num(t.count), num: true },
+];
+
+// showThrottled shows what the ingresses refused in the range (and
+// project): the totals by reason and the largest counts.
+function showThrottled(gen, f, quiet) {
+  const el = byId('throttled');
+  const query = { since: f.since, until: f.until, limit: 20 };
+  if (f.project) query.project = f.project;
+  return fetchInto(el, 'Counting throttled requests…', quiet, gen, () => api('/audit/throttled', { query }), (d) => {
+    if (!d.total) {
+      empty(el, 'No throttled requests in this range.', 'Requests over a rate limit would show here, counted per minute.');
+      return;
+    }
+    fill(el,
+      h('p', { testid: 'throttled-totals' }, `${num(d.total)} request${d.total === 1 ? '' : 's'} refused: `,
+        d.byReason.map((r, i) => [i ? ', ' : '', h('code', {}, r.key), ` ${num(r.count)}`])),
+      table({ caption: 'Throttled requests, newest minute first', testid: 'throttled-table', rows: d.items, columns: THROTTLED_COLUMNS,
+        rowAttrs: () => ({ dataset: { testid: 'throttled-row' } }) }),
+    );
   });
 }
 
