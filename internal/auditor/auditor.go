@@ -216,12 +216,19 @@ type source struct {
 	consumer string
 	config   func(bus.AuditSettings) jetstream.ConsumerConfig
 	table    audit.Table
+	// republished says that the source's publisher sends an event again,
+	// under its id, when it did not see JetStream take it (the ingress's
+	// throttled counts, retried for up to ten minutes, beyond the
+	// stream's duplicate window): every batch is looked up before its
+	// insert, not only one JetStream delivered again. Such a source is
+	// small (a bounded number of rows a minute), so its lookups are too.
+	republished bool
 }
 
 var sources = []source{
 	{stream: events.StreamDecisions, consumer: events.ConsumerAuditDecisions, config: bus.AuditDecisionsConsumer, table: audit.DecisionsTable},
 	{stream: events.StreamAdmin, consumer: events.ConsumerAuditAdmin, config: bus.AuditAdminConsumer, table: audit.AdminTable},
-	{stream: events.StreamThrottled, consumer: events.ConsumerAuditThrottled, config: bus.AuditThrottledConsumer, table: audit.ThrottledTable},
+	{stream: events.StreamThrottled, consumer: events.ConsumerAuditThrottled, config: bus.AuditThrottledConsumer, table: audit.ThrottledTable, republished: true},
 }
 
 // Auditor is the auditor role.
@@ -389,7 +396,7 @@ func (a *Auditor) reachClickHouse(ctx context.Context) {
 func (a *Auditor) storeBatch(src source) worker.BatchHandler {
 	return func(ctx context.Context, msgs []jetstream.Msg) []error {
 		results := make([]error, len(msgs))
-		b := batch{msgs: msgs, results: results}
+		b := batch{msgs: msgs, results: results, check: src.republished}
 		seen := make(map[audit.Key]bool, len(msgs))
 		for i, m := range msgs {
 			row, err := src.table.Row(m.Subject(), m.Data())
