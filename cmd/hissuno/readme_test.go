@@ -19,6 +19,8 @@ package main
 //	          (TestReadmeComposeExample); deploy/compose_test.go checks the
 //	          compose file itself
 //	html      run in headless Chromium by widget/browser_test.go
+//	xml       a ClickHouse config fragment: well-formed, and the cluster's
+//	          is exactly what the cluster tests write (checkReadmeXML)
 //	(none)    diagrams and synopses, not run
 //
 // Any other info string fails the test, so a new kind of example cannot
@@ -28,8 +30,10 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"encoding/xml"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -456,8 +460,10 @@ func TestReadmeExamples(t *testing.T) {
 		case "html":
 			// Run in headless Chromium by widget/browser_test.go (the
 			// readme-snippet scenario), which reads it from README.md.
+		case "xml":
+			checkReadmeXML(t, b)
 		default:
-			t.Errorf("README line %d: code block %q: no test knows how to run it (use sh, sh norun, sh compose, sql, json, html, or no info string)", b.line, b.info)
+			t.Errorf("README line %d: code block %q: no test knows how to run it (use sh, sh norun, sh compose, sql, json, html, xml, or no info string)", b.line, b.info)
 		}
 	}
 	if len(sh) == 0 {
@@ -772,4 +778,29 @@ func readmeUnquote(args []string) []string {
 		out[i] = strings.Trim(a, `'"`)
 	}
 	return out
+}
+
+// checkReadmeXML checks an xml block: a fragment of a ClickHouse config.xml
+// (inside <yandex>) that parses, and, for the replicated audit's, exactly
+// what localclickhouse.ClusterConfig writes for the cluster tests, with
+// the README's host names.
+func checkReadmeXML(t *testing.T, b readmeBlock) {
+	t.Helper()
+	d := xml.NewDecoder(strings.NewReader("<yandex>" + b.text + "</yandex>"))
+	for {
+		_, err := d.Token()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			t.Errorf("README line %d: xml block: %v", b.line, err)
+			return
+		}
+	}
+	if strings.Contains(b.text, "<remote_servers>") {
+		want := localclickhouse.ClusterConfig("hissuno", "zk1:2181", []string{"ch1:9000", "ch2:9000"}, 0)
+		if strings.TrimSpace(b.text) != strings.TrimSpace(want) {
+			t.Errorf("README line %d: the cluster's config is not what the cluster tests write (localclickhouse.ClusterConfig):\n%s\nwant:\n%s", b.line, b.text, want)
+		}
+	}
 }
