@@ -1,6 +1,7 @@
 package audit
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -8,6 +9,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -340,6 +342,10 @@ const storedChunk = 1000
 // missing, so that no row is ever stored twice by a live auditor.
 func Stored(ctx context.Context, conn driver.Conn, t Table, keys []Key) (map[Key]bool, error) {
 	stored := map[Key]bool{}
+	// By project, so that each lookup names few projects and reads only
+	// their rows of the batch's time (a batch holds every project's).
+	keys = slices.Clone(keys)
+	slices.SortFunc(keys, func(a, b Key) int { return cmp.Or(cmp.Compare(a.Project, b.Project), cmp.Compare(a.Time, b.Time)) })
 	for lo := 0; lo < len(keys); lo += storedChunk {
 		chunk := keys[lo:min(lo+storedChunk, len(keys))]
 		projects := map[string]bool{}
