@@ -257,22 +257,28 @@ func Stats(ctx context.Context, conn driver.Conn, f Filter, by Group) ([]Stat, e
 	if !ok {
 		return nil, fmt.Errorf("--by %q: use decision, reason, origin, user or hour", by)
 	}
+	return groupStats(ctx, conn, "count()", "hissuno_decisions", expr, by == ByHour, f.decisions(), f.Limit, "stats")
+}
+
+// groupStats runs SELECT key, measure FROM table WHERE c GROUP BY key: the
+// largest first (in time order for an hourly key), at most limit groups
+// (all when limit is 0). what names the rows in an error.
+func groupStats(ctx context.Context, conn driver.Conn, measure, table, key string, hourly bool, c *conds, limit int, what string) ([]Stat, error) {
 	order := "n DESC, k"
-	if by == ByHour {
+	if hourly {
 		order = "k"
 	}
-	c := f.decisions()
-	q := "SELECT " + expr + " AS k, count() AS n FROM hissuno_decisions" + c.String() + " GROUP BY k ORDER BY " + order
+	q := "SELECT " + key + " AS k, " + measure + " AS n FROM " + table + c.String() + " GROUP BY k ORDER BY " + order
 	args := c.args
-	if f.Limit > 0 {
+	if limit > 0 {
 		q += " LIMIT ?"
-		args = append(args, f.Limit)
+		args = append(args, limit)
 	}
 	rows, err := conn.Query(ctx, q, args...)
 	if err != nil {
 		return nil, queryError(err)
 	}
-	return collect(rows, "stats", func(rows driver.Rows) (Stat, error) {
+	return collect(rows, what, func(rows driver.Rows) (Stat, error) {
 		var s Stat
 		err := rows.Scan(&s.Key, &s.Count)
 		return s, err

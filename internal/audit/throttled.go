@@ -93,24 +93,5 @@ func ThrottledStats(ctx context.Context, conn driver.Conn, f Filter, by Group) (
 	if !ok {
 		return nil, fmt.Errorf("--by %q: use reason, project, ip or hour", by)
 	}
-	order := "n DESC, k"
-	if by == ThrottledByHour {
-		order = "k"
-	}
-	c := f.throttled()
-	q := "SELECT " + expr + " AS k, sum(count) AS n FROM hissuno_throttled" + c.String() + " GROUP BY k ORDER BY " + order
-	args := c.args
-	if f.Limit > 0 {
-		q += " LIMIT ?"
-		args = append(args, f.Limit)
-	}
-	rows, err := conn.Query(ctx, q, args...)
-	if err != nil {
-		return nil, queryError(err)
-	}
-	return collect(rows, "throttled stats", func(rows driver.Rows) (Stat, error) {
-		var s Stat
-		err := rows.Scan(&s.Key, &s.Count)
-		return s, err
-	})
+	return groupStats(ctx, conn, "sum(count)", "hissuno_throttled", expr, by == ThrottledByHour, f.throttled(), f.Limit, "throttled stats")
 }
