@@ -196,19 +196,26 @@ func TestAbuseDrill(t *testing.T) {
 	// The one address gets 429s once it has sent more than its bucket
 	// holds by then; a slow machine (the race detector) may not send that
 	// much in the first phase.
+	// A machine too slow to send more than the bucket holds (the flood
+	// waits for each answer, and under -race on a loaded machine the
+	// pipeline answers a few hundred a second) cannot show a 429 here;
+	// TestFloodThrottled and TestRateLimitPerIP show it apart.
 	var sent int
 	var spent time.Duration
+	exceeded := false
 	for i, r := range results[:2] {
 		for _, n := range r.counts {
 			sent += n
 		}
 		spent += r.elapsed
-		if over := float64(sent) > float64(ipL.Burst)+ipL.Rate*spent.Seconds()+edge; over && r.counts[http.StatusTooManyRequests] == 0 {
+		over := float64(sent) > float64(ipL.Burst)+ipL.Rate*spent.Seconds()+edge
+		exceeded = exceeded || over
+		if over && r.counts[http.StatusTooManyRequests] == 0 {
 			t.Errorf("phase %d (%s): %d requests from one address by its end, over its bucket, and no 429: %v", i+1, phases[i].name, sent, r.counts)
 		}
 	}
-	if results[0].counts[http.StatusTooManyRequests]+results[1].counts[http.StatusTooManyRequests] == 0 {
-		t.Errorf("phases 1 and 2 from one address: no 429 at all: %v, %v", results[0].counts, results[1].counts)
+	if !exceeded {
+		t.Logf("phases 1 and 2 sent %d requests from one address in %s, within its bucket (%d + %.0f/s): no 429 was due", sent, spent.Round(time.Millisecond), ipL.Burst, ipL.Rate)
 	}
 	for i, r := range results {
 		if n := r.counts[http.StatusServiceUnavailable]; n > 0 {
