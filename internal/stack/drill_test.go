@@ -15,7 +15,8 @@ package stack_test
 // (default 20 s) and at least until drillMinFulls stream-fulls went through,
 // so that it passes at least as many stream-fulls as the real hour (a
 // stream that refuses decisions never gets there: the flood then stops at
-// three times the duration). The auditor inserts every drillBatchWait (not
+// six times the duration; CI under -race, all packages at once, has taken
+// 60 s for 2.8). The auditor inserts every drillBatchWait (not
 // 1 s): its backlog must stay well under the small stream, as the default
 // one (1 to 2 s of traffic, BENCHMARKS.md) stays far under the 20 minutes
 // the flood would take to fill 8 GiB. Every decision must then be in
@@ -120,7 +121,7 @@ func TestFloodDrill(t *testing.T) {
 	flood := startFlood(ctx, st.HTTPAddr, drillFloodWorkers)
 	legit := site.run(ctx, drillLegitEvery)
 	start := time.Now()
-	deadline := start.Add(3 * duration) // a stream that refuses never gets to drillMinFulls
+	deadline := start.Add(6 * duration) // a stream that refuses never gets to drillMinFulls
 	stacktest.Eventually(t, 3*duration+time.Minute, "the drill's duration and stream-fulls", func() error {
 		if elapsed := time.Since(start); elapsed < duration {
 			return fmt.Errorf("%s of the %s drill done", elapsed.Round(time.Second), duration)
