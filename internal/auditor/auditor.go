@@ -90,7 +90,8 @@ type Config struct {
 	// bus.DefaultAuditAckWait (1 min).
 	AckWait time.Duration
 	// Inserts is how many batches are inserted at once, per table; default
-	// 2, so that fetching and decoding the next batch overlaps an insert.
+	// 2, so that fetching and decoding the next batch overlaps an insert
+	// (the throttled counts, looked up before every insert: one).
 	Inserts int
 	// StoredGrace is how long a decision the auditor has stored may stay
 	// in the decisions stream for a follower still reading it (hissuno
@@ -305,12 +306,20 @@ func (a *Auditor) Run(ctx context.Context) error {
 			}
 			return fmt.Errorf("auditor: consumer %s: %w", src.consumer, err)
 		}
+		inserts := a.cfg.Inserts
+		if src.republished {
+			// One batch at a time: a copy republished under another
+			// Nats-Msg-Id can sit in the batch after its original's, and two
+			// batches stored side by side would each look the other's rows
+			// up before either was inserted, and store both.
+			inserts = 1
+		}
 		loops = append(loops, worker.Config{
 			Name:      src.consumer,
 			Consumer:  cons,
 			Settler:   &worker.Settler{JS: a.js, Stream: src.stream, Log: a.log},
 			Log:       a.log,
-			Workers:   a.cfg.Inserts,
+			Workers:   inserts,
 			BatchSize: a.cfg.BatchSize,
 			BatchWait: a.cfg.BatchWait,
 		})

@@ -140,3 +140,42 @@ func TestAuditorStoresThrottledCountsOnce(t *testing.T) {
 		t.Errorf("by project: %v", byProject)
 	}
 }
+
+// TestThrottledCopiesInConcurrentBatches: a count and the copy an ingress
+// republished under another Nats-Msg-Id land in consecutive batches, which
+// an auditor inserting several batches at once would look up and insert
+// side by side, each finding the other not stored yet: every count must
+// still be stored once.
+func TestThrottledCopiesInConcurrentBatches(t *testing.T) {
+	t.Parallel()
+	dsn, conn := stacktest.ClickHouseConn(t)
+	ns, js := natsJS(t)
+	const ingress, batch, counts = "ingress.i-2", 4, 64
+	minute := time.Now().UTC().Truncate(time.Minute)
+	for first := 0; first < counts; first += batch {
+		var group []events.Throttled
+		for i := first; i < first+batch; i++ {
+			group = append(group, events.Throttled{SchemaVersion: events.SchemaVersion, ID: fmt.Sprintf("thr_pair_%d", i), Ingress: ingress, Minute: minute,
+				ProjectID: events.ThrottledUnknownProject, ClientIP: fmt.Sprintf("198.51.100.%d", i), Reason: events.ThrottleUnseenProject, Count: 1})
+		}
+		// A batch of counts, then a batch of their copies.
+		for _, e := range group {
+			publishThrottled(t, js, events.ThrottledSubject(ingress), e, e.ID)
+		}
+		for _, e := range group {
+			publishThrottled(t, js, events.ThrottledSubject(ingress), e, e.ID+"-republished")
+		}
+	}
+	startAuditor(t, t.Context(), ns, auditor.Config{ClickHouseDSN: dsn, BatchSize: batch, BatchWait: 20 * time.Millisecond, Inserts: 8})
+	stacktest.Eventually(t, time.Minute, "every count stored", func() error {
+		b, _, err := auditor.Backlog(stacktest.Context(t, 10*time.Second), js, events.StreamThrottled, events.ConsumerAuditThrottled)
+		if err != nil || b != 0 {
+			return fmt.Errorf("a backlog of %d counts (%v)", b, err)
+		}
+		return nil
+	})
+	n, err := tryCount(conn, "SELECT count() FROM hissuno_throttled")
+	if err != nil || n != counts {
+		t.Fatalf("%d rows stored (%v), want %d: a count and its copy were inserted side by side", n, err, counts)
+	}
+}
