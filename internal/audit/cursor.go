@@ -125,6 +125,9 @@ func parsePosition(s string, kind byte) (position, error) {
 // that ClickHouse skips the partitions and granules of later times.
 func (p position) after(c *conds, idColumn string) {
 	c.add("time <= toDateTime(?)", p.sec)
+	if c.until == 0 || p.sec+1 < c.until {
+		c.until = p.sec + 1
+	}
 	c.add("(time < toDateTime(?) OR time_us < ? OR (time_us = ? AND "+idColumn+" < ?))", p.sec, p.us, p.us, p.id)
 }
 

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 	"time"
 
@@ -55,6 +56,44 @@ type Filter struct {
 type conds struct {
 	sql  []string
 	args []any
+	// since and until are the time range the clause selects, DateTime
+	// seconds, until excluded (both 0 when it has none): the newest rows
+	// are looked for in windows at its end first (window).
+	since, until int64
+	// narrow is whether it selects some projects or one user only: few
+	// rows, or narrow ranges of the primary index, read without windows
+	// (which would only add queries: a user's month over every project
+	// took 0.21 s at once, 0.46 s in five windows).
+	narrow bool
+}
+
+// clone is a copy of c that conditions can be added to.
+func (c *conds) clone() *conds {
+	d := *c
+	d.sql, d.args = slices.Clone(c.sql), slices.Clone(c.args)
+	return &d
+}
+
+// Windows: the newest rows of a long range are looked for in the last hour
+// of it first, then in a range eight times longer, and so on (window).
+const (
+	firstWindow  = 3600
+	windowGrowth = 8
+)
+
+// window is c restricted to the last w seconds of its range, and whether
+// that covers the whole range (then it is c itself). ClickHouse reads only
+// the window's granules, so that the newest hundred decisions of a month
+// over every project read an hour of it when it holds them (issue 16: 1.3 s
+// to 0.13 s for 20 M decisions); a growth of eight costs at most a seventh
+// more than reading the range at once when it does not.
+func (c *conds) window(w int64) (*conds, bool) {
+	if c.narrow || c.until == 0 || c.until-w <= c.since {
+		return c, true
+	}
+	d := c.clone()
+	d.add("time >= toDateTime(?)", c.until-w)
+	return d, false
 }
 
 // add appends a condition and the values of its placeholders.
@@ -93,11 +132,12 @@ func (c *conds) String() string { return " WHERE " + strings.Join(c.sql, " AND "
 // range and the project.
 func (f Filter) common() *conds {
 	since, until := f.span()
-	c := &conds{}
+	c := &conds{since: since, until: until}
 	c.add("time >= toDateTime(?)", since)
 	c.add("time < toDateTime(?)", until)
 	c.eq("project_id", f.ProjectID)
 	c.in("project_id", f.Projects)
+	c.narrow = f.ProjectID != "" || f.Projects != nil || f.UserID != ""
 	return c
 }
 
@@ -329,13 +369,7 @@ type AdminRecord struct {
 // AdminEvents returns admin events matching f (projects, time range, user,
 // kind, actor), newest first, each once.
 func AdminEvents(ctx context.Context, conn driver.Conn, f Filter) ([]AdminRecord, error) {
-	c := f.admin()
-	q := "SELECT " + AdminColumns + " FROM hissuno_admin_events" + c.String() + " ORDER BY time DESC, time_us DESC, event_id LIMIT 1 BY event_id LIMIT ?"
-	rows, err := conn.Query(ctx, q, append(c.args, limit(f.Limit))...)
-	if err != nil {
-		return nil, queryError(err)
-	}
-	return collect(rows, "admin events", scanAdminRecord)
+	return adminPages.newest(ctx, conn, f.admin(), limit(f.Limit))
 }
 
 // scanAdminRecord reads a row of AdminColumns.

@@ -406,7 +406,7 @@ func questions(t *testing.T, ctx context.Context, conn driver.Conn, now time.Tim
 		question{name: "query --admin, 30 days", code: func(ctx context.Context) (int, error) {
 			r, err := audit.AdminEvents(ctx, conn, audit.Filter{Since: month})
 			return len(r), err
-		}, plain: "SELECT " + audit.AdminColumns + " FROM hissuno_admin_events WHERE " + span + " ORDER BY time DESC, time_us DESC, event_id LIMIT 100", args: m},
+		}, plain: "SELECT " + audit.AdminColumns + " FROM hissuno_admin_events WHERE " + span + " ORDER BY time DESC, time_us DESC, event_id DESC LIMIT 100", args: m},
 		question{name: "console: CSV export, one project, 30 days", code: func(ctx context.Context) (int, error) {
 			return audit.ExportDecisions(ctx, conn, audit.Filter{ProjectID: project, Since: month}, 1_000_000, func(audit.Record) error { return nil })
 		}, plain: "SELECT " + cols + " FROM hissuno_decisions WHERE " + span + " AND project_id = ?" + order + " LIMIT 1000001",
