@@ -30,12 +30,16 @@ func runBench(env Env, args []string) error {
 	fs.StringVar(&cfg.Vegeta, "vegeta", "", "open loop: path of a vegeta binary (go install github.com/tsenart/vegeta/v12@v12.12.0) to load the pipeline with too, after the bench's own e2e load at each rate, to compare their figures")
 	fs.IntVar(&cfg.AuditBatchSize, "audit-batch-size", 0, "the auditor's most rows an insert (0: its default, 10,000)")
 	fs.DurationVar(&cfg.AuditBatchWait, "audit-batch-wait", 0, "the auditor's longest wait to fill an insert (0: its default, 1s)")
+	auditorNice := fs.Int("auditor-nice", -1, "run the auditor as its own process (`hissuno auditor`, as in production) at this nice level, 0–19; -1: inside the bench's process")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
 	memProfile := fs.String("memprofile", "", "write an allocation profile to this file at the end")
 	blockProfile := fs.String("blockprofile", "", "write a blocking profile to this file at the end")
 	_, err := parse(fs, args)
 	if err != nil {
 		return err
+	}
+	if *auditorNice != -1 {
+		cfg.AuditorProcess, cfg.AuditorNice = true, *auditorNice
 	}
 	if *rates != "" {
 		if cfg.Rates, err = bench.ParseRates(*rates); err != nil {

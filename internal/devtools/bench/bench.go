@@ -91,6 +91,11 @@ type Config struct {
 	// most that many rows, or that long); zero keeps auditor's defaults.
 	AuditBatchSize int
 	AuditBatchWait time.Duration
+	// AuditorProcess runs the auditor as its own process (`hissuno
+	// auditor`, as production does) at nice level AuditorNice (0–19);
+	// otherwise it runs inside the bench's process with the other roles.
+	AuditorProcess bool
+	AuditorNice    int
 	// Vegeta, when set, is the path of a vegeta binary: after each
 	// open-loop e2e load, vegeta loads the pipeline too, at the same rate
 	// with the same requests, and the report shows its figures beside the
@@ -140,6 +145,8 @@ func (c Config) Validate() error {
 		return errors.New("bench: --duration must be at least 1s")
 	case c.Rounds < 1 || c.Duration/time.Duration(c.Rounds) < 500*time.Millisecond:
 		return errors.New("bench: --rounds must be at least 1, with slices (--duration / --rounds) of at least 500ms")
+	case c.AuditorProcess && (c.AuditorNice < 0 || c.AuditorNice > 19):
+		return fmt.Errorf("bench: --auditor-nice %d: give 0 to 19, or -1 for the auditor inside the bench's process", c.AuditorNice)
 	case c.Concurrency < 1 || c.Concurrency > 10000:
 		return errors.New("bench: --concurrency must be 1 to 10000")
 	case c.Verifiers < 1 || c.Verifiers > 64:
@@ -270,10 +277,14 @@ func Run(ctx context.Context, cfg Config, log zerolog.Logger) (Result, error) {
 		defer drop()
 		dsn = runDSN
 	}
+	inProcessAudit := dsn
+	if cfg.AuditorProcess {
+		inProcessAudit = ""
+	}
 	st, err := stack.Start(ctx, stack.Config{
 		DataDir:       filepath.Join(dir, "stack"),
 		Verifiers:     cfg.Verifiers,
-		ClickHouseDSN: dsn,
+		ClickHouseDSN: inProcessAudit,
 		Superuser:     benchUser,
 		Auditor:       auditor.Config{BatchSize: cfg.AuditBatchSize, BatchWait: cfg.AuditBatchWait},
 		// The load comes from one address at full speed, up to 10,000
@@ -284,6 +295,14 @@ func Run(ctx context.Context, cfg Config, log zerolog.Logger) (Result, error) {
 		return Result{}, err
 	}
 	defer st.Stop()
+	if dsn != "" && inProcessAudit == "" {
+		ap, err := startAuditorProcess(ctx, st, dsn, cfg.AuditorNice, cfg)
+		if err != nil {
+			return Result{}, err
+		}
+		defer ap.stop()
+		fmt.Fprintf(cfg.Out, "auditor: its own process (hissuno auditor), nice %d\n", cfg.AuditorNice)
+	}
 	if cfg.BlockProfileRate > 0 {
 		runtime.SetBlockProfileRate(cfg.BlockProfileRate)
 	}

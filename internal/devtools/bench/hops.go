@@ -3,6 +3,7 @@ package bench
 import (
 	"fmt"
 	"math"
+	rmetrics "runtime/metrics"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -33,7 +34,40 @@ type HopStat struct {
 // hops, the whole request as the ingress timed it, and the auditor's
 // inserts (one an audit batch, not one a request).
 func hopNames() []string {
-	return append(append([]string{}, metrics.Hops...), hopHTTP, "audit_insert (decisions)")
+	return append(append([]string{}, metrics.Hops...), hopHTTP, "audit_insert (decisions)", hopSched, hopGCPause)
+}
+
+// The Go runtime's own histograms of this process (every role of the
+// bench's stack, its NATS server and its load generator): how long a
+// goroutine made runnable waited for a CPU (a hand-off's cost), and the
+// garbage collector's stop-the-world pauses.
+const (
+	hopSched   = "go: runnable → running"
+	hopGCPause = "go: GC stop-the-world"
+)
+
+// runtimeHists reads the runtime's scheduler-latency and GC-pause
+// histograms (runtime/metrics) as cumulative Prometheus-style buckets.
+func runtimeHists() map[string]*promHist {
+	samples := []rmetrics.Sample{{Name: "/sched/latencies:seconds"}, {Name: "/sched/pauses/total/gc:seconds"}}
+	rmetrics.Read(samples)
+	out := map[string]*promHist{}
+	for i, name := range []string{hopSched, hopGCPause} {
+		if samples[i].Value.Kind() != rmetrics.KindFloat64Histogram {
+			continue
+		}
+		rh := samples[i].Value.Float64Histogram()
+		h := &promHist{name: name}
+		var cum uint64
+		for j, c := range rh.Counts {
+			cum += c
+			h.upper = append(h.upper, rh.Buckets[j+1])
+			h.counts = append(h.counts, cum)
+		}
+		h.total = cum
+		out[name] = h
+	}
+	return out
 }
 
 // hopHTTP is the whole request as the ingress timed it.
@@ -67,6 +101,9 @@ func gatherHops() ([]promHist, error) {
 				h.add(m.GetHistogram())
 			}
 		}
+	}
+	for name, h := range runtimeHists() {
+		byName[name] = h
 	}
 	out := make([]promHist, 0, len(byName))
 	for _, n := range hopNames() {

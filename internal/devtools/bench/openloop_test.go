@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"math/rand/v2"
+	"runtime"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -212,5 +213,36 @@ func TestPromQuantile(t *testing.T) {
 	d := diffHops([]promHist{{upper: h.upper, counts: []uint64{10, 20, 30}, total: 30}}, []promHist{h})
 	if d[0].total != 70 || d[0].counts[0] != 40 {
 		t.Errorf("diff: %+v", d[0])
+	}
+}
+
+// TestRuntimeHists reads the scheduler's and the collector's histograms as
+// cumulative buckets the hop report can diff.
+func TestRuntimeHists(t *testing.T) {
+	done := make(chan struct{})
+	for range 100 {
+		go func() { done <- struct{}{} }()
+	}
+	for range 100 {
+		<-done
+	}
+	runtime.GC()
+	hs := runtimeHists()
+	for _, name := range []string{hopSched, hopGCPause} {
+		h := hs[name]
+		if h == nil || h.total == 0 {
+			t.Fatalf("%s: no observations (%+v)", name, h)
+		}
+		if len(h.upper) != len(h.counts) || h.counts[len(h.counts)-1] != h.total {
+			t.Fatalf("%s: %d bounds, %d counts, last %d, total %d", name, len(h.upper), len(h.counts), h.counts[len(h.counts)-1], h.total)
+		}
+		for i := 1; i < len(h.counts); i++ {
+			if h.counts[i] < h.counts[i-1] || h.upper[i] < h.upper[i-1] {
+				t.Fatalf("%s: not cumulative at bucket %d", name, i)
+			}
+		}
+		if q := h.quantile(0.5); q < 0 {
+			t.Fatalf("%s: p50 %s", name, q)
+		}
 	}
 }
