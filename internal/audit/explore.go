@@ -368,8 +368,8 @@ const (
 var Splits = []Split{SplitDecision, SplitReason}
 
 var splitKeys = map[Split]string{
-	SplitDecision: groupKeys[ByDecision],
-	SplitReason:   groupKeys[ByReason],
+	SplitDecision: groupKeys[ByDecision].show,
+	SplitReason:   groupKeys[ByReason].show,
 }
 
 // MaxBuckets bounds the buckets in a Series' range.

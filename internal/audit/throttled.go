@@ -93,5 +93,5 @@ func ThrottledStats(ctx context.Context, conn driver.Conn, f Filter, by Group) (
 	if !ok {
 		return nil, fmt.Errorf("--by %q: use reason, project, ip or hour", by)
 	}
-	return groupStats(ctx, conn, "sum(count)", "hissuno_throttled", expr, by == ThrottledByHour, f.throttled(), f.Limit, "throttled stats")
+	return groupStats(ctx, conn, "sum(count)", "hissuno_throttled", sameKey(expr), by == ThrottledByHour, f.throttled(), f.Limit, "throttled stats")
 }
