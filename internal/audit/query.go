@@ -335,7 +335,7 @@ const (
 // groupKey is a grouping's key in SQL: what rows are grouped by, and the
 // key shown, an expression of it computed once a group rather than once a
 // row (grouping 20 M decisions by the user_id column rather than by
-// if(user_id = ”, …) took 1.1 s instead of 1.3 s).
+// the if() that shows an empty one as (none)) took 1.1 s instead of 1.3 s).
 type groupKey struct{ group, show string }
 
 // sameKey is a key shown as it is grouped.
