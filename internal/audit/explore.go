@@ -110,8 +110,8 @@ func (l listing[T]) page(ctx context.Context, conn driver.Conn, c *conds, cursor
 // newest reads the n newest rows c selects, each once, in the order (time,
 // time_us, id) descending; an empty slice, never nil, when there are none.
 //
-// A small table's rows are read in one query (newestWhole). Otherwise it reads without
-// FINAL, which on ClickHouse merges every part of the
+// A small table's rows are read in one query (newestWhole). Other tables
+// are read without FINAL, which on ClickHouse merges every part of the
 // range before it can sort (a second for a day of a million decisions):
 // first the narrow (time, time_us, id, project) of twice as many rows as it needs,
 // dropping the copies a redelivered batch stored (identical rows, so
@@ -537,7 +537,7 @@ func Users(ctx context.Context, conn driver.Conn, f Filter, cursor string) (User
 	}
 	q += " ORDER BY last_us DESC, project_id DESC, user_id DESC LIMIT ?"
 	limit := n + 1
-	if cursor == "" {
+	if cands != nil {
 		// The candidates' projects and ids may also pair as users that are
 		// not candidates (a user id of two projects): read them all, keep the
 		// candidates.
