@@ -7,6 +7,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -25,9 +27,9 @@ type auditorProcess struct {
 }
 
 // startAuditorProcess starts the auditor against the stack's NATS as the
-// auditor user, writing to dsn, reniced to nice (0–19), and waits until it
-// is ready.
-func startAuditorProcess(ctx context.Context, st *stack.Stack, dsn string, nice int, cfg Config) (*auditorProcess, error) {
+// auditor user, writing to dsn with cfg's batches, at nice level
+// cfg.AuditorNice, and waits until it is ready.
+func startAuditorProcess(ctx context.Context, st *stack.Stack, dsn string, cfg Config) (*auditorProcess, error) {
 	exe, err := os.Executable()
 	if err != nil {
 		return nil, err
@@ -51,17 +53,20 @@ func startAuditorProcess(ctx context.Context, st *stack.Stack, dsn string, nice 
 	if cfg.AuditBatchWait > 0 {
 		args = append(args, "--batch-wait", cfg.AuditBatchWait.String())
 	}
-	cmd := exec.Command(exe, args...)
+	// Through nice(1), so that every thread of the process starts at that
+	// priority: renicing it once it runs changes one thread, and only the
+	// threads it makes afterwards inherit it (the report checks them all).
+	nice, err := exec.LookPath("nice")
+	if err != nil {
+		return nil, fmt.Errorf("bench: --auditor-nice needs nice(1) (coreutils): %w", err)
+	}
+	cmd := exec.Command(nice, append([]string{"-n", strconv.Itoa(cfg.AuditorNice), exe}, args...)...)
 	cmd.Env = append(os.Environ(), "HISSUNO_NATS_PASSWORD="+creds.Password)
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("bench: start the auditor: %w", err)
 	}
 	p := &auditorProcess{cmd: cmd, metrics: addr}
-	if err := syscall.Setpriority(syscall.PRIO_PROCESS, cmd.Process.Pid, nice); err != nil {
-		p.stop()
-		return nil, fmt.Errorf("bench: renice the auditor to %d: %w", nice, err)
-	}
 	client := &http.Client{Timeout: time.Second}
 	for start := time.Now(); ; {
 		resp, err := client.Get("http://" + addr + "/readyz")
@@ -82,6 +87,36 @@ func startAuditorProcess(ctx context.Context, st *stack.Stack, dsn string, nice 
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
+}
+
+// threadNices are the nice levels of the process's threads, from
+// /proc/PID/task/*/stat (field 19), each level once.
+func (p *auditorProcess) threadNices() (nices []int, threads int, err error) {
+	dir := "/proc/" + strconv.Itoa(p.cmd.Process.Pid) + "/task"
+	tasks, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, 0, err
+	}
+	for _, t := range tasks {
+		b, err := os.ReadFile(filepath.Join(dir, t.Name(), "stat"))
+		if err != nil {
+			continue // a thread that ended
+		}
+		_, rest, ok := strings.Cut(string(b), ") ")
+		f := strings.Fields(rest)
+		if !ok || len(f) < 17 {
+			return nil, 0, fmt.Errorf("bench: %s/%s/stat: unexpected format", dir, t.Name())
+		}
+		n, err := strconv.Atoi(f[16])
+		if err != nil {
+			return nil, 0, fmt.Errorf("bench: %s/%s/stat: nice %q: %w", dir, t.Name(), f[16], err)
+		}
+		threads++
+		if !slices.Contains(nices, n) {
+			nices = append(nices, n)
+		}
+	}
+	return nices, threads, nil
 }
 
 // stop ends the auditor (SIGTERM: it finishes its batch) and waits.

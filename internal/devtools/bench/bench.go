@@ -296,12 +296,16 @@ func Run(ctx context.Context, cfg Config, log zerolog.Logger) (Result, error) {
 	}
 	defer st.Stop()
 	if dsn != "" && inProcessAudit == "" {
-		ap, err := startAuditorProcess(ctx, st, dsn, cfg.AuditorNice, cfg)
+		ap, err := startAuditorProcess(ctx, st, dsn, cfg)
 		if err != nil {
 			return Result{}, err
 		}
 		defer ap.stop()
-		fmt.Fprintf(cfg.Out, "auditor: its own process (hissuno auditor), nice %d\n", cfg.AuditorNice)
+		nices, threads, err := ap.threadNices()
+		if err != nil {
+			return Result{}, err
+		}
+		fmt.Fprintf(cfg.Out, "auditor: its own process (hissuno auditor), nice %d; its %d threads at nice %v\n", cfg.AuditorNice, threads, nices)
 	}
 	if cfg.BlockProfileRate > 0 {
 		runtime.SetBlockProfileRate(cfg.BlockProfileRate)
