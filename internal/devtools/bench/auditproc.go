@@ -3,7 +3,6 @@ package bench
 import (
 	"context"
 	"fmt"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -22,8 +21,7 @@ import (
 // its once-a-second batches then wait for a free core instead of taking
 // one from a request.
 type auditorProcess struct {
-	cmd     *exec.Cmd
-	metrics string // its /metrics address
+	cmd *exec.Cmd
 }
 
 // startAuditorProcess starts the auditor against the stack's NATS as the
@@ -66,27 +64,12 @@ func startAuditorProcess(ctx context.Context, st *stack.Stack, dsn string, cfg C
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("bench: start the auditor: %w", err)
 	}
-	p := &auditorProcess{cmd: cmd, metrics: addr}
-	client := &http.Client{Timeout: time.Second}
-	for start := time.Now(); ; {
-		resp, err := client.Get("http://" + addr + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return p, nil
-			}
-		}
-		if time.Since(start) > time.Minute {
-			p.stop()
-			return nil, fmt.Errorf("bench: the auditor was not ready within a minute")
-		}
-		select {
-		case <-ctx.Done():
-			p.stop()
-			return nil, ctx.Err()
-		case <-time.After(20 * time.Millisecond):
-		}
+	p := &auditorProcess{cmd: cmd}
+	if err := waitReady(ctx, addr, "the auditor", time.Minute); err != nil {
+		p.stop()
+		return nil, err
 	}
+	return p, nil
 }
 
 // threadNices are the nice levels of the process's threads, from

@@ -52,27 +52,35 @@ func verifierScale(ctx context.Context, creds stack.Credentials, masterKeyFile s
 		_ = cmd.Process.Signal(syscall.SIGTERM)
 		_ = cmd.Wait()
 	}()
-	client := &http.Client{Timeout: time.Second}
-	for {
-		resp, err := client.Get("http://" + addr + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				break
-			}
-		}
-		if time.Since(start) > 2*time.Minute {
-			return Scale{}, fmt.Errorf("the verifier was not ready within 2 minutes")
-		}
-		select {
-		case <-ctx.Done():
-			return Scale{}, ctx.Err()
-		case <-time.After(10 * time.Millisecond):
-		}
+	if err := waitReady(ctx, addr, "the verifier", 2*time.Minute); err != nil {
+		return Scale{}, err
 	}
 	s := Scale{Projects: projects, Ready: time.Since(start)}
 	s.RSSMiB, s.PeakMiB = rss(cmd.Process.Pid)
 	return s, nil
+}
+
+// waitReady polls the /readyz of a role's process at addr every 10 ms
+// until it answers 200, for at most within; who names it in the error.
+func waitReady(ctx context.Context, addr, who string, within time.Duration) error {
+	client := &http.Client{Timeout: time.Second}
+	for start := time.Now(); ; {
+		resp, err := client.Get("http://" + addr + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		if time.Since(start) > within {
+			return fmt.Errorf("bench: %s was not ready within %s", who, within)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
 }
 
 // rss reads a process's resident and peak resident memory in MiB.
