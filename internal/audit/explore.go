@@ -169,13 +169,22 @@ func (l listing[T]) newest(ctx context.Context, conn driver.Conn, c *conds, n in
 	if err != nil {
 		return nil, err
 	}
-	out := make([]T, 0, len(keys))
-	for _, r := range all {
+	return l.distinct(all, len(keys)), nil
+}
+
+// distinct is up to n of rows, in their order, a copy dropped as the
+// neighbour it is in that order.
+func (l listing[T]) distinct(rows []T, n int) []T {
+	out := make([]T, 0, min(n, len(rows)))
+	for _, r := range rows {
+		if len(out) == n {
+			break
+		}
 		if p := l.position(r); len(out) == 0 || p != l.position(out[len(out)-1]) {
 			out = append(out, r)
 		}
 	}
-	return out, nil
+	return out
 }
 
 // newestWhole is newest in one query of whole rows: twice as many as it
@@ -193,15 +202,7 @@ func (l listing[T]) newestWhole(ctx context.Context, conn driver.Conn, c *conds,
 		if err != nil {
 			return nil, err
 		}
-		out := make([]T, 0, min(n, len(all)))
-		for _, r := range all {
-			if len(out) == n {
-				break
-			}
-			if p := l.position(r); len(out) == 0 || p != l.position(out[len(out)-1]) {
-				out = append(out, r)
-			}
-		}
+		out := l.distinct(all, n)
 		if len(out) == n || len(all) < want {
 			return out, nil
 		}
